@@ -1,0 +1,77 @@
+# tickerd - breaking-news ticker push daemon.
+#   make            build build/tickerd and build/tickerctl
+#   make run        install what is missing, build, start Redis (if needed) and tickerd
+#   make test       install, build, run the unit and integration tests
+#   make asan-test  the same tests under AddressSanitizer and UBSan
+#   make SANITIZER=address,undefined   any build with sanitizers
+
+CC       ?= cc
+PKGS     := libwebsockets libuv hiredis jansson inih libjwt libsystemd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WERROR   ?= -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR) -Iinclude $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lm
+BUILD    ?= build
+PYTHON   ?= /usr/bin/python3
+
+ifneq ($(SANITIZER),)
+CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+
+CORE_SRC := src/id.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c
+DAEMON_SRC := $(CORE_SRC) src/metrics.c src/hub.c src/redis_uv.c src/stream.c src/net.c \
+              src/ws.c src/http.c src/main.c
+CTL_SRC  := $(CORE_SRC) src/tickerctl.c
+
+DAEMON_OBJ := $(DAEMON_SRC:src/%.c=$(BUILD)/obj/%.o)
+CTL_OBJ    := $(CTL_SRC:src/%.c=$(BUILD)/obj/%.o)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps run test unit-test integration-test asan-test bench clean format install
+
+all: $(BUILD)/tickerd $(BUILD)/tickerctl
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/tickerd/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+$(BUILD)/tickerd: $(DAEMON_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tickerctl: $(CTL_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
+
+deps:
+	@scripts/install-deps.sh
+
+run: deps all
+	@scripts/run.sh
+
+unit-test: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+integration-test: all
+	cd tests/integration && TICKERD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit-test
+	@$(MAKE) --no-print-directory integration-test
+
+asan-test: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined CFLAGS="-O1 -g" all unit-test
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined CFLAGS="-O1 -g" integration-test
+
+format:
+	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.c
+
+clean:
+	rm -rf build

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian 12 packages tickerd needs to build, run and test.
+# Only what is missing is installed; as root directly, otherwise through sudo.
+set -e
+PKGS="build-essential pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev \
+libhiredis-dev libjansson-dev libinih-dev libjwt-dev libsystemd-dev libcmocka-dev \
+redis-server redis-tools python3 python3-pytest python3-websockets python3-redis \
+python3-prometheus-client"
+[ "$1" = "--test" ] && PKGS="$PKGS valgrind openssl"
+[ "$1" = "--browser" ] && PKGS="$PKGS chromium nodejs npm"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,439 @@
+/* config.c - defaults, the INI file (libinih), key validation, the
+ * process-wide name tables and Redis URL parsing. */
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "tickerd/config.h"
+
+static const int name_max[TK_NAME_KINDS] = {TK_MAX_LANGS, TK_MAX_REGIONS, TK_MAX_CATEGORIES};
+static char *names[TK_NAME_KINDS][TK_MAX_REGIONS];
+static int name_count[TK_NAME_KINDS];
+
+int tk_name_lookup(tk_name_kind_t kind, const char *name, size_t len)
+{
+    for (int i = 0; i < name_count[kind]; i++)
+        if (strlen(names[kind][i]) == len && memcmp(names[kind][i], name, len) == 0) return i;
+    return -1;
+}
+
+int tk_name_intern(tk_name_kind_t kind, const char *name, size_t len)
+{
+    int i = tk_name_lookup(kind, name, len);
+    if (i >= 0) return i;
+    if (name_count[kind] == name_max[kind]) return -1;
+    char *copy = strndup(name, len);
+    if (!copy) return -1;
+    names[kind][name_count[kind]] = copy;
+    return name_count[kind]++;
+}
+
+const char *tk_name_of(tk_name_kind_t kind, int idx)
+{
+    return idx >= 0 && idx < name_count[kind] ? names[kind][idx] : NULL;
+}
+
+static int set_str(char **dst, const char *value)
+{
+    char *copy = strdup(value);
+    if (!copy) return -1;
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* A slug: 1..32 of [a-z0-9-]. */
+static int is_slug(const char *s, size_t len)
+{
+    if (len == 0 || len > 32) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* Parses "a,b,c" into a mask over the name table of kind, interning. */
+static int parse_name_list(tk_name_kind_t kind, const char *value, uint64_t *mask, char *err,
+                           size_t errlen)
+{
+    uint64_t m = 0;
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (!is_slug(start, (size_t)(end - start))) {
+            snprintf(err, errlen, "'%.*s' is not a slug ([a-z0-9-], 1..32 characters)",
+                     (int)(end - start), start);
+            return -1;
+        }
+        int idx = tk_name_intern(kind, start, (size_t)(end - start));
+        if (idx < 0) {
+            snprintf(err, errlen, "too many distinct names (at most %d)", name_max[kind]);
+            return -1;
+        }
+        m |= 1ULL << idx;
+        if (*p == ',') p++;
+    }
+    if (!m) {
+        snprintf(err, errlen, "the list is empty");
+        return -1;
+    }
+    *mask = m;
+    return 0;
+}
+
+static int parse_int(const char *value, int min, int max, int *out, char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || end == value || *end || v < min || v > max) {
+        snprintf(err, errlen, "'%s' is not a whole number in %d..%d", value, min, max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int set_listen(tk_config_t *cfg, const char *value, char *err, size_t errlen)
+{
+    const char *colon = strrchr(value, ':');
+    int port;
+    if (!colon || colon == value || parse_int(colon + 1, 1, 65535, &port, err, errlen)) {
+        snprintf(err, errlen, "'%s' is not ADDR:PORT", value);
+        return -1;
+    }
+    char *host = strndup(value, (size_t)(colon - value));
+    if (!host || set_str(&cfg->listen, value)) {
+        free(host);
+        return -1;
+    }
+    free(cfg->listen_host);
+    cfg->listen_host = host;
+    cfg->listen_port = port;
+    return 0;
+}
+
+typedef struct int_key {
+    const char *section, *key;
+    size_t offset;
+    int min, max;
+} int_key_t;
+
+#define IK(s, k, field, lo, hi) {s, k, offsetof(tk_config_t, field), lo, hi}
+static const int_key_t int_keys[] = {
+    IK("server", "workers", workers, 1, 256),
+    IK("server", "heartbeat_s", heartbeat_s, 1, 3600),
+    IK("redis", "grace_s", grace_s, 0, 86400),
+    IK("stream", "history_size", history_size, 1, 1000000),
+    IK("stream", "default_ttl_s", default_ttl_s, 1, 2592000),
+    IK("stream", "max_text_bytes", max_text_bytes, 1, 65536),
+    IK("replay", "default", replay_default, 0, 100000),
+    IK("replay", "max", replay_max, 0, 100000),
+    IK("limits", "max_connections", max_connections, 1, 10000000),
+    IK("limits", "max_per_ip", max_per_ip, 0, 10000000),
+    IK("limits", "max_queue_bytes", max_queue_bytes, 1024, 1 << 30),
+    IK("limits", "max_frame_bytes", max_frame_bytes, 64, 1 << 20),
+};
+
+typedef struct str_key {
+    const char *section, *key;
+    size_t offset;
+} str_key_t;
+
+#define SK(s, k, field) {s, k, offsetof(tk_config_t, field)}
+static const str_key_t str_keys[] = {
+    SK("server", "static_dir", static_dir), SK("server", "tls_cert", tls_cert),
+    SK("server", "tls_key", tls_key),       SK("redis", "url", redis_url),
+    SK("redis", "sentinels", sentinels),    SK("redis", "master_name", master_name),
+    SK("stream", "key", stream_key),        SK("auth", "jwt_secret", jwt_secret),
+    SK("auth", "allowed_origins", allowed_origins),
+};
+
+static int set_list(tk_config_t *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+    uint64_t mask;
+    if (strcmp(key, "default_lang") == 0) {
+        int idx = tk_name_intern(TK_NAME_LANG, value, strlen(value));
+        if (!is_slug(value, strlen(value)) || idx < 0) {
+            snprintf(err, errlen, "'%s' is not a language slug", value);
+            return -1;
+        }
+        cfg->default_lang = idx;
+        return 0;
+    }
+    tk_name_kind_t kind;
+    if (strcmp(key, "languages") == 0)
+        kind = TK_NAME_LANG;
+    else if (strcmp(key, "regions") == 0)
+        kind = TK_NAME_REGION;
+    else if (strcmp(key, "categories") == 0)
+        kind = TK_NAME_CATEGORY;
+    else
+        return 1;
+    if (parse_name_list(kind, value, &mask, err, errlen)) return -1;
+    if (kind == TK_NAME_LANG) cfg->langs = (uint32_t)mask;
+    if (kind == TK_NAME_REGION) cfg->regions = mask;
+    if (kind == TK_NAME_CATEGORY) cfg->categories = (uint32_t)mask;
+    return 0;
+}
+
+int tk_config_set(tk_config_t *cfg, const char *section, const char *key, const char *value,
+                  char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof int_keys / sizeof *int_keys; i++) {
+        const int_key_t *k = &int_keys[i];
+        if (strcmp(section, k->section) || strcmp(key, k->key)) continue;
+        return parse_int(value, k->min, k->max, (int *)((char *)cfg + k->offset), err, errlen);
+    }
+    for (size_t i = 0; i < sizeof str_keys / sizeof *str_keys; i++) {
+        const str_key_t *k = &str_keys[i];
+        if (strcmp(section, k->section) || strcmp(key, k->key)) continue;
+        if (set_str((char **)((char *)cfg + k->offset), value)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(section, "server") == 0 && strcmp(key, "listen") == 0)
+        return set_listen(cfg, value, err, errlen);
+    if (strcmp(section, "lists") == 0) {
+        int rc = set_list(cfg, key, value, err, errlen);
+        if (rc <= 0) return rc;
+    }
+    snprintf(err, errlen, "unknown key [%s] %s", section, key);
+    return -1;
+}
+
+tk_config_t *tk_config_create(void)
+{
+    tk_config_t *cfg = calloc(1, sizeof *cfg);
+    char err[256];
+    if (!cfg) return NULL;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = cpus > 0 ? (int)cpus : 1;
+    cfg->heartbeat_s = 25;
+    cfg->grace_s = 10;
+    cfg->history_size = 1000;
+    cfg->default_ttl_s = 21600;
+    cfg->max_text_bytes = 1000;
+    cfg->replay_default = 10;
+    cfg->replay_max = 200;
+    cfg->max_connections = 100000;
+    cfg->max_per_ip = 0;
+    cfg->max_queue_bytes = 262144;
+    cfg->max_frame_bytes = 4096;
+    static const char *const defaults[][3] = {
+        {"server", "listen", "127.0.0.1:8080"},
+        {"server", "static_dir", "clients/web"},
+        {"redis", "url", "redis://127.0.0.1:6379/0"},
+        {"redis", "sentinels", ""},
+        {"redis", "master_name", "mymaster"},
+        {"stream", "key", "ticker:breaking"},
+        {"auth", "jwt_secret", ""},
+        {"auth", "allowed_origins", ""},
+        {"server", "tls_cert", ""},
+        {"server", "tls_key", ""},
+        {"lists", "languages", "en,ar,es"},
+        {"lists", "regions",
+         "africa,asia,asia-pacific,europe,latin-america,mena,palestine,us-canada"},
+        {"lists", "categories",
+         "politics,economy,sports,arts-culture,health,miscellaneous,technology,environment"},
+        {"lists", "default_lang", "en"},
+    };
+    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
+        if (tk_config_set(cfg, defaults[i][0], defaults[i][1], defaults[i][2], err, sizeof err)) {
+            tk_config_free(cfg);
+            return NULL;
+        }
+    }
+    return cfg;
+}
+
+void tk_config_free(tk_config_t *cfg)
+{
+    if (!cfg) return;
+    free(cfg->listen);
+    free(cfg->listen_host);
+    free(cfg->static_dir);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->redis_url);
+    free(cfg->sentinels);
+    free(cfg->master_name);
+    free(cfg->stream_key);
+    free(cfg->jwt_secret);
+    free(cfg->allowed_origins);
+    free(cfg);
+}
+
+typedef struct ini_ctx {
+    tk_config_t *cfg;
+    char *err;
+    size_t errlen;
+    int failed;
+} ini_ctx_t;
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+    ini_ctx_t *ctx = user;
+    char why[200];
+    if (ctx->failed) return 1;
+    if (tk_config_set(ctx->cfg, section, name, value, why, sizeof why)) {
+        snprintf(ctx->err, ctx->errlen, "[%s] %s: %s", section, name, why);
+        ctx->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int tk_config_load_file(tk_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    char why[256] = "";
+    ini_ctx_t ctx = {cfg, why, sizeof why, 0};
+    int rc = ini_parse(path, on_ini_line, &ctx);
+    if (rc == -1) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (rc == -2) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    if (rc > 0) {
+        if (ctx.failed)
+            snprintf(err, errlen, "%s:%d: %s", path, rc, why);
+        else
+            snprintf(err, errlen, "%s:%d: syntax error", path, rc);
+        return -1;
+    }
+    return tk_config_validate(cfg, err, errlen);
+}
+
+int tk_config_validate(const tk_config_t *cfg, char *err, size_t errlen)
+{
+    tk_redis_url_t url;
+    char why[200];
+    if (!(cfg->langs & (1u << cfg->default_lang))) {
+        snprintf(err, errlen, "[lists] default_lang '%s' is not in languages",
+                 tk_name_of(TK_NAME_LANG, cfg->default_lang));
+        return -1;
+    }
+    if (cfg->replay_default > cfg->replay_max) {
+        snprintf(err, errlen, "[replay] default %d is over max %d", cfg->replay_default,
+                 cfg->replay_max);
+        return -1;
+    }
+    if (!*cfg->stream_key) {
+        snprintf(err, errlen, "[stream] key is empty");
+        return -1;
+    }
+    if (tk_redis_url_parse(cfg->redis_url, &url, why, sizeof why)) {
+        snprintf(err, errlen, "[redis] url: %s", why);
+        return -1;
+    }
+    tk_redis_url_clear(&url);
+    if (!*cfg->tls_cert != !*cfg->tls_key) {
+        snprintf(err, errlen, "[server] tls_cert and tls_key go together");
+        return -1;
+    }
+    return 0;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Copies s[0..len) with %XX decoded; the caller frees it. */
+static char *url_part(const char *s, size_t len)
+{
+    char *out = malloc(len + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%' && i + 2 < len && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+            *o++ = (char)(hex_digit(s[i + 1]) << 4 | hex_digit(s[i + 2]));
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+int tk_redis_url_parse(const char *url, tk_redis_url_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7;
+        const char *q = strchr(path, '?');
+        if (*path != '/') goto bad;
+        out->path = strndup(path, q ? (size_t)(q - path) : strlen(path));
+        if (q && strncmp(q, "?db=", 4) == 0 && parse_int(q + 4, 0, 1000, &out->db, err, errlen))
+            goto bad;
+        return out->path ? 0 : -1;
+    }
+    if (strncmp(url, "redis://", 8) != 0) goto bad;
+    const char *p = url + 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            if (colon > p) out->user = url_part(p, (size_t)(colon - p));
+            out->password = url_part(colon + 1, (size_t)(at - colon - 1));
+        } else {
+            out->password = url_part(p, (size_t)(at - p));
+        }
+        p = at + 1;
+    }
+    const char *slash = strchr(p, '/');
+    size_t hostport = slash ? (size_t)(slash - p) : strlen(p);
+    const char *colon = memrchr(p, ':', hostport);
+    if (colon && colon[-1] != ']') {
+        char port[8];
+        size_t n = hostport - (size_t)(colon - p) - 1;
+        if (n == 0 || n >= sizeof port) goto bad;
+        memcpy(port, colon + 1, n);
+        port[n] = 0;
+        if (parse_int(port, 1, 65535, &out->port, err, errlen)) goto bad;
+        hostport = (size_t)(colon - p);
+    }
+    if (hostport == 0) goto bad;
+    if (*p == '[' && p[hostport - 1] == ']') {
+        p++;
+        hostport -= 2;
+    }
+    out->host = strndup(p, hostport);
+    if (slash && slash[1] && parse_int(slash + 1, 0, 1000, &out->db, err, errlen)) goto bad;
+    return 0;
+bad:
+    tk_redis_url_clear(out);
+    snprintf(err, errlen, "'%s' is not redis://[[user]:password@]host[:port][/db] or unix:///path",
+             url);
+    return -1;
+}
+
+void tk_redis_url_clear(tk_redis_url_t *u)
+{
+    free(u->host);
+    free(u->path);
+    free(u->user);
+    free(u->password);
+    memset(u, 0, sizeof *u);
+}

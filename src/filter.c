@@ -1,0 +1,272 @@
+/* filter.c - subscription requests (query strings and subscribe frames)
+ * and the match of an item's key against a client's filter. Pure. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tickerd/filter.h"
+#include "tickerd/item.h"
+
+void tk_filter_all(tk_filter_t *f)
+{
+    f->langs = TK_ALL32;
+    f->categories = TK_ALL32;
+    f->regions = TK_ALL64;
+    f->min_priority = TK_PRIO_NORMAL;
+}
+
+bool tk_filter_match(const tk_filter_t *f, const tk_match_key_t *k)
+{
+    if (k->lang != TK_KEY_ANY_LANG && !(f->langs >> (k->lang & 31) & 1)) return false;
+    if (k->regions && !(f->regions & k->regions)) return false;
+    if (k->priority < f->min_priority) return false;
+    if (f->categories != TK_ALL32 && k->category != TK_KEY_ANY_CATEGORY &&
+        (k->category < 0 || !(f->categories >> k->category & 1)))
+        return false;
+    return true;
+}
+
+bool tk_filter_match_any(const tk_filter_t *f, const tk_match_key_t *keys, int nkeys)
+{
+    for (int i = 0; i < nkeys; i++)
+        if (tk_filter_match(f, &keys[i])) return true;
+    return false;
+}
+
+void tk_sub_req_init(tk_sub_req_t *req)
+{
+    memset(req, 0, sizeof *req);
+    tk_filter_all(&req->filter);
+    req->replay = -1;
+    req->limit = -1;
+}
+
+/* Parses a comma-separated list of names of kind, each allowed by `allowed`,
+ * into *mask. An empty list is an error: it never means "all". */
+static int parse_list(tk_name_kind_t kind, uint64_t allowed, const char *what, const char *v,
+                      size_t n, uint64_t *mask, char *err, size_t errlen)
+{
+    uint64_t m = 0;
+    size_t i = 0;
+    while (i <= n) {
+        size_t start = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t len = i - start;
+        while (len && v[start] == ' ')
+            start++, len--;
+        while (len && v[start + len - 1] == ' ')
+            len--;
+        int idx = len ? tk_name_lookup(kind, v + start, len) : -1;
+        if (idx < 0 || !(allowed >> idx & 1)) {
+            snprintf(err, errlen, "unknown %s '%.*s'", what, (int)(len > 40 ? 40 : len), v + start);
+            return -1;
+        }
+        m |= 1ULL << idx;
+        i++;
+    }
+    *mask = m;
+    return 0;
+}
+
+static int parse_count(const char *v, size_t n, int *out)
+{
+    int x = 0;
+    if (n == 0 || n > 7) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+/* Applies one parameter; shared by the query and subscribe frames. */
+static int apply_param(const tk_config_t *cfg, tk_sub_req_t *req, const char *name, const char *v,
+                       size_t n, char *err, size_t errlen)
+{
+    uint64_t mask;
+    if (strcmp(name, "region") == 0) {
+        if (parse_list(TK_NAME_REGION, cfg->regions, "region", v, n, &mask, err, errlen)) return -1;
+        req->filter.regions = mask;
+    } else if (strcmp(name, "lang") == 0) {
+        if (parse_list(TK_NAME_LANG, cfg->langs, "lang", v, n, &mask, err, errlen)) return -1;
+        req->filter.langs = (uint32_t)mask;
+    } else if (strcmp(name, "category") == 0) {
+        if (parse_list(TK_NAME_CATEGORY, cfg->categories, "category", v, n, &mask, err, errlen))
+            return -1;
+        req->filter.categories = (uint32_t)mask;
+    } else if (strcmp(name, "priority") == 0) {
+        int p = tk_priority_lookup(v, n);
+        if (p < 0) {
+            snprintf(err, errlen, "unknown priority '%.*s'", (int)(n > 40 ? 40 : n), v);
+            return -1;
+        }
+        req->filter.min_priority = (uint8_t)p;
+    } else if (strcmp(name, "replay") == 0 || strcmp(name, "limit") == 0) {
+        int x;
+        if (parse_count(v, n, &x)) {
+            snprintf(err, errlen, "%s '%.*s' is not a whole number", name, (int)(n > 40 ? 40 : n),
+                     v);
+            return -1;
+        }
+        *(name[0] == 'r' ? &req->replay : &req->limit) = x;
+    } else if (strcmp(name, "since") == 0) {
+        if (tk_id_parse(v, n, &req->since)) {
+            snprintf(err, errlen, "since '%.*s' is not a stream ID", (int)(n > 40 ? 40 : n), v);
+            return -1;
+        }
+        req->has_since = true;
+    } else if (strcmp(name, "epoch") == 0) {
+        if (n == 0 || n >= sizeof req->epoch) {
+            snprintf(err, errlen, "epoch is empty or too long");
+            return -1;
+        }
+        memcpy(req->epoch, v, n);
+        req->epoch[n] = 0;
+        req->has_epoch = true;
+    } else if (strcmp(name, "token") == 0) {
+        if (n >= sizeof req->token) {
+            snprintf(err, errlen, "token is too long");
+            return -1;
+        }
+        memcpy(req->token, v, n);
+        req->token[n] = 0;
+    }
+    return 0;
+}
+
+int tk_query_arg(const tk_config_t *cfg, tk_sub_req_t *req, const char *arg, char *err,
+                 size_t errlen)
+{
+    const char *eq = strchr(arg, '=');
+    char name[16];
+    size_t nl = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (nl == 0) return 0;
+    if (nl >= sizeof name) return 0; /* not one of ours */
+    memcpy(name, arg, nl);
+    name[nl] = 0;
+    const char *v = eq ? eq + 1 : "";
+    return apply_param(cfg, req, name, v, strlen(v), err, errlen);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int tk_query_parse(const tk_config_t *cfg, const char *query, tk_sub_req_t *req, char *err,
+                   size_t errlen)
+{
+    char arg[2048];
+    const char *p = query;
+    while (p && *p) {
+        size_t o = 0;
+        for (; *p && *p != '&'; p++) {
+            char c = *p;
+            if (c == '+') c = ' ';
+            if (c == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+                c = (char)(hexval(p[1]) << 4 | hexval(p[2]));
+                p += 2;
+            }
+            if (o + 1 >= sizeof arg) {
+                snprintf(err, errlen, "query parameter too long");
+                return -1;
+            }
+            arg[o++] = c;
+        }
+        arg[o] = 0;
+        if (tk_query_arg(cfg, req, arg, err, errlen)) return -1;
+        if (*p == '&') p++;
+    }
+    return 0;
+}
+
+/* A subscribe value as text: a string, an array of strings joined with
+ * commas, or a number. Writes into buf. */
+static int value_text(json_t *v, char *buf, size_t cap, size_t *len)
+{
+    if (json_is_string(v)) {
+        if (json_string_length(v) >= cap) return -1;
+        memcpy(buf, json_string_value(v), json_string_length(v));
+        *len = json_string_length(v);
+    } else if (json_is_integer(v)) {
+        if (json_integer_value(v) < 0) return -1;
+        *len = (size_t)snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_array(v)) {
+        size_t i, o = 0;
+        json_t *el;
+        json_array_foreach(v, i, el) {
+            if (!json_is_string(el)) return -1;
+            size_t n = json_string_length(el);
+            if (o + n + 2 >= cap) return -1;
+            if (i) buf[o++] = ',';
+            memcpy(buf + o, json_string_value(el), n);
+            o += n;
+        }
+        *len = o;
+    } else {
+        return -1;
+    }
+    buf[*len] = 0;
+    return 0;
+}
+
+int tk_subscribe_parse(const tk_config_t *cfg, json_t *obj, tk_sub_req_t *req, char *err,
+                       size_t errlen)
+{
+    static const char *const keys[] = {"region", "lang",  "priority", "category",
+                                       "replay", "since", "epoch",    "token"};
+    char buf[1024];
+    size_t len;
+    tk_sub_req_init(req);
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        json_t *v = json_object_get(obj, keys[i]);
+        if (!v || json_is_null(v)) continue;
+        if (value_text(v, buf, sizeof buf, &len)) {
+            snprintf(err, errlen, "%s has the wrong type", keys[i]);
+            return -1;
+        }
+        if (apply_param(cfg, req, keys[i], buf, len, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+int tk_sub_req_check(const tk_config_t *cfg, const tk_sub_req_t *req, char *err, size_t errlen)
+{
+    if (req->replay > cfg->replay_max) {
+        snprintf(err, errlen, "replay %d is over the maximum %d", req->replay, cfg->replay_max);
+        return -1;
+    }
+    if (req->limit > cfg->replay_max) {
+        snprintf(err, errlen, "limit %d is over the maximum %d", req->limit, cfg->replay_max);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *names_json(tk_name_kind_t kind, uint64_t mask, int max)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < max; i++)
+        if (mask >> i & 1 && tk_name_of(kind, i))
+            json_array_append_new(a, json_string(tk_name_of(kind, i)));
+    return a;
+}
+
+json_t *tk_filter_to_json(const tk_filter_t *f)
+{
+    json_t *o = json_object();
+    if (f->regions != TK_ALL64)
+        json_object_set_new(o, "region", names_json(TK_NAME_REGION, f->regions, TK_MAX_REGIONS));
+    if (f->langs != TK_ALL32)
+        json_object_set_new(o, "lang", names_json(TK_NAME_LANG, f->langs, TK_MAX_LANGS));
+    json_object_set_new(o, "priority", json_string(tk_priority_name(f->min_priority)));
+    if (f->categories != TK_ALL32)
+        json_object_set_new(o, "category",
+                            names_json(TK_NAME_CATEGORY, f->categories, TK_MAX_CATEGORIES));
+    return o;
+}

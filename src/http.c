@@ -1,0 +1,287 @@
+/* http.c - the plain HTTP side of the server: Server-Sent Events at
+ * /v1/events, /v1/items, /healthz, /metrics and the static web client. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tickerd/log.h"
+#include "tickerd/metrics.h"
+#include "tickerd/net.h"
+#include "tickerd/server.h"
+#include "tickerd/stream.h"
+
+#define JSON_TYPE "application/json"
+#define TEXT_TYPE "text/plain; charset=utf-8"
+
+static uv_timer_t heartbeat;
+static tk_msg_t *heartbeat_msg;
+
+/* The CORS header lines for this request's Origin, per allowed_origins. */
+static void cors_headers(struct lws *wsi, char *out, size_t cap)
+{
+    char origin[200];
+    const char *allowed = server.cfg->allowed_origins;
+    *out = 0;
+    if (!*allowed) {
+        snprintf(out, cap, "Access-Control-Allow-Origin: *\r\n");
+        return;
+    }
+    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return;
+    size_t n = strlen(origin);
+    for (const char *p = allowed; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',' && *end != ' ')
+            end++;
+        if ((size_t)(end - p) == n && !strncmp(p, origin, n)) {
+            snprintf(out, cap, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+            return;
+        }
+        p = end;
+    }
+}
+
+static int finish(struct lws *wsi, int rc)
+{
+    if (rc < 0 || lws_http_transaction_completed(wsi)) return -1;
+    return 0;
+}
+
+static int respond_text(struct lws *wsi, unsigned status, const char *text)
+{
+    char body[512], ip[64] = "?";
+    int n = snprintf(body, sizeof body, "%s\n", text);
+    if (status >= 400) {
+        lws_get_peer_simple(wsi, ip, sizeof ip);
+        tk_log_limited(TK_LOG_INFO, "refused %s: HTTP %u: %s", ip, status, text);
+        TK_COUNT(refused_total[status == 404 ? TK_REFUSE_NOT_FOUND : TK_REFUSE_BAD_REQUEST], 1);
+    }
+    return finish(wsi, tk_http_respond(wsi, status, TEXT_TYPE, body, (size_t)n, NULL));
+}
+
+/* Parses the query of an HTTP request; on error answers 400 and returns
+ * NULL. The request is the caller's to free. */
+static tk_sub_req_t *parse_query(struct lws *wsi, int *rc)
+{
+    char arg[2048], err[256];
+    tk_sub_req_t *req = malloc(sizeof *req);
+    if (!req) {
+        *rc = -1;
+        return NULL;
+    }
+    tk_sub_req_init(req);
+    for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
+         i++)
+        if (tk_query_arg(server.cfg, req, arg, err, sizeof err)) goto bad;
+    if (tk_sub_req_check(server.cfg, req, err, sizeof err) == 0) return req;
+bad:
+    free(req);
+    *rc = respond_text(wsi, 400, err);
+    return NULL;
+}
+
+static int serve_health(struct lws *wsi)
+{
+    char last[TK_ID_STRLEN], body[512];
+    int64_t down = tk_stream_down_ms(server.stream);
+    bool up = tk_stream_up(server.stream);
+    bool ok = up || down <= (int64_t)server.cfg->grace_s * 1000;
+    tk_id_format(tk_history_last_id(server.history), last);
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
+                     "\"connections\":%d,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
+                     ok ? "ok" : "unavailable", up ? "up" : "down", (double)down / 1000,
+                     server.ready ? "true" : "false", tk_hub_count(), last, server.epoch,
+                     TK_VERSION);
+    return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));
+}
+
+static int serve_metrics(struct lws *wsi)
+{
+    size_t len;
+    char *body = tk_metrics_render(&len);
+    if (!body) return -1;
+    int rc = tk_http_respond(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, NULL);
+    free(body);
+    return finish(wsi, rc);
+}
+
+/* /v1/items: the current state, newest `limit` items, oldest first. */
+static int serve_items(struct lws *wsi)
+{
+    int rc = 0;
+    char last[TK_ID_STRLEN], etag[64], inm[64], extra[512], cors[300];
+    tk_sub_req_t *req = parse_query(wsi, &rc);
+    if (!req) return rc;
+    int limit = req->limit >= 0 ? req->limit : 20;
+    if (limit > server.cfg->replay_max) limit = server.cfg->replay_max;
+    tk_id_format(tk_history_last_id(server.history), last);
+    snprintf(etag, sizeof etag, "\"%s\"", last);
+    cors_headers(wsi, cors, sizeof cors);
+    snprintf(extra, sizeof extra, "ETag: %s\r\n%s", etag, cors);
+    if (lws_hdr_copy(wsi, inm, sizeof inm, WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
+        strcmp(inm, etag) == 0) {
+        free(req);
+        return finish(wsi, tk_http_respond(wsi, 304, JSON_TYPE, "", 0, extra));
+    }
+    tk_state_t **st = malloc(((size_t)limit + 1) * sizeof *st);
+    char *body = NULL;
+    size_t len = 0;
+    FILE *f = st ? open_memstream(&body, &len) : NULL;
+    if (f) {
+        int n = tk_history_current(server.history, &req->filter, limit, tk_now_ms(), st);
+        fprintf(f, "{\"epoch\":\"%s\",\"last_id\":\"%s\",\"items\":[", server.epoch, last);
+        for (int i = 0; i < n; i++) {
+            char *json = tk_item_encode("item", st[i]->item.id, NULL, &st[i]->item, false, NULL);
+            fprintf(f, "%s%s", i ? "," : "", json ? json : "null");
+            free(json);
+        }
+        fputs("]}", f);
+        fclose(f);
+        rc = finish(wsi, tk_http_respond(wsi, 200, JSON_TYPE, body, len, extra));
+    } else {
+        rc = -1;
+    }
+    free(body);
+    free(st);
+    free(req);
+    return rc;
+}
+
+/* /v1/events: an SSE stream; Last-Event-ID resumes like since. */
+static int serve_events(struct lws *wsi, tk_client_t *c)
+{
+    int rc = 0;
+    char last_event[64], cors[300], head[1024];
+    tk_sub_req_t *req = parse_query(wsi, &rc);
+    if (!req) return rc;
+    int n = lws_hdr_custom_copy(wsi, last_event, sizeof last_event, "last-event-id:", 14);
+    if (n > 0) {
+        if (tk_id_parse(last_event, (size_t)n, &req->since)) {
+            free(req);
+            return respond_text(wsi, 400, "Last-Event-ID is not a stream ID");
+        }
+        req->has_since = true;
+    }
+    cors_headers(wsi, cors, sizeof cors);
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                      "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n%s\r\nretry: 2000\n\n",
+                      cors);
+    unsigned char buf[LWS_PRE + sizeof head];
+    memcpy(buf + LWS_PRE, head, (size_t)hl);
+    if (lws_write(wsi, buf + LWS_PRE, (size_t)hl, LWS_WRITE_HTTP) < 0) {
+        free(req);
+        return -1;
+    }
+    lws_http_mark_sse(wsi);
+    memset(c, 0, sizeof *c);
+    c->wsi = wsi;
+    tk_hub_attach(c, TK_TRANSPORT_SSE, req);
+    return 0;
+}
+
+static const char *mime_type(const char *path)
+{
+    static const char *const types[][2] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".ico", "image/x-icon"},
+        {".woff2", "font/woff2"},
+        {".txt", "text/plain; charset=utf-8"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof *types; i++)
+        if (strcmp(dot, types[i][0]) == 0) return types[i][1];
+    return "application/octet-stream";
+}
+
+/* Resolves a URL path under static_dir; NULL when it is not a regular file
+ * inside it (.., encoded dots and symlinks out of it included). */
+static char *static_path(const char *uri)
+{
+    char root[PATH_MAX], want[PATH_MAX * 2], real[PATH_MAX];
+    struct stat st;
+    if (strstr(uri, "..") || strchr(uri, '\\') || uri[0] != '/') return NULL;
+    if (!realpath(server.cfg->static_dir, root)) return NULL;
+    snprintf(want, sizeof want, "%s%s%s", root, uri,
+             uri[strlen(uri) - 1] == '/' ? "index.html" : "");
+    if (!realpath(want, real)) return NULL;
+    size_t rl = strlen(root);
+    if (strncmp(real, root, rl) || real[rl] != '/') return NULL;
+    if (stat(real, &st) || !S_ISREG(st.st_mode)) return NULL;
+    return strdup(real);
+}
+
+static int serve_static(struct lws *wsi, const char *uri)
+{
+    char *path = static_path(uri);
+    if (!path) return respond_text(wsi, 404, "not found");
+    int n = lws_serve_http_file(wsi, path, mime_type(path), "Cache-Control: no-cache\r\n", 25);
+    free(path);
+    if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi))) return -1;
+    return 0;
+}
+
+static int on_http(struct lws *wsi, tk_client_t *c, const char *uri)
+{
+    char *u;
+    int ulen;
+    if (lws_http_get_uri_and_method(wsi, &u, &ulen) != LWSHUMETH_GET)
+        return respond_text(wsi, 405, "only GET is served");
+    if (!strcmp(uri, "/healthz")) return serve_health(wsi);
+    if (!strcmp(uri, "/metrics")) return serve_metrics(wsi);
+    if (!strcmp(uri, "/v1/items")) return serve_items(wsi);
+    if (!strcmp(uri, "/v1/events")) return serve_events(wsi, c);
+    if (!strcmp(uri, "/v1/ws")) return respond_text(wsi, 426, "WebSocket upgrade required");
+    return serve_static(wsi, uri);
+}
+
+int tk_http_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_client_t *c, void *in,
+                     size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return on_http(wsi, c, in);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!c || !c->attached) return 0;
+        if (c->state == TK_CLIENT_CLOSING) return -1;
+        return tk_net_write_queue(c, LWS_WRITE_HTTP);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c) tk_hub_detach(c);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    (void)t;
+    tk_hub_broadcast(TK_TRANSPORT_SSE, heartbeat_msg);
+}
+
+void tk_http_start(void)
+{
+    heartbeat_msg = tk_msg_raw(":\n\n", 3);
+    uv_timer_init(server.loop, &heartbeat);
+    uint64_t ms = (uint64_t)server.cfg->heartbeat_s * 1000;
+    uv_timer_start(&heartbeat, on_heartbeat, ms, ms);
+}
+
+void tk_http_stop(void)
+{
+    uv_close((uv_handle_t *)&heartbeat, NULL);
+    tk_msg_unref(heartbeat_msg);
+    heartbeat_msg = NULL;
+}

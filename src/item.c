@@ -1,0 +1,459 @@
+/* item.c - validation of stream entries (SPEC §1) into items, corrections
+ * applied to items, and the JSON text of an item. Pure: no I/O, no state. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tickerd/item.h"
+
+const char *const tk_reason_names[TK_REJECT_REASONS] = {
+    [TK_REJECT_NONE] = "none",
+    [TK_REJECT_MISSING_TEXT] = "missing_text",
+    [TK_REJECT_TEXT_TOO_LONG] = "text_too_long",
+    [TK_REJECT_BAD_UTF8] = "bad_utf8",
+    [TK_REJECT_BAD_LANG] = "bad_lang",
+    [TK_REJECT_BAD_REGION] = "bad_region",
+    [TK_REJECT_BAD_PRIORITY] = "bad_priority",
+    [TK_REJECT_BAD_CATEGORY] = "bad_category",
+    [TK_REJECT_BAD_URL] = "bad_url",
+    [TK_REJECT_BAD_SOURCE] = "bad_source",
+    [TK_REJECT_BAD_TTL] = "bad_ttl",
+    [TK_REJECT_BAD_OP] = "bad_op",
+    [TK_REJECT_BAD_REF] = "bad_ref",
+    [TK_REJECT_UNKNOWN_REF] = "unknown_ref",
+    [TK_REJECT_RETRACTED_REF] = "retracted_ref",
+    [TK_REJECT_OUT_OF_ORDER] = "out_of_order",
+    [TK_REJECT_BAD_JSON] = "bad_json",
+    [TK_REJECT_DUPLICATE_FIELD] = "duplicate_field",
+    [TK_REJECT_BAD_ENTRY] = "bad_entry",
+};
+
+static const char *const priority_names[] = {"normal", "breaking", "urgent", "flash"};
+
+#define MAX_URL_BYTES 2048
+#define MAX_SOURCE_BYTES 200
+#define MAX_TTL_S 2592000
+
+const char *tk_priority_name(int prio)
+{
+    return prio >= 0 && prio < 4 ? priority_names[prio] : "breaking";
+}
+
+int tk_priority_lookup(const char *s, size_t len)
+{
+    for (int i = 0; i < 4; i++)
+        if (strlen(priority_names[i]) == len && strncasecmp(priority_names[i], s, len) == 0)
+            return i;
+    return -1;
+}
+
+bool tk_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            if (c < 0x20 && c != '\t' && c != '\n') return false;
+            if (c == 0x7f) return false;
+            i++;
+            continue;
+        }
+        int n;
+        unsigned cp;
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, cp = c & 0x07;
+        else
+            return false;
+        if (i + (size_t)n >= len) return false;
+        for (int k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += (size_t)n + 1;
+    }
+    return true;
+}
+
+static void trim(const char **s, size_t *len)
+{
+    while (*len && strchr(" \t\r\n", **s)) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len && strchr(" \t\r\n", (*s)[*len - 1]))
+        (*len)--;
+}
+
+/* Looks up a name case-insensitively in the table of kind, limited to the
+ * names allowed by mask. Returns the index or -1. */
+static int lookup_allowed(tk_name_kind_t kind, uint64_t mask, const char *s, size_t len)
+{
+    char low[33];
+    if (len == 0 || len >= sizeof low) return -1;
+    for (size_t i = 0; i < len; i++)
+        low[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
+    int idx = tk_name_lookup(kind, low, len);
+    return idx >= 0 && (mask >> idx & 1) ? idx : -1;
+}
+
+static int reject(tk_reject_t *rej, tk_reason_t reason, const char *fmt, const char *v, size_t n)
+{
+    rej->reason = reason;
+    snprintf(rej->detail, sizeof rej->detail, fmt, (int)(n > 60 ? 60 : n), v);
+    return -1;
+}
+
+static int parse_regions(const tk_config_t *cfg, const char *v, size_t n, uint64_t *out,
+                         tk_reject_t *rej)
+{
+    uint64_t mask = 0;
+    size_t i = 0;
+    while (i < n) {
+        size_t start = i;
+        while (i < n && v[i] != ',')
+            i++;
+        const char *part = v + start;
+        size_t len = i - start;
+        trim(&part, &len);
+        i++;
+        if (len == 0) continue;
+        int idx = lookup_allowed(TK_NAME_REGION, cfg->regions, part, len);
+        if (idx < 0) return reject(rej, TK_REJECT_BAD_REGION, "unknown region '%.*s'", part, len);
+        mask |= 1ULL << idx;
+    }
+    *out = mask;
+    return 0;
+}
+
+static bool url_ok(const char *v, size_t n)
+{
+    size_t scheme;
+    if (n > 7 && strncasecmp(v, "http://", 7) == 0)
+        scheme = 7;
+    else if (n > 8 && strncasecmp(v, "https://", 8) == 0)
+        scheme = 8;
+    else
+        return false;
+    if (v[scheme] == '/' || v[scheme] == '?' || v[scheme] == '#') return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] <= 0x20 || v[i] == 0x7f) return false;
+    return tk_utf8_valid(v, n);
+}
+
+static int parse_ttl(const char *v, size_t n, uint32_t *out)
+{
+    uint32_t ttl = 0;
+    if (n == 0 || n > 7) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        ttl = ttl * 10 + (uint32_t)(v[i] - '0');
+    }
+    if (ttl < 1 || ttl > MAX_TTL_S) return -1;
+    *out = ttl;
+    return 0;
+}
+
+static int set_text(char **dst, const char *v, size_t n)
+{
+    *dst = strndup(v, n);
+    return *dst ? 0 : -1;
+}
+
+/* Validates one known field into item. Returns 0, 1 for an unknown field
+ * (ignored) or -1 with rej filled. */
+static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *item,
+                       tk_reject_t *rej)
+{
+    const char *v = f->value;
+    size_t n = f->value_len;
+    const char *name = f->name;
+    size_t nl = f->name_len;
+#define IS(s) (nl == sizeof(s) - 1 && memcmp(name, s, nl) == 0)
+    if (IS("text")) {
+        if (!tk_utf8_valid(v, n)) return reject(rej, TK_REJECT_BAD_UTF8, "text is not UTF-8%.*s", "", 0);
+        trim(&v, &n);
+        if (n == 0) return 0;
+        if (n > (size_t)cfg->max_text_bytes) {
+            rej->reason = TK_REJECT_TEXT_TOO_LONG;
+            snprintf(rej->detail, sizeof rej->detail, "text is %zu bytes, over %d", n,
+                     cfg->max_text_bytes);
+            return -1;
+        }
+        item->has |= TK_F_TEXT;
+        return set_text(&item->text, v, n);
+    }
+    trim(&v, &n);
+    if (IS("lang")) {
+        int idx = lookup_allowed(TK_NAME_LANG, cfg->langs, v, n);
+        if (idx < 0) return reject(rej, TK_REJECT_BAD_LANG, "unknown lang '%.*s'", v, n);
+        item->lang = (uint8_t)idx;
+        item->has |= TK_F_LANG;
+    } else if (IS("region")) {
+        if (parse_regions(cfg, v, n, &item->regions, rej)) return -1;
+        item->has |= TK_F_REGION;
+    } else if (IS("priority")) {
+        int p = tk_priority_lookup(v, n);
+        if (p < 0) return reject(rej, TK_REJECT_BAD_PRIORITY, "unknown priority '%.*s'", v, n);
+        item->priority = (uint8_t)p;
+        item->has |= TK_F_PRIORITY;
+    } else if (IS("category")) {
+        int idx = n ? lookup_allowed(TK_NAME_CATEGORY, cfg->categories, v, n) : -1;
+        if (n && idx < 0) return reject(rej, TK_REJECT_BAD_CATEGORY, "unknown category '%.*s'", v, n);
+        item->category = (int8_t)idx;
+        item->has |= TK_F_CATEGORY;
+    } else if (IS("url")) {
+        if (n == 0) return 0;
+        if (n > MAX_URL_BYTES || !url_ok(v, n))
+            return reject(rej, TK_REJECT_BAD_URL, "url '%.*s' is not an absolute http(s) URL of at most 2048 bytes", v, n);
+        item->has |= TK_F_URL;
+        return set_text(&item->url, v, n);
+    } else if (IS("source")) {
+        if (n == 0) return 0;
+        if (n > MAX_SOURCE_BYTES || !tk_utf8_valid(v, n))
+            return reject(rej, TK_REJECT_BAD_SOURCE, "source is not UTF-8 of at most 200 bytes%.*s", "", 0);
+        item->has |= TK_F_SOURCE;
+        return set_text(&item->source, v, n);
+    } else if (IS("ttl")) {
+        if (parse_ttl(v, n, &item->ttl_s))
+            return reject(rej, TK_REJECT_BAD_TTL, "ttl '%.*s' is not whole seconds in 1..2592000", v, n);
+        item->has |= TK_F_TTL;
+    } else if (IS("op")) {
+        if (n == 7 && strncasecmp(v, "publish", 7) == 0)
+            item->op = TK_OP_PUBLISH;
+        else if (n == 6 && strncasecmp(v, "update", 6) == 0)
+            item->op = TK_OP_UPDATE;
+        else if (n == 7 && strncasecmp(v, "retract", 7) == 0)
+            item->op = TK_OP_RETRACT;
+        else
+            return reject(rej, TK_REJECT_BAD_OP, "unknown op '%.*s'", v, n);
+    } else if (IS("ref")) {
+        if (tk_id_parse(v, n, &item->ref) || tk_id_is_zero(item->ref))
+            return reject(rej, TK_REJECT_BAD_REF, "ref '%.*s' is not a stream ID", v, n);
+    } else {
+        return 1;
+    }
+#undef IS
+    return 0;
+}
+
+static bool known_field(const char *name, size_t nl)
+{
+    static const char *const known[] = {"text", "lang",   "region", "priority", "category", "url",
+                                        "source", "ttl", "op",     "ref",      "json"};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (strlen(known[i]) == nl && memcmp(known[i], name, nl) == 0) return true;
+    return false;
+}
+
+static int check_duplicates(const tk_field_t *fields, size_t n, tk_reject_t *rej)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!known_field(fields[i].name, fields[i].name_len)) continue;
+        for (size_t j = i + 1; j < n; j++)
+            if (fields[j].name_len == fields[i].name_len &&
+                memcmp(fields[j].name, fields[i].name, fields[i].name_len) == 0)
+                return reject(rej, TK_REJECT_DUPLICATE_FIELD, "field '%.*s' given twice",
+                              fields[i].name, fields[i].name_len);
+    }
+    return 0;
+}
+
+/* The `json` form: turns the object into string fields, then validates them
+ * as if they had come one by one. */
+static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text, size_t len,
+                            tk_item_t *item, tk_reject_t *rej)
+{
+    json_error_t jerr;
+    json_t *obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj || !json_is_object(obj)) {
+        json_decref(obj);
+        return reject(rej, TK_REJECT_BAD_JSON, "json is not a JSON object%.*s", "", 0);
+    }
+    size_t n = json_object_size(obj), k = 0;
+    tk_field_t *fields = calloc(n ? n : 1, sizeof *fields);
+    char **owned = calloc(n ? n : 1, sizeof *owned);
+    int rc = -1;
+    const char *key;
+    json_t *val;
+    if (!fields || !owned) goto out;
+    json_object_foreach(obj, key, val) {
+        tk_field_t *f = &fields[k];
+        f->name = key;
+        f->name_len = strlen(key);
+        if (strcmp(key, "json") == 0 || !known_field(key, f->name_len)) continue;
+        if (json_is_string(val)) {
+            f->value = json_string_value(val);
+            f->value_len = json_string_length(val);
+        } else if (strcmp(key, "ttl") == 0 && json_is_integer(val)) {
+            owned[k] = malloc(24);
+            if (!owned[k]) goto out;
+            snprintf(owned[k], 24, "%lld", (long long)json_integer_value(val));
+            f->value = owned[k];
+            f->value_len = strlen(owned[k]);
+        } else if (strcmp(key, "region") == 0 && json_is_array(val)) {
+            size_t i, total = 1;
+            json_t *el;
+            json_array_foreach(val, i, el) {
+                if (!json_is_string(el)) goto bad_type;
+                total += json_string_length(el) + 1;
+            }
+            owned[k] = calloc(1, total);
+            if (!owned[k]) goto out;
+            json_array_foreach(val, i, el) {
+                if (i) strcat(owned[k], ",");
+                strcat(owned[k], json_string_value(el));
+            }
+            f->value = owned[k];
+            f->value_len = strlen(owned[k]);
+        } else {
+            goto bad_type;
+        }
+        k++;
+        continue;
+    bad_type:
+        rc = reject(rej, TK_REJECT_BAD_JSON, "json key '%.*s' has the wrong type", key, strlen(key));
+        goto out;
+    }
+    rc = tk_item_parse(cfg, id, fields, k, item, rej);
+out:
+    for (size_t i = 0; owned && i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(fields);
+    json_decref(obj);
+    return rc;
+}
+
+static int check_required(const tk_config_t *cfg, tk_item_t *item, tk_reject_t *rej)
+{
+    if (item->op != TK_OP_PUBLISH && tk_id_is_zero(item->ref))
+        return reject(rej, TK_REJECT_BAD_REF, "%.*supdate and retract need a ref", "", 0);
+    if (item->op != TK_OP_RETRACT && !(item->has & TK_F_TEXT))
+        return reject(rej, TK_REJECT_MISSING_TEXT, "%.*stext is missing or empty", "", 0);
+    if (item->op != TK_OP_PUBLISH && tk_id_cmp(item->ref, item->id) >= 0)
+        return reject(rej, TK_REJECT_BAD_REF, "%.*sref is not before the entry", "", 0);
+    /* Defaults fill what the entry did not carry; `has` still tells an
+     * update which fields replace the original's. */
+    if (!(item->has & TK_F_LANG)) item->lang = (uint8_t)cfg->default_lang;
+    if (!(item->has & TK_F_PRIORITY)) item->priority = TK_PRIO_BREAKING;
+    if (!(item->has & TK_F_TTL)) item->ttl_s = (uint32_t)cfg->default_ttl_s;
+    item->expires_ms = (int64_t)item->id.ms + (int64_t)item->ttl_s * 1000;
+    return 0;
+}
+
+int tk_item_parse(const tk_config_t *cfg, tk_id_t id, const tk_field_t *fields, size_t nfields,
+                  tk_item_t *item, tk_reject_t *rej)
+{
+    memset(item, 0, sizeof *item);
+    memset(rej, 0, sizeof *rej);
+    item->id = id;
+    item->category = -1;
+    if (check_duplicates(fields, nfields, rej)) return -1;
+    for (size_t i = 0; i < nfields; i++)
+        if (fields[i].name_len == 4 && memcmp(fields[i].name, "json", 4) == 0)
+            return parse_json_entry(cfg, id, fields[i].value, fields[i].value_len, item, rej);
+    for (size_t i = 0; i < nfields; i++) {
+        if (parse_field(cfg, &fields[i], item, rej) < 0) goto fail;
+    }
+    if (check_required(cfg, item, rej) == 0) return 0;
+fail:
+    tk_item_clear(item);
+    return -1;
+}
+
+static int replace_str(char **dst, const char *src)
+{
+    char *copy = src ? strdup(src) : NULL;
+    if (src && !copy) return -1;
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+int tk_item_apply_update(tk_item_t *dst, const tk_item_t *upd)
+{
+    if (upd->has & TK_F_TEXT && replace_str(&dst->text, upd->text)) return -1;
+    if (upd->has & TK_F_URL && replace_str(&dst->url, upd->url)) return -1;
+    if (upd->has & TK_F_SOURCE && replace_str(&dst->source, upd->source)) return -1;
+    if (upd->has & TK_F_LANG) dst->lang = upd->lang;
+    if (upd->has & TK_F_REGION) dst->regions = upd->regions;
+    if (upd->has & TK_F_PRIORITY) dst->priority = upd->priority;
+    if (upd->has & TK_F_CATEGORY) dst->category = upd->category;
+    if (upd->has & TK_F_TTL) {
+        dst->ttl_s = upd->ttl_s;
+        dst->expires_ms = upd->expires_ms;
+    }
+    return 0;
+}
+
+int tk_item_copy(tk_item_t *dst, const tk_item_t *src)
+{
+    *dst = *src;
+    dst->text = dst->url = dst->source = NULL;
+    if (replace_str(&dst->text, src->text) || replace_str(&dst->url, src->url) ||
+        replace_str(&dst->source, src->source)) {
+        tk_item_clear(dst);
+        return -1;
+    }
+    return 0;
+}
+
+void tk_item_clear(tk_item_t *item)
+{
+    free(item->text);
+    free(item->url);
+    free(item->source);
+    item->text = item->url = item->source = NULL;
+}
+
+static json_t *id_json(tk_id_t id)
+{
+    char buf[TK_ID_STRLEN];
+    tk_id_format(id, buf);
+    return json_string(buf);
+}
+
+static void add_fields(json_t *o, const tk_item_t *item)
+{
+    json_t *regions = json_array();
+    for (int i = 0; i < TK_MAX_REGIONS; i++)
+        if (item->regions >> i & 1)
+            json_array_append_new(regions, json_string(tk_name_of(TK_NAME_REGION, i)));
+    json_object_set_new(o, "ts", json_integer((json_int_t)item->id.ms));
+    json_object_set_new(o, "lang", json_string(tk_name_of(TK_NAME_LANG, item->lang)));
+    json_object_set_new(o, "region", regions);
+    json_object_set_new(o, "priority", json_string(tk_priority_name(item->priority)));
+    if (item->category >= 0)
+        json_object_set_new(o, "category",
+                            json_string(tk_name_of(TK_NAME_CATEGORY, item->category)));
+    json_object_set_new(o, "text", json_string(item->text ? item->text : ""));
+    if (item->url) json_object_set_new(o, "url", json_string(item->url));
+    if (item->source) json_object_set_new(o, "source", json_string(item->source));
+    json_object_set_new(o, "expires", json_integer((json_int_t)item->expires_ms));
+}
+
+char *tk_item_encode(const char *type, tk_id_t event_id, const tk_id_t *ref, const tk_item_t *item,
+                     bool replay, size_t *len)
+{
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "type", json_string(type));
+    json_object_set_new(o, "id", id_json(event_id));
+    if (ref) json_object_set_new(o, "ref", id_json(*ref));
+    if (item) add_fields(o, item);
+    if (replay) json_object_set_new(o, "replay", json_true());
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (s && len) *len = strlen(s);
+    return s;
+}

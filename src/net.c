@@ -1,0 +1,153 @@
+/* net.c - the libwebsockets context on our libuv loop, the one protocol
+ * callback and its dispatch to ws.c and http.c, and the queue writer both
+ * transports share. */
+#include <string.h>
+#include <sys/resource.h>
+
+#include "tickerd/log.h"
+#include "tickerd/metrics.h"
+#include "tickerd/net.h"
+#include "tickerd/server.h"
+
+#define SCRATCH_BYTES 65536
+
+static unsigned char scratch[LWS_PRE + SCRATCH_BYTES];
+static lws_retry_bo_t retry_policy;
+
+int tk_net_write_queue(tk_client_t *c, enum lws_write_protocol proto)
+{
+    tk_msg_t *big;
+    size_t n = tk_client_gather(c, scratch + LWS_PRE, SCRATCH_BYTES, &big);
+    int rc = 0;
+    if (big) {
+        n = big->len;
+        rc = lws_write(c->wsi, big->data, n, proto);
+        tk_client_sent(big);
+    } else if (n) {
+        rc = lws_write(c->wsi, scratch + LWS_PRE, n, proto);
+    }
+    if (rc < 0) return -1;
+    TK_COUNT(bytes_sent_total, n);
+    if (c->qlen) lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    tk_client_t *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLOSED:
+        return tk_ws_callback(wsi, reason, c, in, len);
+    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return tk_http_callback(wsi, reason, c, in, len);
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (c) tk_hub_detach(c);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"tickerd", callback, sizeof(tk_client_t), 4096, 0, NULL, LWS_PRE + SCRATCH_BYTES},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+int tk_net_start(void)
+{
+    struct lws_context_creation_info info;
+    void *loops[1] = {server.loop};
+    struct rlimit rl;
+    const tk_config_t *cfg = server.cfg;
+
+    lws_set_log_level(LLL_ERR, NULL);
+    memset(&info, 0, sizeof info);
+    info.port = cfg->listen_port;
+    info.iface = strcmp(cfg->listen_host, "*") && *cfg->listen_host ? cfg->listen_host : NULL;
+    info.protocols = protocols;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    if (info.iface && !strchr(info.iface, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (*cfg->tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+        info.alpn = "http/1.1"; /* responses are written as HTTP/1.1 */
+    }
+    info.foreign_loops = loops;
+    info.pcontext = &server.lws;
+    info.max_http_header_data = 4096;
+    info.max_http_header_pool = 1024;
+    info.timeout_secs = 10;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        info.fd_limit_per_thread = (unsigned)rl.rlim_cur;
+    retry_policy.secs_since_valid_ping = (uint16_t)cfg->heartbeat_s;
+    retry_policy.secs_since_valid_hangup = (uint16_t)(cfg->heartbeat_s * 2); /* > ping */
+    info.retry_and_idle_policy = &retry_policy;
+    if (!lws_create_context(&info)) {
+        tk_log(TK_LOG_ERROR, "cannot listen on %s (see lws errors above)", cfg->listen);
+        return -1;
+    }
+    tk_http_start();
+    return 0;
+}
+
+void tk_net_stop(void)
+{
+    tk_http_stop();
+    if (server.lws) lws_context_destroy(server.lws);
+}
+
+void tk_net_finish(void)
+{
+    if (server.lws) lws_context_destroy(server.lws);
+    server.lws = NULL;
+}
+
+static const char *status_text(unsigned status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const char *body,
+                    size_t len, const char *extra)
+{
+    char head[2048];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
+                      status, status_text(status), type, status == 304 ? 0 : len,
+                      extra ? extra : "");
+    if (hl < 0 || (size_t)hl >= sizeof head) return -1;
+    size_t total = (size_t)hl + (status == 304 ? 0 : len);
+    unsigned char *buf = malloc(LWS_PRE + total);
+    if (!buf) return -1;
+    memcpy(buf + LWS_PRE, head, (size_t)hl);
+    if (status != 304) memcpy(buf + LWS_PRE + hl, body, len);
+    int rc = lws_write(wsi, buf + LWS_PRE, total, LWS_WRITE_RAW);
+    free(buf);
+    return rc < 0 ? -1 : 0;
+}
