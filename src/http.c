@@ -83,18 +83,27 @@ bad:
     return NULL;
 }
 
+/* Daemon-wide: Redis counts as up when every worker's connection is, and
+ * as down for as long as the longest-down worker's has been. */
 static int serve_health(struct lws *wsi)
 {
     char last[TK_ID_STRLEN], body[512];
-    int64_t down = tk_stream_down_ms(server.stream);
-    bool up = tk_stream_up(server.stream);
+    int64_t down = 0, conns = 0, now = tk_now_ms();
+    for (int i = 0; i < TK_MAX_WORKERS; i++) {
+        tk_worker_stats_t *w = &tk_metrics->workers[i];
+        if (w->pid && !w->redis_up && w->redis_down_since_ms && now - w->redis_down_since_ms > down)
+            down = now - w->redis_down_since_ms;
+    }
+    for (int t = 0; t < TK_TRANSPORTS; t++)
+        conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
+    bool up = tk_stream_up(server.stream) && down == 0;
     bool ok = up || down <= (int64_t)server.cfg->grace_s * 1000;
     tk_id_format(tk_history_last_id(server.history), last);
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
-                     "\"connections\":%d,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
+                     "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
                      ok ? "ok" : "unavailable", up ? "up" : "down", (double)down / 1000,
-                     server.ready ? "true" : "false", tk_hub_count(), last, server.epoch,
+                     server.ready ? "true" : "false", (long long)conns, last, server.epoch,
                      TK_VERSION);
     return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));
 }

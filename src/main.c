@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "tickerd/net.h"
 #include "tickerd/server.h"
 #include "tickerd/stream.h"
+#include "tickerd/supervisor.h"
 
 #define SHUTDOWN_WAIT_MS 3000
 
@@ -28,7 +30,7 @@ static struct {
 } opts;
 
 static uv_signal_t sig_term, sig_int, sig_hup;
-static uv_timer_t shutdown_timer;
+static uv_timer_t shutdown_timer, notify_timer;
 static int64_t shutdown_started;
 
 int64_t tk_now_ms(void)
@@ -103,13 +105,13 @@ static int parse_args(int argc, char **argv)
 
 /* SIGHUP: a new configuration for new connections; what cannot change
  * without a restart is kept and said so. */
-static void reload(void)
+static int reload(void)
 {
     char err[512];
     tk_config_t *cfg = load_config(err, sizeof err);
     if (!cfg) {
         tk_log(TK_LOG_ERROR, "reload refused, keeping the old configuration: %s", err);
-        return;
+        return -1;
     }
     tk_config_t *old = server.cfg;
     const char *fixed[][2] = {{cfg->listen, old->listen},
@@ -123,9 +125,11 @@ static void reload(void)
     free(cfg->redis_url), cfg->redis_url = strdup(old->redis_url);
     free(cfg->stream_key), cfg->stream_key = strdup(old->stream_key);
     cfg->history_size = old->history_size;
+    cfg->workers = old->workers;
     server.cfg = cfg;
     tk_config_free(old);
     tk_log(TK_LOG_INFO, "configuration reloaded from %s", opts.config ? opts.config : "defaults");
+    return 0;
 }
 
 static void close_handle(uv_handle_t *h)
@@ -158,15 +162,37 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
     if (signum == SIGHUP) {
+        if (server.notify) sd_notify(0, "RELOADING=1");
         reload();
+        if (server.notify) sd_notify(0, "READY=1");
         return;
     }
     if (server.stopping) return;
     tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum), tk_hub_count());
     server.stopping = true;
+    if (server.notify) sd_notify(0, "STOPPING=1");
+    close_handle((uv_handle_t *)&notify_timer);
     shutdown_started = tk_now_ms();
     tk_hub_close_all(1001, "server shutting down");
     uv_timer_start(&shutdown_timer, on_shutdown_tick, 20, 20);
+}
+
+static void on_notify_tick(uv_timer_t *t)
+{
+    (void)t;
+    tk_notify_status();
+    sd_notify(0, "WATCHDOG=1");
+}
+
+/* Single-process mode: READY now, then STATUS and WATCHDOG on a timer. */
+static void start_notify(uv_loop_t *loop)
+{
+    uint64_t us = 0, every = 5000;
+    uv_timer_init(loop, &notify_timer);
+    if (!server.notify) return;
+    if (sd_watchdog_enabled(0, &us) > 0 && us / 2000 < every) every = us / 2000;
+    uv_timer_start(&notify_timer, on_notify_tick, every ? every : 1, every ? every : 1);
+    sd_notify(0, "READY=1");
 }
 
 static int run(void)
@@ -190,6 +216,7 @@ static int run(void)
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    start_notify(&loop);
     tk_log(TK_LOG_INFO, "tickerd %s listening on %s, stream %s", TK_VERSION, server.cfg->listen,
            server.cfg->stream_key);
     rc = 0;
@@ -203,6 +230,15 @@ out:
      * the process ends here, so that is logged only when debugging. */
     if (uv_loop_close(&loop)) tk_log(TK_LOG_DEBUG, "loop closed with lws handles still open");
     tk_history_free(server.history);
+    return rc;
+}
+
+static int run_worker(int index)
+{
+    server.worker = index;
+    int rc = run();
+    tk_metrics_free();
+    tk_config_free(server.cfg);
     return rc;
 }
 
@@ -226,7 +262,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "tickerd: cannot map shared metrics\n");
         return 1;
     }
-    int rc = run();
+    int rc;
+    if (server.cfg->workers > 1) {
+        rc = tk_supervise(server.cfg->workers, run_worker, reload);
+    } else {
+        server.notify = true;
+        rc = run();
+    }
     tk_metrics_free();
     tk_config_free(server.cfg);
     tk_log(TK_LOG_INFO, "stopped");

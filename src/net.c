@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "tickerd/listener.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
@@ -73,12 +74,11 @@ int tk_net_start(void)
 
     lws_set_log_level(LLL_ERR, NULL);
     memset(&info, 0, sizeof info);
-    info.port = cfg->listen_port;
-    info.iface = strcmp(cfg->listen_host, "*") && *cfg->listen_host ? cfg->listen_host : NULL;
+    /* lws listens on nothing: listener.c accepts on a SO_REUSEPORT socket
+     * that every worker binds, and hands the connections to this vhost. */
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                   LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
-    if (info.iface && !strchr(info.iface, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
     if (*cfg->tls_cert) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
@@ -95,8 +95,13 @@ int tk_net_start(void)
     retry_policy.secs_since_valid_ping = (uint16_t)cfg->heartbeat_s;
     retry_policy.secs_since_valid_hangup = (uint16_t)(cfg->heartbeat_s * 2); /* > ping */
     info.retry_and_idle_policy = &retry_policy;
-    if (!lws_create_context(&info)) {
-        tk_log(TK_LOG_ERROR, "cannot listen on %s (see lws errors above)", cfg->listen);
+    if (!(server.lws = lws_create_context(&info))) {
+        tk_log(TK_LOG_ERROR, "cannot start libwebsockets (see its errors above)");
+        return -1;
+    }
+    struct lws_vhost *vh = lws_get_vhost_by_name(server.lws, "default");
+    if (!vh || tk_listener_start(server.loop, cfg->listen_host, cfg->listen_port, vh)) {
+        lws_context_destroy(server.lws);
         return -1;
     }
     tk_http_start();
@@ -105,6 +110,7 @@ int tk_net_start(void)
 
 void tk_net_stop(void)
 {
+    tk_listener_stop();
     tk_http_stop();
     if (server.lws) lws_context_destroy(server.lws);
 }

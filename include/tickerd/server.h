@@ -25,6 +25,7 @@ typedef struct tk_server {
     bool ready; /* the start-up load is done: clients can be served */
     bool stopping;
     int worker; /* 0..workers-1 */
+    bool notify; /* this process speaks to systemd (single-process mode) */
 } tk_server_t;
 
 extern tk_server_t server;

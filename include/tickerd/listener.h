@@ -1,0 +1,16 @@
+/* listener.h - our own listening socket (SO_REUSEPORT, so every worker
+ * process binds the same port and the kernel spreads connections), whose
+ * accepted sockets are handed to libwebsockets. */
+#ifndef TICKERD_LISTENER_H
+#define TICKERD_LISTENER_H
+
+#include <uv.h>
+
+struct lws_vhost;
+
+/* Binds host:port. Returns 0, or -1 with the reason logged. */
+int tk_listener_start(uv_loop_t *loop, const char *host, int port, struct lws_vhost *vh);
+/* Stops accepting; closes the socket with the loop. */
+void tk_listener_stop(void);
+
+#endif

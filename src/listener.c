@@ -1,0 +1,80 @@
+/* listener.c - accept(2) on a SO_REUSEPORT socket, adopt into lws. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libwebsockets.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tickerd/listener.h"
+#include "tickerd/log.h"
+
+#define ACCEPTS_PER_WAKEUP 128
+
+static uv_poll_t poll_handle;
+static int listen_fd = -1;
+static struct lws_vhost *vhost;
+
+static void on_acceptable(uv_poll_t *h, int status, int events)
+{
+    (void)h;
+    (void)events;
+    if (status < 0) return;
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+                tk_log_limited(TK_LOG_WARN, "accept: %s", strerror(errno));
+            return;
+        }
+        if (!lws_adopt_socket_vhost(vhost, fd)) close(fd);
+    }
+}
+
+static int open_socket(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    char service[8];
+    int one = 1, rc;
+    snprintf(service, sizeof service, "%d", port);
+    const char *node = !*host || !strcmp(host, "*") ? NULL : host;
+    if ((rc = getaddrinfo(node, service, &hints, &res))) {
+        tk_log(TK_LOG_ERROR, "listen %s:%d: %s", host, port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+                    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 65535))) {
+        tk_log(TK_LOG_ERROR, "listen %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+int tk_listener_start(uv_loop_t *loop, const char *host, int port, struct lws_vhost *vh)
+{
+    vhost = vh;
+    if ((listen_fd = open_socket(host, port)) < 0) return -1;
+    uv_poll_init(loop, &poll_handle, listen_fd);
+    uv_poll_start(&poll_handle, UV_READABLE, on_acceptable);
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+    close(listen_fd);
+    listen_fd = -1;
+}
+
+void tk_listener_stop(void)
+{
+    if (listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&poll_handle))
+        uv_close((uv_handle_t *)&poll_handle, on_closed);
+}
