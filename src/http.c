@@ -57,16 +57,18 @@ static int respond_text(struct lws *wsi, unsigned status, const char *text)
     if (status >= 400) {
         lws_get_peer_simple(wsi, ip, sizeof ip);
         tk_log_limited(TK_LOG_INFO, "refused %s: HTTP %u: %s", ip, status, text);
-        TK_COUNT(refused_total[status == 404 ? TK_REFUSE_NOT_FOUND : TK_REFUSE_BAD_REQUEST], 1);
+        tk_metrics_refused(status);
     }
     return finish(wsi, tk_http_respond(wsi, status, TEXT_TYPE, body, (size_t)n, NULL));
 }
 
-/* Parses the query of an HTTP request; on error answers 400 and returns
- * NULL. The request is the caller's to free. */
-static tk_sub_req_t *parse_query(struct lws *wsi, int *rc)
+/* Parses and admits the query of an HTTP request; on error answers 400
+ * (or the guard's status) and returns NULL. The request is the caller's to
+ * free; g gets what its token allows. */
+static tk_sub_req_t *parse_query(struct lws *wsi, int *rc, tk_grant_t *g)
 {
     char arg[2048], err[256];
+    unsigned status = 400;
     tk_sub_req_t *req = malloc(sizeof *req);
     if (!req) {
         *rc = -1;
@@ -76,10 +78,11 @@ static tk_sub_req_t *parse_query(struct lws *wsi, int *rc)
     for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
          i++)
         if (tk_query_arg(server.cfg, req, arg, err, sizeof err)) goto bad;
-    if (tk_sub_req_check(server.cfg, req, err, sizeof err) == 0) return req;
+    if (tk_sub_req_check(server.cfg, req, err, sizeof err)) goto bad;
+    if (!(status = tk_guard_admit(wsi, req, g, err, sizeof err))) return req;
 bad:
     free(req);
-    *rc = respond_text(wsi, 400, err);
+    *rc = respond_text(wsi, status, err);
     return NULL;
 }
 
@@ -123,7 +126,8 @@ static int serve_items(struct lws *wsi)
 {
     int rc = 0;
     char last[TK_ID_STRLEN], etag[64], inm[64], extra[512], cors[300];
-    tk_sub_req_t *req = parse_query(wsi, &rc);
+    tk_grant_t grant;
+    tk_sub_req_t *req = parse_query(wsi, &rc, &grant);
     if (!req) return rc;
     int limit = req->limit >= 0 ? req->limit : 20;
     if (limit > server.cfg->replay_max) limit = server.cfg->replay_max;
@@ -165,7 +169,8 @@ static int serve_events(struct lws *wsi, tk_client_t *c)
 {
     int rc = 0;
     char last_event[64], cors[300], head[1024];
-    tk_sub_req_t *req = parse_query(wsi, &rc);
+    tk_grant_t grant;
+    tk_sub_req_t *req = parse_query(wsi, &rc, &grant);
     if (!req) return rc;
     int n = lws_hdr_custom_copy(wsi, last_event, sizeof last_event, "last-event-id:", 14);
     if (n > 0) {
@@ -189,6 +194,7 @@ static int serve_events(struct lws *wsi, tk_client_t *c)
     lws_http_mark_sse(wsi);
     memset(c, 0, sizeof *c);
     c->wsi = wsi;
+    c->grant = grant;
     tk_hub_attach(c, TK_TRANSPORT_SSE, req);
     return 0;
 }

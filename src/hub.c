@@ -193,6 +193,8 @@ void tk_hub_attach(tk_client_t *c, tk_transport_t t, tk_sub_req_t *req)
     if (clients) clients->prev = c;
     clients = c;
     c->attached = 1;
+    c->ip_slot = tk_guard_ip_slot(c->wsi) + 1;
+    tk_guard_ip_add(c->ip_slot - 1, 1);
     nclients++;
     TK_COUNT(connections[t], 1);
     TK_COUNT(connections_total, 1);
@@ -215,6 +217,7 @@ void tk_hub_detach(tk_client_t *c)
         c->prev = c->next = NULL;
         nclients--;
         TK_COUNT(connections[c->transport], -1);
+        tk_guard_ip_add(c->ip_slot - 1, -1);
         drop_queue(c);
     }
     free(c->pending);

@@ -43,6 +43,17 @@ void tk_metrics_observe_fanout(double seconds)
     TK_COUNT(fanout_sum_us, (uint64_t)(seconds > 0 ? seconds * 1e6 : 0));
 }
 
+void tk_metrics_refused(unsigned status)
+{
+    tk_refuse_t r = status == 401   ? TK_REFUSE_UNAUTHORIZED
+                    : status == 403 ? TK_REFUSE_FORBIDDEN
+                    : status == 404 ? TK_REFUSE_NOT_FOUND
+                    : status == 429 ? TK_REFUSE_TOO_MANY_PER_IP
+                    : status == 503 ? TK_REFUSE_OVER_CAPACITY
+                                    : TK_REFUSE_BAD_REQUEST;
+    TK_COUNT(refused_total[r], 1);
+}
+
 static uint64_t load(const uint64_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);

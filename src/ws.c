@@ -11,11 +11,15 @@
 #include "tickerd/server.h"
 
 #define MAX_BAD_MESSAGES 10
+#define MAX_MESSAGES_PER_S 20
 
-/* Reads the path and query of the request into a new request. Returns the
- * HTTP status to refuse with (0 = accepted) and the reason in err. */
-static unsigned parse_handshake(struct lws *wsi, tk_sub_req_t **out, char *err, size_t errlen)
+/* Reads the path and query of the request into a new request and admits
+ * it (origin, token, limits). Returns the HTTP status to refuse with (0 =
+ * accepted) and the reason in err. */
+static unsigned parse_handshake(struct lws *wsi, tk_sub_req_t **out, tk_grant_t *g, char *err,
+                                size_t errlen)
 {
+    unsigned status = 400;
     char path[256], arg[2048];
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0 ||
         strcmp(path, "/v1/ws") != 0) {
@@ -30,11 +34,12 @@ static unsigned parse_handshake(struct lws *wsi, tk_sub_req_t **out, char *err, 
         if (tk_query_arg(server.cfg, req, arg, err, errlen)) goto bad;
     }
     if (tk_sub_req_check(server.cfg, req, err, errlen)) goto bad;
+    if ((status = tk_guard_admit(wsi, req, g, err, errlen))) goto bad;
     *out = req;
     return 0;
 bad:
     free(req);
-    return 400;
+    return status;
 }
 
 static int refuse(struct lws *wsi, unsigned status, const char *why)
@@ -43,7 +48,7 @@ static int refuse(struct lws *wsi, unsigned status, const char *why)
     int n = snprintf(body, sizeof body, "%s\n", why);
     lws_get_peer_simple(wsi, ip, sizeof ip);
     tk_log_limited(TK_LOG_INFO, "refused %s: HTTP %u: %s", ip, status, why);
-    TK_COUNT(refused_total[status == 404 ? TK_REFUSE_NOT_FOUND : TK_REFUSE_BAD_REQUEST], 1);
+    tk_metrics_refused(status);
     if (tk_http_respond(wsi, status, "text/plain; charset=utf-8", body, (size_t)n, NULL)) return -1;
     return 1; /* lws completes the transaction */
 }
@@ -55,6 +60,31 @@ static void send_error(tk_client_t *c, const char *code, const char *message)
     if (++c->bad_msgs >= MAX_BAD_MESSAGES) tk_client_close(c, 1008);
 }
 
+/* A subscribe frame may bring a new token; either way the filter must stay
+ * within what the client's token allows. */
+static int regrant(tk_client_t *c, tk_sub_req_t *req, char *err, size_t errlen)
+{
+    tk_grant_t g = c->grant;
+    if (*server.cfg->jwt_secret && req->token[0] &&
+        tk_grant_from_token(server.cfg->jwt_secret, req->token, tk_now_ms() / 1000, &g, err,
+                            errlen))
+        return -1;
+    if (tk_grant_apply(&g, req, err, errlen)) return -1;
+    c->grant = g;
+    return 0;
+}
+
+/* Too many messages in one second count as bad input. */
+static bool rate_exceeded(tk_client_t *c)
+{
+    uint32_t now = (uint32_t)(tk_now_ms() / 1000);
+    if (now != c->rx_second) {
+        c->rx_second = now;
+        c->rx_count = 0;
+    }
+    return ++c->rx_count > MAX_MESSAGES_PER_S;
+}
+
 /* One complete text message from the client. */
 static void on_message(tk_client_t *c, const char *text, size_t len)
 {
@@ -62,7 +92,9 @@ static void on_message(tk_client_t *c, const char *text, size_t len)
     json_error_t jerr;
     json_t *o = json_loadb(text, len, 0, &jerr);
     const char *type = json_string_value(json_object_get(o, "type"));
-    if (!json_is_object(o)) {
+    if (rate_exceeded(c)) {
+        send_error(c, "rate_limited", "too many messages per second");
+    } else if (!json_is_object(o)) {
         send_error(c, "bad_request", "not a JSON object");
     } else if (!type) {
         send_error(c, "bad_request", "no \"type\"");
@@ -73,8 +105,12 @@ static void on_message(tk_client_t *c, const char *text, size_t len)
         tk_sub_req_t *req = malloc(sizeof *req);
         if (req && !tk_subscribe_parse(server.cfg, o, req, err, sizeof err) &&
             !tk_sub_req_check(server.cfg, req, err, sizeof err)) {
-            c->bad_msgs = 0;
-            tk_hub_resubscribe(c, req);
+            if (regrant(c, req, err, sizeof err)) {
+                send_error(c, "forbidden", err);
+            } else {
+                c->bad_msgs = 0;
+                tk_hub_resubscribe(c, req);
+            }
         } else {
             send_error(c, "bad_request", req ? err : "out of memory");
         }
@@ -154,19 +190,21 @@ int tk_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_client_
 {
     char err[256];
     tk_sub_req_t *req = NULL;
+    tk_grant_t grant;
     unsigned status;
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         if (strcmp(in, "websocket") != 0) return refuse(wsi, 400, "only WebSocket upgrades");
         if (server.stopping) return refuse(wsi, 503, "shutting down");
-        status = parse_handshake(wsi, &req, err, sizeof err);
+        status = parse_handshake(wsi, &req, &grant, err, sizeof err);
         free(req);
         return status ? refuse(wsi, status, err) : 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* Checked above; parsed again here, where lws gives the session. */
-        if (parse_handshake(wsi, &req, err, sizeof err)) return -1;
+        if (parse_handshake(wsi, &req, &grant, err, sizeof err)) return -1;
         memset(c, 0, sizeof *c);
         c->pending = req;
+        c->grant = grant;
         return 0;
     case LWS_CALLBACK_ESTABLISHED:
         c->wsi = wsi;

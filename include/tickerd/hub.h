@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "tickerd/filter.h"
+#include "tickerd/guard.h"
 #include "tickerd/history.h"
 #include "tickerd/msg.h"
 
@@ -30,6 +31,10 @@ typedef struct tk_client {
     uint32_t qhead, qlen, qcap;
     uint32_t qbytes;
     tk_sub_req_t *pending; /* the handshake request, while parked */
+    tk_grant_t grant; /* what its token allows */
+    uint32_t ip_slot; /* per-IP count slot + 1; 0 = none */
+    uint32_t rx_second; /* inbound rate: the current second and */
+    uint16_t rx_count; /* the messages in it */
     char *rx; /* a partial inbound message */
     uint32_t rxlen;
     uint16_t close_code;

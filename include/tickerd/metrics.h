@@ -12,6 +12,7 @@
 
 #define TK_MAX_WORKERS 64
 #define TK_FANOUT_BUCKETS 14
+#define TK_IP_SLOTS 65536
 
 typedef enum {
     TK_REFUSE_BAD_REQUEST,
@@ -47,6 +48,7 @@ typedef struct tk_metrics {
     uint64_t fanout_count;
     uint64_t fanout_sum_us;
     tk_worker_stats_t workers[TK_MAX_WORKERS];
+    int32_t per_ip[TK_IP_SLOTS]; /* clients per source-address hash */
 } tk_metrics_t;
 
 extern tk_metrics_t *tk_metrics;
@@ -58,6 +60,8 @@ void tk_metrics_free(void);
 #define TK_COUNT(field, n) __atomic_fetch_add(&tk_metrics->field, (n), __ATOMIC_RELAXED)
 
 void tk_metrics_observe_fanout(double seconds);
+/* Counts a refused request by its HTTP status. */
+void tk_metrics_refused(unsigned status);
 
 /* Renders the text exposition; returns a malloc'd string (length in *len). */
 char *tk_metrics_render(size_t *len);

@@ -1,0 +1,40 @@
+/* guard.h - who may connect and what they may subscribe to: allowed
+ * origins, HS256 JWT tokens and their region/lang claims, the connection
+ * limits (total and per IP) and the inbound message rate. */
+#ifndef TICKERD_GUARD_H
+#define TICKERD_GUARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tickerd/config.h"
+#include "tickerd/filter.h"
+
+struct lws;
+
+/* What a token allows: masks over the name tables (all bits = any). */
+typedef struct tk_grant {
+    uint64_t regions;
+    uint32_t langs;
+} tk_grant_t;
+
+/* Checks a token against secret and now (seconds). Returns 0 and fills g,
+ * or -1 with the reason in err. Pure: unit-testable. */
+int tk_grant_from_token(const char *secret, const char *token, int64_t now_s, tk_grant_t *g,
+                        char *err, size_t errlen);
+
+/* Narrows req's filter to g: absent lists become the grant; lists asking
+ * for more than the grant are refused (-1, reason in err). */
+int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t errlen);
+
+/* Admission of an HTTP/WebSocket request: origin, token (query `token` or
+ * Authorization: Bearer), limits. Returns 0 or the HTTP status to refuse
+ * with (401, 403, 429, 503) and the reason in err; fills g. */
+unsigned tk_guard_admit(struct lws *wsi, tk_sub_req_t *req, tk_grant_t *g, char *err,
+                        size_t errlen);
+
+/* Per-IP accounting of admitted clients; the slot is kept by the client. */
+uint32_t tk_guard_ip_slot(struct lws *wsi);
+void tk_guard_ip_add(uint32_t slot, int delta);
+
+#endif

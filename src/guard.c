@@ -1,0 +1,176 @@
+/* guard.c - admission control (see guard.h). Counts that several workers
+ * share live in the shared metrics block. */
+#include <errno.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tickerd/guard.h"
+#include "tickerd/log.h"
+#include "tickerd/metrics.h"
+#include "tickerd/server.h"
+
+/* A claim: an array of names, or a comma-separated string, as a mask. */
+static int claim_mask(jwt_t *jwt, const char *name, tk_name_kind_t kind, uint64_t *mask)
+{
+    char *json = jwt_get_grants_json(jwt, name);
+    if (!json) return 0; /* absent: no narrowing */
+    json_t *v = json_loads(json, JSON_DECODE_ANY, NULL);
+    free(json);
+    uint64_t m = 0;
+    size_t i;
+    json_t *el;
+    int rc = 0;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, el) {
+            int idx = json_is_string(el) ? tk_name_lookup(kind, json_string_value(el),
+                                                          json_string_length(el))
+                                         : -1;
+            if (idx >= 0) m |= 1ULL << idx; /* names unknown here grant nothing */
+        }
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        while (*s) {
+            const char *end = strchr(s, ',');
+            size_t n = end ? (size_t)(end - s) : strlen(s);
+            int idx = tk_name_lookup(kind, s, n);
+            if (idx >= 0) m |= 1ULL << idx;
+            s += n + (end ? 1 : 0);
+        }
+    } else {
+        rc = -1;
+    }
+    json_decref(v);
+    *mask = m;
+    return rc;
+}
+
+int tk_grant_from_token(const char *secret, const char *token, int64_t now_s, tk_grant_t *g,
+                        char *err, size_t errlen)
+{
+    jwt_t *jwt = NULL;
+    uint64_t regions = TK_ALL64, langs = TK_ALL32;
+    if (!token || !*token) {
+        snprintf(err, errlen, "a token is required");
+        return -1;
+    }
+    if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) || !jwt) {
+        snprintf(err, errlen, "invalid token");
+        return -1;
+    }
+    int rc = -1;
+    errno = 0;
+    long exp = jwt_get_grant_int(jwt, "exp"); /* absent: -1 with ENOENT */
+    bool has_exp = errno != ENOENT;
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        snprintf(err, errlen, "token is not HS256");
+    } else if (has_exp && exp <= now_s) {
+        snprintf(err, errlen, "token expired");
+    } else if (claim_mask(jwt, "regions", TK_NAME_REGION, &regions) ||
+               claim_mask(jwt, "langs", TK_NAME_LANG, &langs)) {
+        snprintf(err, errlen, "token claims regions/langs must be lists");
+    } else {
+        g->regions = regions;
+        g->langs = (uint32_t)langs;
+        rc = 0;
+    }
+    jwt_free(jwt);
+    return rc;
+}
+
+int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t errlen)
+{
+    tk_filter_t *f = &req->filter;
+    if (f->regions == TK_ALL64)
+        f->regions = g->regions;
+    else if (f->regions & ~g->regions) {
+        snprintf(err, errlen, "the token does not allow these regions");
+        return -1;
+    }
+    if (f->langs == TK_ALL32)
+        f->langs = g->langs;
+    else if (f->langs & ~g->langs) {
+        snprintf(err, errlen, "the token does not allow these languages");
+        return -1;
+    }
+    return 0;
+}
+
+static bool origin_allowed(struct lws *wsi)
+{
+    char origin[256];
+    const char *allowed = server.cfg->allowed_origins;
+    if (!*allowed) return true;
+    int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+    if (n <= 0) return true; /* not a browser: origins do not apply */
+    for (const char *p = allowed; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',' && *end != ' ')
+            end++;
+        if (end - p == n && !strncmp(p, origin, (size_t)n)) return true;
+        p = end;
+    }
+    return false;
+}
+
+/* The token from the query, else from Authorization: Bearer. */
+static const char *find_token(struct lws *wsi, tk_sub_req_t *req)
+{
+    char auth[sizeof req->token + 16];
+    if (req->token[0]) return req->token;
+    if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 7 &&
+        !strncasecmp(auth, "Bearer ", 7) && strlen(auth + 7) < sizeof req->token) {
+        memcpy(req->token, auth + 7, strlen(auth + 7) + 1);
+        return req->token;
+    }
+    return NULL;
+}
+
+uint32_t tk_guard_ip_slot(struct lws *wsi)
+{
+    char ip[64] = "";
+    uint32_t h = 2166136261u;
+    lws_get_peer_simple(wsi, ip, sizeof ip);
+    for (const char *p = ip; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % TK_IP_SLOTS;
+}
+
+void tk_guard_ip_add(uint32_t slot, int delta)
+{
+    __atomic_fetch_add(&tk_metrics->per_ip[slot], delta, __ATOMIC_RELAXED);
+}
+
+unsigned tk_guard_admit(struct lws *wsi, tk_sub_req_t *req, tk_grant_t *g, char *err,
+                        size_t errlen)
+{
+    const tk_config_t *cfg = server.cfg;
+    int64_t conns = 0;
+    g->regions = TK_ALL64;
+    g->langs = TK_ALL32;
+    if (!origin_allowed(wsi)) {
+        snprintf(err, errlen, "origin not allowed");
+        return 403;
+    }
+    for (int t = 0; t < TK_TRANSPORTS; t++)
+        conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
+    if (conns >= cfg->max_connections || server.stopping) {
+        snprintf(err, errlen, "server full, try again later");
+        return 503;
+    }
+    if (cfg->max_per_ip &&
+        __atomic_load_n(&tk_metrics->per_ip[tk_guard_ip_slot(wsi)], __ATOMIC_RELAXED) >=
+            cfg->max_per_ip) {
+        snprintf(err, errlen, "too many connections from this address");
+        return 429;
+    }
+    if (!*cfg->jwt_secret) return 0;
+    if (tk_grant_from_token(cfg->jwt_secret, find_token(wsi, req), tk_now_ms() / 1000, g, err,
+                            errlen))
+        return 401;
+    return tk_grant_apply(g, req, err, errlen) ? 403 : 0;
+}
