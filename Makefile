@@ -70,6 +70,21 @@ asan-test: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined CFLAGS="-O1 -g" all unit-test
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined CFLAGS="-O1 -g" integration-test
 
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/tickerd \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/tickerd \
+	    $(DESTDIR)$(PREFIX)/share/doc/tickerd
+	install -m 755 $(BUILD)/tickerd $(BUILD)/tickerctl $(DESTDIR)$(PREFIX)/bin/
+	[ -e $(DESTDIR)$(PREFIX)/etc/tickerd/tickerd.conf ] || \
+	    install -m 644 config/tickerd.conf $(DESTDIR)$(PREFIX)/etc/tickerd/tickerd.conf
+	sed 's#/usr/local#$(PREFIX)#g' systemd/tickerd.service > \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system/tickerd.service
+	cp -R clients $(DESTDIR)$(PREFIX)/share/tickerd/
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/tickerd/
+	cp -R docs $(DESTDIR)$(PREFIX)/share/doc/tickerd/
+
 format:
 	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.c
 
