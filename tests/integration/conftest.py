@@ -1,0 +1,467 @@
+"""Fixtures and helpers of tickerd's integration tests.
+
+Every test gets its own redis-server and tickerd, each on a free loopback
+port and in the test's own temporary directory. Both are stopped with
+SIGTERM (by PID, only the processes started here) when the test ends, with a
+time bound and SIGKILL as the last resort. Every wait has a timeout.
+
+Run with /usr/bin/python3 -m pytest; the daemon is $TICKERD_BUILD/tickerd
+(default ../../build relative to this directory).
+"""
+
+import asyncio
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+import redis
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.abspath(os.environ.get("TICKERD_BUILD", os.path.join(HERE, "..", "..", "build")))
+TICKERD = os.path.join(BUILD, "tickerd")
+STREAM = "ticker:breaking"
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def free_port():
+    """A loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, interval=0.02, what="condition"):
+    """Polls pred() until it returns a true value; returns it or fails."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc!r})")
+
+
+def stop_process(proc, timeout=STOP_TIMEOUT):
+    """SIGTERM to this one process, then SIGKILL if it outlives timeout.
+    Returns its exit status."""
+    if proc.poll() is None:
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return proc.returncode
+
+
+class RedisServer:
+    """A redis-server of our own, persisting nothing unless appendonly."""
+
+    def __init__(self, workdir, appendonly=False):
+        self.dir = workdir
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.appendonly = appendonly
+        self.proc = None
+        self.logfile = os.path.join(self.dir, "redis.log")
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                "--dir", self.dir, "--logfile", self.logfile]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.client().ping(), START_TIMEOUT, what=f"redis on {self.port}")
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
+                           socket_connect_timeout=2)
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def write_config(path, sections):
+    with open(path, "w") as f:
+        for section, keys in sections.items():
+            f.write(f"[{section}]\n")
+            for k, v in keys.items():
+                f.write(f"{k} = {v}\n")
+            f.write("\n")
+
+
+class Tickerd:
+    """One tickerd process with a config file of its own."""
+
+    def __init__(self, workdir, redis_server, config=None):
+        self.dir = workdir
+        os.makedirs(self.dir, exist_ok=True)
+        self.redis = redis_server
+        self.port = free_port()
+        self.static_dir = os.path.join(self.dir, "static")
+        os.makedirs(self.static_dir, exist_ok=True)
+        sections = {"server": {"static_dir": self.static_dir, "workers": 1}}
+        for section, keys in (config or {}).items():
+            sections.setdefault(section, {}).update(keys)
+        self.config = sections
+        self.config_path = os.path.join(self.dir, "tickerd.conf")
+        write_config(self.config_path, sections)
+        self.logfile = os.path.join(self.dir, "tickerd.log")
+        self.proc = None
+
+    def start(self, wait=True):
+        log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            [TICKERD, "-c", self.config_path, "--listen", f"127.0.0.1:{self.port}",
+             "--redis", self.redis.url],
+            cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        def ready():
+            assert self.proc.poll() is None, f"tickerd exited with {self.proc.returncode}"
+            status, _, body = http_get(self.port, "/healthz", timeout=1)
+            return status == 200 and json.loads(body).get("ready") is True
+        wait_until(ready, timeout, what="tickerd /healthz")
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        return stop_process(self.proc, timeout) if self.proc else None
+
+    def log(self):
+        try:
+            with open(self.logfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def ws_url(self, query=""):
+        return f"ws://127.0.0.1:{self.port}/v1/ws" + (f"?{query}" if query else "")
+
+    def metrics(self):
+        """Every sample of /metrics: {(name, ((label, value), ...)): value}."""
+        status, _, body = http_get(self.port, "/metrics")
+        assert status == 200
+        out = {}
+        for fam in text_string_to_metric_families(body.decode()):
+            for s in fam.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def metric(self, name, **labels):
+        return self.metrics().get((name, tuple(sorted(labels.items()))))
+
+    def health(self):
+        status, _, body = http_get(self.port, "/healthz")
+        return status, json.loads(body)
+
+
+# --------------------------------------------------------------------------
+# HTTP
+
+
+def http_get(port, path, headers=None, timeout=5):
+    """One GET sent with the path exactly as given. Returns (status,
+    {lowercase header: value}, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def raw_request(port, request: bytes, timeout=5):
+    """Sends raw request bytes and reads the whole response (head + a body of
+    Content-Length bytes). Returns (status, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        want = int(headers.get("content-length", "0"))
+        while len(body) < want:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return status, headers, body
+
+
+def ws_handshake_request(port, path, extra=b""):
+    key = base64.b64encode(os.urandom(16))
+    return (b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:" + str(port).encode() +
+            b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+            b"\r\nSec-WebSocket-Version: 13\r\n" + extra + b"\r\n")
+
+
+# --------------------------------------------------------------------------
+# WebSocket clients
+
+
+def run(coro, timeout=60):
+    """Runs a test coroutine with an overall time bound."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class WS:
+    """A WebSocket client (websockets 10, asyncio) that reads JSON frames
+    with timeouts."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    @classmethod
+    async def connect(cls, td, query="", **kw):
+        kw.setdefault("open_timeout", 5)
+        kw.setdefault("close_timeout", 2)
+        kw.setdefault("ping_interval", None)
+        kw.setdefault("max_size", 1 << 22)
+        kw.setdefault("max_queue", None)
+        return cls(await websockets.connect(td.ws_url(query), **kw))
+
+    async def recv(self, timeout=5):
+        msg = await asyncio.wait_for(self.conn.recv(), timeout)
+        assert isinstance(msg, str), "server frames are text"
+        return json.loads(msg)
+
+    async def send(self, obj):
+        await self.conn.send(obj if isinstance(obj, str) else json.dumps(obj))
+
+    async def start(self, timeout=5):
+        """Reads the connect sequence: hello, replayed events, the replay
+        marker. Returns (hello, [replayed], marker)."""
+        hello = await self.recv(timeout)
+        assert hello["type"] == "hello", hello
+        replayed = []
+        while True:
+            f = await self.recv(timeout)
+            if f["type"] == "replay":
+                return hello, replayed, f
+            assert f.get("replay") is True, f"replayed event without replay:true: {f}"
+            replayed.append(f)
+
+    async def recv_n(self, n, timeout=5):
+        return [await self.recv(timeout) for _ in range(n)]
+
+    async def expect_silence(self, timeout=0.3):
+        """Asserts that no frame arrives within timeout."""
+        try:
+            f = await asyncio.wait_for(self.conn.recv(), timeout)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame: {f}")
+
+    async def wait_closed(self, timeout=5):
+        """Reads (and drops) frames until the server closes; returns the
+        close code it sent."""
+        async def drain():
+            try:
+                while True:
+                    await self.conn.recv()
+            except websockets.ConnectionClosed:
+                pass
+        await asyncio.wait_for(drain(), timeout)
+        return self.conn.close_code
+
+    async def close(self):
+        try:
+            await asyncio.wait_for(self.conn.close(), 3)
+        except Exception:  # noqa: BLE001 - best effort at teardown
+            pass
+
+
+class RawWS:
+    """A WebSocket client on a plain socket: does the handshake and then
+    reads only when told to (the slow-consumer test)."""
+
+    def __init__(self, port, path, rcvbuf=None, timeout=5):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(ws_handshake_request(port, path))
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = self.sock.recv(4096)
+            assert chunk, "closed during the handshake"
+            buf += chunk
+        head, _, self.buf = buf.partition(b"\r\n\r\n")
+        self.status = int(head.split()[1])
+
+    def _fill(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+
+    def read_frame(self):
+        """(opcode, payload) of the next server frame."""
+        self._fill(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        n, off = b1 & 0x7F, 2
+        if n == 126:
+            self._fill(4)
+            n, off = struct.unpack("!H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._fill(10)
+            n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
+        self._fill(off + n)
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        return b0 & 0x0F, payload
+
+    def send_frame(self, opcode, payload, fin=True):
+        """Sends one masked client frame."""
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def read_json(self):
+        op, payload = self.read_frame()
+        assert op == 1, (op, payload)
+        return json.loads(payload)
+
+    def read_close(self):
+        """Skips data frames up to the close frame; returns its code."""
+        while True:
+            op, payload = self.read_frame()
+            if op == 8:
+                return struct.unpack("!H", payload[:2])[0]
+
+    def close(self):
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    srv = RedisServer(str(tmp_path / "redis")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def rds(redis_server):
+    return redis_server.client()
+
+
+@pytest.fixture
+def make_tickerd(tmp_path, redis_server):
+    """make_tickerd(config={section: {key: value}}, start=True) -> Tickerd."""
+    started = []
+
+    def make(config=None, start=True, redis_srv=None, name="tickerd"):
+        td = Tickerd(str(tmp_path / name), redis_srv or redis_server, config)
+        started.append(td)
+        return td.start() if start else td
+
+    yield make
+    for td in started:
+        rc = td.stop()
+        log = td.log()
+        print(f"--- {td.dir} (exit {rc}) log tail ---\n" + "\n".join(log.splitlines()[-40:]))
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
+
+@pytest.fixture
+def tickerd(make_tickerd):
+    return make_tickerd()
+
+
+@pytest.fixture
+def xadd(rds):
+    """xadd(**fields) -> the new entry's ID (str). Values may be bytes."""
+
+    def add(**fields):
+        return rds.xadd(STREAM, fields).decode()
+
+    return add
+
+
+# --------------------------------------------------------------------------
+# expected frames
+
+
+def id_ms(entry_id):
+    return int(entry_id.split("-")[0])
+
+
+def item_frame(entry_id, text, lang="en", region=(), priority="breaking", category=None,
+               url=None, source=None, ttl=21600, type="item", replay=False, ref=None, ts_id=None):
+    """The exact frame tickerd sends for an item (SPEC §2). ts and expires
+    come from ts_id (the original's ID; default entry_id)."""
+    ts = id_ms(ts_id or entry_id)
+    f = {"type": type, "id": entry_id}
+    if ref:
+        f["ref"] = ref
+    f.update({"ts": ts, "lang": lang, "region": list(region), "priority": priority})
+    if category:
+        f["category"] = category
+    f["text"] = text
+    if url:
+        f["url"] = url
+    if source:
+        f["source"] = source
+    f["expires"] = ts + ttl * 1000
+    if replay:
+        f["replay"] = True
+    return f
