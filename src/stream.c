@@ -15,6 +15,7 @@
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/redis_uv.h"
+#include "tickerd/sentinel.h"
 #include "tickerd/server.h"
 #include "tickerd/stream.h"
 
@@ -30,7 +31,9 @@ struct tk_stream {
     uv_timer_t retry;
     uv_timer_t watchdog;
     tk_redis_url_t url;
-    char ip[64];
+    tk_sentinel_t *sentinel; /* NULL: url names the server */
+    char ip[64]; /* where to connect: resolved from url, or from the sentinels */
+    int port;
     int backoff_ms;
     bool up;
     bool loaded;
@@ -42,6 +45,7 @@ struct tk_stream {
 };
 
 static void connect_now(tk_stream_t *s);
+void tk_stream_stop(tk_stream_t *s);
 
 bool tk_stream_up(const tk_stream_t *s)
 {
@@ -282,9 +286,38 @@ static void random_epoch(char *out, size_t cap)
         snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
+static void send_epoch(tk_stream_t *s)
+{
+    char epoch[32] = "";
+    random_epoch(epoch, sizeof epoch);
+    const char *set[] = {"SET", s->epoch_key, epoch, "NX"};
+    redisAsyncCommandArgv(s->ac, on_setup, s, 4, set, NULL);
+    const char *get[] = {"GET", s->epoch_key};
+    redisAsyncCommandArgv(s->ac, on_epoch, s, 2, get, NULL);
+}
+
+/* Sentinel mode: a restarted old master can claim to be master for a
+ * moment; only a server whose ROLE says master is read from. */
+static void on_role(redisAsyncContext *ac, void *r, void *priv)
+{
+    tk_stream_t *s = priv;
+    redisReply *reply = r;
+    (void)ac;
+    if (!reply || !s->ac) return;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(reply->element[0]->str, "master") == 0) {
+        send_epoch(s);
+        return;
+    }
+    tk_log(TK_LOG_WARN, "redis: %s:%d is not a master: asking the sentinels again", s->ip,
+           s->port);
+    redisAsyncDisconnect(s->ac);
+}
+
 static void send_setup(tk_stream_t *s)
 {
-    char db[16], epoch[32] = "";
+    char db[16];
     if (s->url.password) {
         const char *argv[] = {"AUTH", s->url.user ? s->url.user : s->url.password,
                               s->url.password};
@@ -295,11 +328,12 @@ static void send_setup(tk_stream_t *s)
         const char *argv[] = {"SELECT", db};
         redisAsyncCommandArgv(s->ac, on_setup, s, 2, argv, NULL);
     }
-    random_epoch(epoch, sizeof epoch);
-    const char *set[] = {"SET", s->epoch_key, epoch, "NX"};
-    redisAsyncCommandArgv(s->ac, on_setup, s, 4, set, NULL);
-    const char *get[] = {"GET", s->epoch_key};
-    redisAsyncCommandArgv(s->ac, on_epoch, s, 2, get, NULL);
+    if (s->sentinel) {
+        const char *role[] = {"ROLE"};
+        redisAsyncCommandArgv(s->ac, on_role, s, 1, role, NULL);
+    } else {
+        send_epoch(s);
+    }
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -332,16 +366,11 @@ static int resolve(tk_stream_t *s)
     return 0;
 }
 
-static void connect_now(tk_stream_t *s)
+static void connect_to(tk_stream_t *s)
 {
-    if (s->stopping || s->ac) return;
-    TK_COUNT(redis_reconnects_total, s->down_since_ms ? 1 : 0);
-    if (s->url.host && !s->ip[0] && resolve(s)) {
-        schedule_reconnect(s);
-        return;
-    }
     redisAsyncContext *ac =
-        s->url.path ? redisAsyncConnectUnix(s->url.path) : redisAsyncConnect(s->ip, s->url.port);
+        s->url.path && !s->sentinel ? redisAsyncConnectUnix(s->url.path)
+                                    : redisAsyncConnect(s->ip, s->port);
     if (!ac || ac->err) {
         tk_log(TK_LOG_WARN, "redis: cannot connect: %s", ac ? ac->errstr : "out of memory");
         if (ac) redisAsyncFree(ac);
@@ -361,6 +390,56 @@ static void connect_now(tk_stream_t *s)
     send_setup(s);
 }
 
+static void on_master_found(void *data, const char *ip, int port)
+{
+    tk_stream_t *s = data;
+    if (s->stopping || s->ac) return;
+    if (!ip) {
+        tk_log(TK_LOG_WARN, "redis: no sentinel names master '%s'", server.cfg->master_name);
+        schedule_reconnect(s);
+        return;
+    }
+    snprintf(s->ip, sizeof s->ip, "%s", ip);
+    s->port = port;
+    connect_to(s);
+}
+
+/* +switch-master: drop the old master at once (a blocked XREAD would hold
+ * a polite disconnect for seconds) and connect to the new one. */
+static void on_master_switch(void *data, const char *ip, int port)
+{
+    tk_stream_t *s = data;
+    if (s->stopping) return;
+    if (s->ac) {
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    uv_timer_stop(&s->retry);
+    uv_timer_stop(&s->watchdog);
+    s->backoff_ms = BACKOFF_MIN_MS;
+    snprintf(s->ip, sizeof s->ip, "%s", ip);
+    s->port = port;
+    TK_COUNT(redis_reconnects_total, 1);
+    connect_to(s);
+}
+
+static void connect_now(tk_stream_t *s)
+{
+    if (s->stopping || s->ac) return;
+    TK_COUNT(redis_reconnects_total, s->down_since_ms ? 1 : 0);
+    if (s->sentinel) {
+        tk_sentinel_ask(s->sentinel, on_master_found);
+        return;
+    }
+    if (s->url.host && !s->ip[0] && resolve(s)) {
+        schedule_reconnect(s);
+        return;
+    }
+    s->port = s->url.port;
+    connect_to(s);
+}
+
 tk_stream_t *tk_stream_start(uv_loop_t *loop, const char *url)
 {
     char err[256];
@@ -378,6 +457,12 @@ tk_stream_t *tk_stream_start(uv_loop_t *loop, const char *url)
     uv_timer_init(loop, &s->watchdog);
     s->retry.data = s->watchdog.data = s;
     s->open_handles = 2;
+    if (*server.cfg->sentinels &&
+        !(s->sentinel = tk_sentinel_create(loop, server.cfg->sentinels, server.cfg->master_name,
+                                           &s->url, on_master_switch, s))) {
+        tk_stream_stop(s); /* freed once its timers have closed */
+        return NULL;
+    }
     set_up(s, false);
     connect_now(s);
     return s;
@@ -396,6 +481,8 @@ void tk_stream_stop(tk_stream_t *s)
 {
     if (!s) return;
     s->stopping = true;
+    tk_sentinel_free(s->sentinel);
+    s->sentinel = NULL;
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;
