@@ -1,0 +1,800 @@
+// ticker.js - browser client for tickerd (protocol 1). An ES module with no
+// dependencies and no build step:
+//
+//   import { TickerClient, TickerWidget } from '/ticker.js';
+//   const client = new TickerClient({ region: 'mena', lang: ['en', 'ar'] });
+//   new TickerWidget(document.querySelector('#bar'), client, { view: 'crawl' });
+//   client.start();
+//
+// TickerClient keeps the current state of the ticker (items by ID, updates
+// applied, retracted and expired items removed) across reconnects:
+//  - WebSocket /v1/ws, falling back to Server-Sent Events /v1/events when the
+//    WebSocket fails several times in a row before its `hello`;
+//  - reconnects after any drop with exponential backoff and full jitter;
+//  - resumes with since=<last ID>&epoch=<epoch>, so nothing is missed and
+//    nothing is shown twice; a replay marked gap:true replaces the state.
+// Events (CustomEvent, payload in .detail): item, update, retract, expire,
+// reset, state, status, hello, replay, error. See clients/web/README.md.
+
+export const PROTOCOL = 1;
+export const PRIORITIES = ['normal', 'breaking', 'urgent', 'flash'];
+
+const RTL_LANGS = new Set(['ar', 'he', 'fa', 'ur', 'ps', 'yi', 'ckb', 'dv', 'sd', 'ug']);
+
+/** True when a BCP 47 language tag names a right-to-left script language. */
+export function isRtlLang(lang) {
+  return RTL_LANGS.has(String(lang || '').toLowerCase().split('-')[0]);
+}
+
+function cmpDigits(a, b) {
+  a = a.replace(/^0+(?=\d)/, '');
+  b = b.replace(/^0+(?=\d)/, '');
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Orders two stream IDs ("<ms>-<seq>"): negative, 0 or positive. */
+export function compareIds(a, b) {
+  const [am, as = '0'] = String(a).split('-');
+  const [bm, bs = '0'] = String(b).split('-');
+  return cmpDigits(am, bm) || cmpDigits(as, bs);
+}
+
+function maxId(a, b) {
+  if (!a) return b || null;
+  if (!b) return a;
+  return compareIds(a, b) >= 0 ? a : b;
+}
+
+const isId = (s) => typeof s === 'string' && /^\d+-\d+$/.test(s);
+const MAX_TIMEOUT = 2147483647;
+
+/** The WebSocket and SSE URLs for a server given as a page, http(s) or ws(s) URL. */
+export function endpoints(server) {
+  const base = typeof location !== 'undefined' ? location.href : 'http://localhost/';
+  const u = new URL(server || '/', base);
+  let path = u.pathname.replace(/\/v1\/(ws|events|items)\/?$/, '').replace(/\/[^/]*\.html?$/, '');
+  path = path.replace(/\/+$/, '');
+  const secure = u.protocol === 'https:' || u.protocol === 'wss:';
+  const host = u.host;
+  return {
+    ws: `${secure ? 'wss' : 'ws'}://${host}${path}/v1/ws`,
+    sse: `${secure ? 'https' : 'http'}://${host}${path}/v1/events`,
+    items: `${secure ? 'https' : 'http'}://${host}${path}/v1/items`,
+    http: `${secure ? 'https' : 'http'}://${host}${path}`,
+  };
+}
+
+const listParam = (v) => {
+  if (v == null || v === '') return null;
+  const arr = Array.isArray(v) ? v : String(v).split(',');
+  const out = arr.map((s) => String(s).trim()).filter(Boolean);
+  return out.length ? out.join(',') : null;
+};
+
+const DEFAULTS = {
+  server: null, // page origin by default; any http(s)/ws(s) URL of the daemon
+  region: null, // string, comma-separated string or array; null = all
+  lang: null,
+  priority: null, // minimum priority
+  category: null,
+  replay: null, // items replayed on first connect (server default 10)
+  token: null,
+  transport: 'auto', // 'auto' | 'ws' | 'sse'
+  backoffInitialMs: 2000, // first reconnect is random in [0, this)
+  backoffMaxMs: 30000, // the window doubles up to this
+  stableMs: 10000, // a connection that lived this long resets the backoff
+  wsFailuresBeforeSse: 3, // WebSocket failures in a row before trying SSE
+  wsRetryAfterMs: 600000, // after this long on SSE, the next reconnect tries WebSocket
+  connectTimeoutMs: 10000, // no hello by then: drop and retry
+};
+
+export class TickerClient extends EventTarget {
+  constructor(options = {}) {
+    super();
+    this.options = { ...DEFAULTS, ...options };
+    this._items = new Map(); // id -> item (current state)
+    this._retracted = new Set(); // refs retracted, so late copies never come back
+    this.epoch = null; // epoch of the last complete hello+replay
+    this.lastId = null; // newest stream ID received (resume point)
+    this.status = 'idle'; // idle|connecting|connected|reconnecting|closed|failed
+    this.transport = null; // 'ws' | 'sse' of the current/last connection
+    this.lastUrl = null;
+    this.connections = 0;
+    this._gen = 0;
+    this._attempt = 0;
+    this._wsFails = 0;
+    this._sseSince = 0;
+    this._skew = 0; // estimate of server clock - local clock (ms)
+    this._skewConn = null;
+    this._sock = null;
+    this._timers = {};
+    this._onVisible = () => {
+      if (typeof document !== 'undefined' && document.visibilityState === 'visible') this._expireDue();
+    };
+    this._onOnline = () => {
+      if (this.status === 'reconnecting') {
+        clearTimeout(this._timers.retry);
+        this._timers.retry = setTimeout(() => this._open(), Math.random() * 1000);
+      }
+    };
+  }
+
+  /** Current items, newest first. */
+  get items() {
+    return [...this._items.values()].sort((a, b) => compareIds(b.id, a.id));
+  }
+
+  get(id) {
+    return this._items.get(id);
+  }
+
+  /** Server time estimate in ms, used for `expires`. */
+  now() {
+    return Date.now() + this._skew;
+  }
+
+  start() {
+    if (this.status !== 'idle' && this.status !== 'closed' && this.status !== 'failed') return this;
+    if (typeof window !== 'undefined') window.addEventListener('online', this._onOnline);
+    // Hidden pages get throttled timers; check expiry as soon as they show again.
+    if (typeof document !== 'undefined') document.addEventListener('visibilitychange', this._onVisible);
+    this._attempt = 0;
+    this._open();
+    return this;
+  }
+
+  close() {
+    this._gen++;
+    this._teardown();
+    clearTimeout(this._timers.retry);
+    clearTimeout(this._timers.expire);
+    if (typeof window !== 'undefined') window.removeEventListener('online', this._onOnline);
+    if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this._onVisible);
+    this._setStatus('closed', {});
+  }
+
+  /** Changes the filter: the state is emptied and rebuilt from a fresh replay. */
+  setFilter(filter = {}) {
+    for (const k of ['region', 'lang', 'priority', 'category', 'replay', 'token']) {
+      if (k in filter) this.options[k] = filter[k];
+    }
+    const removed = this.items;
+    this._items.clear();
+    this.lastId = null;
+    this._emit('reset', { reason: 'filter', removed });
+    this._emitState();
+    this._scheduleExpiry();
+    if (this.status !== 'idle' && this.status !== 'closed') {
+      this._gen++;
+      this._teardown();
+      clearTimeout(this._timers.retry);
+      this._attempt = 0;
+      this._open();
+    }
+  }
+
+  // ---- connection ----
+
+  _query() {
+    const o = this.options;
+    const q = new URLSearchParams();
+    for (const k of ['region', 'lang', 'category']) {
+      const v = listParam(o[k]);
+      if (v) q.set(k, v);
+    }
+    if (o.priority) q.set('priority', String(o.priority));
+    if (this.lastId && this.epoch) {
+      q.set('since', this.lastId);
+      q.set('epoch', this.epoch);
+    } else if (o.replay != null && o.replay !== '') {
+      q.set('replay', String(o.replay));
+    }
+    if (o.token) q.set('token', o.token);
+    return q;
+  }
+
+  _useSse() {
+    const t = this.options.transport;
+    if (t === 'sse') return true;
+    if (t === 'ws') return false;
+    if (typeof WebSocket === 'undefined') return true;
+    if (typeof EventSource === 'undefined') return false;
+    return this._wsFails >= this.options.wsFailuresBeforeSse;
+  }
+
+  _open() {
+    clearTimeout(this._timers.retry);
+    const gen = ++this._gen;
+    const sse = this._useSse();
+    const q = this._query();
+    this._resuming = q.has('since');
+    this._hello = null;
+    this._staged = null;
+    this._openedAt = 0;
+    this.transport = sse ? 'sse' : 'ws';
+    if (this.status !== 'reconnecting') this._setStatus('connecting', {});
+    const ep = endpoints(this.options.server);
+    const qs = q.toString();
+    const url = (sse ? ep.sse : ep.ws) + (qs ? `?${qs}` : '');
+    this.lastUrl = url;
+    this._timers.connect = setTimeout(
+      () => this._drop(gen, { code: 0, reason: 'connect timeout' }),
+      this.options.connectTimeoutMs,
+    );
+    try {
+      if (sse) this._openSse(gen, url);
+      else this._openWs(gen, url);
+    } catch (e) {
+      setTimeout(() => this._drop(gen, { code: 0, reason: String(e && e.message) }), 0);
+    }
+  }
+
+  _openWs(gen, url) {
+    const ws = new WebSocket(url);
+    this._sock = ws;
+    ws.onmessage = (ev) => {
+      if (gen === this._gen) this._onFrame(gen, ev.data);
+    };
+    ws.onclose = (ev) => this._drop(gen, { code: ev.code, reason: ev.reason });
+    ws.onerror = () => {}; // a close event follows
+  }
+
+  _openSse(gen, url) {
+    const es = new EventSource(url);
+    this._sock = es;
+    const onData = (ev) => {
+      if (gen === this._gen) this._onFrame(gen, ev.data);
+    };
+    for (const t of ['hello', 'item', 'update', 'retract', 'replay', 'message']) {
+      es.addEventListener(t, onData);
+    }
+    es.onerror = (ev) => {
+      if (ev && typeof ev.data === 'string') return onData(ev); // an `event: error` frame
+      // EventSource would retry by itself without our epoch; do it ourselves.
+      this._drop(gen, { code: 0, reason: 'event stream error' });
+    };
+  }
+
+  _teardown() {
+    clearTimeout(this._timers.connect);
+    clearInterval(this._timers.ping);
+    const s = this._sock;
+    this._sock = null;
+    if (!s) return;
+    try {
+      if (s instanceof EventTarget && 'onmessage' in s) s.onmessage = null;
+      s.onclose = null;
+      s.onerror = null;
+      s.close();
+    } catch {
+      /* already closed */
+    }
+  }
+
+  _drop(gen, info) {
+    if (gen !== this._gen) return;
+    this._gen++;
+    const hadHello = !!this._hello;
+    const lived = hadHello ? Date.now() - this._openedAt : 0;
+    this._teardown();
+    this._staged = null; // an unfinished replay is discarded; state stays as it was
+    if (this.transport === 'ws') {
+      this._wsFails = hadHello ? 0 : this._wsFails + 1;
+    } else if (this.transport === 'sse') {
+      if (!hadHello) this._wsFails = Math.max(0, this.options.wsFailuresBeforeSse - 1);
+      else if (Date.now() - this._sseSince > this.options.wsRetryAfterMs) this._wsFails = 0;
+    }
+    if (hadHello && lived >= this.options.stableMs) this._attempt = 0;
+    const o = this.options;
+    const windowMs = Math.min(o.backoffMaxMs, o.backoffInitialMs * 2 ** this._attempt);
+    this._attempt = Math.min(this._attempt + 1, 20);
+    const delay = Math.round(Math.random() * windowMs); // full jitter
+    this._setStatus('reconnecting', { code: info.code, reason: info.reason, delayMs: delay, attempt: this._attempt });
+    this._timers.retry = setTimeout(() => this._open(), delay);
+  }
+
+  _setStatus(status, extra) {
+    this.status = status;
+    this._emit('status', { status, transport: this.transport, ...extra });
+  }
+
+  _startHeartbeat(gen, seconds) {
+    clearInterval(this._timers.ping);
+    if (this.transport !== 'ws' || !(seconds > 0)) return;
+    const hb = seconds * 1000;
+    this._timers.ping = setInterval(() => {
+      if (gen !== this._gen) return;
+      const idle = Date.now() - this._lastFrameAt;
+      if (idle > 2 * hb + 5000) this._drop(gen, { code: 0, reason: 'heartbeat timeout' });
+      else if (idle >= hb && this._sock && this._sock.readyState === 1) {
+        this._sock.send('{"type":"ping"}');
+      }
+    }, Math.max(1000, hb / 2));
+  }
+
+  // ---- protocol ----
+
+  _onFrame(gen, text) {
+    this._lastFrameAt = Date.now();
+    let m;
+    try {
+      m = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!m || typeof m !== 'object') return;
+    switch (m.type) {
+      case 'hello':
+        clearTimeout(this._timers.connect);
+        this._hello = m;
+        this._staged = [];
+        this._openedAt = Date.now();
+        this.connections++;
+        this._skewConn = null;
+        if (this.transport === 'sse') this._sseSince = this._sseSince || Date.now();
+        else this._sseSince = 0;
+        this._startHeartbeat(gen, Number(m.heartbeat_s));
+        this._setStatus('connected', { epoch: m.epoch });
+        this._emit('hello', m);
+        break;
+      case 'item':
+      case 'update':
+      case 'retract':
+        if (this._staged) this._staged.push(m);
+        else this._live(m);
+        break;
+      case 'replay':
+        this._endReplay(m);
+        break;
+      case 'error':
+        this._emit('error', { code: m.code, message: m.message });
+        break;
+      default:
+        break; // pong and anything newer
+    }
+  }
+
+  _live(m) {
+    if (m.type === 'item' && Number.isFinite(m.ts) && !m.replay) {
+      const sample = m.ts - Date.now(); // a lower bound of the clock offset
+      this._skewConn = this._skewConn == null ? sample : Math.max(this._skewConn, sample);
+      this._skew = this._skewConn;
+    }
+    if (isId(m.id)) this.lastId = maxId(this.lastId, m.id);
+    if (this._apply(this._items, m, true, false)) {
+      this._emitState();
+      this._scheduleExpiry();
+    }
+  }
+
+  _endReplay(marker) {
+    const hello = this._hello || {};
+    const staged = this._staged || [];
+    this._staged = null;
+    const epochChanged = this.epoch != null && hello.epoch != null && hello.epoch !== this.epoch;
+    const reset = !!marker.gap || !this._resuming || epochChanged;
+    let last = isId(hello.last_id) && hello.last_id !== '0-0' ? hello.last_id : null;
+    for (const m of staged) if (isId(m.id)) last = maxId(last, m.id);
+    if (reset) {
+      if (epochChanged) this._retracted.clear(); // old IDs mean nothing now
+      const next = new Map();
+      for (const m of staged) this._apply(next, m, false, true);
+      const removed = [];
+      for (const [id, it] of this._items) if (!next.has(id)) removed.push(it);
+      const old = this._items;
+      this._items = next;
+      if (removed.length || marker.gap) this._emit('reset', { reason: epochChanged ? 'epoch' : marker.gap ? 'gap' : 'replay', removed });
+      for (const [id, it] of next) {
+        const prev = old.get(id);
+        if (!prev) this._emit('item', { item: it, replay: true });
+        else if (JSON.stringify(prev) !== JSON.stringify(it)) this._emit('update', { item: it, previous: prev, replay: true });
+      }
+      this.lastId = last;
+    } else {
+      for (const m of staged) this._apply(this._items, m, true, true);
+      this.lastId = maxId(this.lastId, last);
+    }
+    if (hello.epoch != null) this.epoch = hello.epoch;
+    this._emit('replay', { count: marker.count, gap: !!marker.gap, reset });
+    this._emitState();
+    this._scheduleExpiry();
+  }
+
+  /** Applies one event to `map`; emits events when `emit`. True if changed. */
+  _apply(map, m, emit, replay) {
+    const now = this.now();
+    if (m.type === 'item') {
+      if (!isId(m.id) || this._retracted.has(m.id) || map.has(m.id)) return false;
+      const it = normalize(m, m.id);
+      if (it.expires && it.expires <= now) return false;
+      map.set(it.id, it);
+      if (emit) this._emit('item', { item: it, replay: !!replay });
+      return true;
+    }
+    if (m.type === 'update') {
+      const ref = m.ref;
+      if (!isId(ref) || this._retracted.has(ref)) return false;
+      const prev = map.get(ref);
+      if (prev && prev.updateId && isId(m.id) && compareIds(m.id, prev.updateId) <= 0) return false;
+      const it = normalize(m, ref);
+      it.updateId = isId(m.id) ? m.id : null;
+      if (it.expires && it.expires <= now) {
+        if (!prev) return false;
+        map.delete(ref);
+        if (emit) this._emit('expire', { id: ref, item: prev });
+        return true;
+      }
+      map.set(ref, it);
+      if (emit) {
+        if (prev) this._emit('update', { id: m.id, item: it, previous: prev, replay: !!replay });
+        else this._emit('item', { item: it, replay: !!replay });
+      }
+      return true;
+    }
+    if (m.type === 'retract') {
+      const ref = m.ref;
+      if (!isId(ref)) return false;
+      this._retracted.add(ref);
+      if (this._retracted.size > 10000) {
+        const first = this._retracted.values().next().value;
+        this._retracted.delete(first);
+      }
+      const prev = map.get(ref);
+      if (!prev) return false;
+      map.delete(ref);
+      if (emit) this._emit('retract', { id: ref, retractId: m.id, item: prev, replay: !!replay });
+      return true;
+    }
+    return false;
+  }
+
+  _scheduleExpiry() {
+    clearTimeout(this._timers.expire);
+    let next = Infinity;
+    for (const it of this._items.values()) if (it.expires && it.expires < next) next = it.expires;
+    if (next === Infinity) return;
+    const delay = Math.min(MAX_TIMEOUT, Math.max(0, next - this.now()) + 5);
+    this._timers.expire = setTimeout(() => this._expireDue(), delay);
+  }
+
+  _expireDue() {
+    const now = this.now();
+    let changed = false;
+    for (const [id, it] of [...this._items]) {
+      if (it.expires && it.expires <= now) {
+        this._items.delete(id);
+        changed = true;
+        this._emit('expire', { id, item: it });
+      }
+    }
+    if (changed) this._emitState();
+    this._scheduleExpiry();
+  }
+
+  _emitState() {
+    this._emit('state', { items: this.items });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+function normalize(m, id) {
+  const it = {
+    id,
+    ts: Number.isFinite(m.ts) ? m.ts : Number(String(id).split('-')[0]),
+    lang: m.lang || '',
+    region: Array.isArray(m.region) ? m.region : m.region ? String(m.region).split(',') : [],
+    priority: PRIORITIES.includes(m.priority) ? m.priority : 'breaking',
+    text: String(m.text == null ? '' : m.text),
+    expires: Number.isFinite(m.expires) ? m.expires : 0,
+  };
+  if (m.category) it.category = m.category;
+  if (m.url && /^https?:\/\//i.test(m.url)) it.url = m.url;
+  if (m.source) it.source = String(m.source);
+  return it;
+}
+
+// ---------------------------------------------------------------------------
+// TickerWidget: renders a TickerClient as a horizontal crawl or a list.
+
+const LABELS = {
+  en: { flash: 'FLASH', urgent: 'URGENT', breaking: 'BREAKING', bar: 'BREAKING' },
+  ar: { flash: 'عاجل جداً', urgent: 'عاجل', breaking: 'عاجل', bar: 'عاجل' },
+  es: { flash: 'ÚLTIMA HORA', urgent: 'URGENTE', breaking: 'ÚLTIMA HORA', bar: 'ÚLTIMA HORA' },
+};
+const STATUS_TEXT = {
+  idle: '',
+  connecting: 'Connecting…',
+  connected: 'Live',
+  reconnecting: 'Reconnecting…',
+  closed: 'Offline',
+  failed: 'Unavailable',
+};
+
+export function badgeText(priority, lang) {
+  const l = LABELS[String(lang || '').split('-')[0]] || LABELS.en;
+  return l[priority] || '';
+}
+
+/** The element for one item (li in a list, span in a crawl). */
+export function renderItem(item, tag = 'li', opts = {}) {
+  const el = document.createElement(tag);
+  fillItem(el, item, opts);
+  return el;
+}
+
+function fillItem(el, item, opts = {}) {
+  el.className = 'tk-item';
+  el.dataset.id = item.id;
+  el.dataset.priority = item.priority;
+  el.dataset.version = item.updateId || item.id;
+  if (item.category) el.dataset.category = item.category;
+  else delete el.dataset.category;
+  if (item.lang) el.lang = item.lang;
+  el.dir = 'auto'; // children below carry their own dir, so the headline decides
+  el.replaceChildren();
+  if (item.priority === 'urgent' || item.priority === 'flash') {
+    const b = document.createElement('span');
+    b.className = 'tk-badge';
+    b.dir = 'auto';
+    b.textContent = badgeText(item.priority, item.lang);
+    el.append(b);
+  }
+  let t;
+  if (item.url && opts.links !== false) {
+    t = document.createElement('a');
+    t.href = item.url;
+    t.target = '_blank';
+    t.rel = 'noopener noreferrer';
+  } else {
+    t = document.createElement('span');
+  }
+  t.className = 'tk-text';
+  t.textContent = item.text;
+  el.append(t);
+  if (item.source && opts.source !== false) {
+    const s = document.createElement('span');
+    s.className = 'tk-source';
+    s.dir = 'auto';
+    s.textContent = item.source;
+    el.append(s);
+  }
+  if (opts.time !== false && item.ts) {
+    const tm = document.createElement('time');
+    tm.className = 'tk-time';
+    tm.dir = 'ltr';
+    const d = new Date(item.ts);
+    tm.dateTime = d.toISOString();
+    try {
+      tm.textContent = d.toLocaleTimeString(item.lang || undefined, { hour: '2-digit', minute: '2-digit' });
+    } catch {
+      tm.textContent = d.toISOString().slice(11, 16);
+    }
+    el.append(tm);
+  }
+}
+
+export class TickerWidget {
+  /**
+   * el: container; client: a TickerClient; options:
+   *   view 'crawl' | 'list', speed (px/s), label (text before the crawl, '' for none),
+   *   maxItems, direction 'auto' | 'ltr' | 'rtl', showStatus, links, source, time.
+   */
+  constructor(el, client, options = {}) {
+    this.el = el;
+    this.client = client;
+    this.options = { view: 'crawl', speed: 80, label: null, maxItems: 50, direction: 'auto', showStatus: true, ...options };
+    this._els = new Map();
+    this._anim = null;
+    this._items = [];
+    this._restartNext = false;
+    this._mq = typeof matchMedia === 'function' ? matchMedia('(prefers-reduced-motion: reduce)') : null;
+    this._build();
+    this._onState = (e) => this._render(e.detail.items);
+    this._onStatus = (e) => this._setStatus(e.detail);
+    this._onItem = (e) => {
+      if (!e.detail.replay) this._restartNext = true; // new headline: start the crawl over
+    };
+    this._onMotion = () => this._layout(false);
+    this._onResize = () => this._layout(false);
+    client.addEventListener('state', this._onState);
+    client.addEventListener('status', this._onStatus);
+    client.addEventListener('item', this._onItem);
+    if (this._mq) this._mq.addEventListener('change', this._onMotion);
+    if (typeof ResizeObserver === 'function') {
+      this._ro = new ResizeObserver(this._onResize);
+      this._ro.observe(this.viewport);
+    }
+    this._setStatus({ status: client.status, transport: client.transport });
+    this._render(client.items);
+  }
+
+  get view() {
+    return this.options.view;
+  }
+
+  set view(v) {
+    this.options.view = v === 'list' ? 'list' : 'crawl';
+    this._build();
+    this._render(this.client.items);
+  }
+
+  get reducedMotion() {
+    return !!(this._mq && this._mq.matches) || this.options.motion === false;
+  }
+
+  destroy() {
+    this.client.removeEventListener('state', this._onState);
+    this.client.removeEventListener('status', this._onStatus);
+    this.client.removeEventListener('item', this._onItem);
+    if (this._mq) this._mq.removeEventListener('change', this._onMotion);
+    if (this._ro) this._ro.disconnect();
+    if (this._anim) this._anim.cancel();
+    this.el.replaceChildren();
+  }
+
+  _build() {
+    const o = this.options;
+    const el = this.el;
+    if (this._anim) this._anim.cancel();
+    this._anim = null;
+    el.classList.add('tk');
+    el.dataset.view = o.view;
+    el.replaceChildren();
+    this._els.clear();
+    if (o.label) {
+      this.labelEl = document.createElement('div');
+      this.labelEl.className = 'tk-label';
+      this.labelEl.dir = 'auto';
+      this.labelEl.textContent = o.label;
+      el.append(this.labelEl);
+    }
+    this.viewport = document.createElement('div');
+    this.viewport.className = 'tk-viewport';
+    this.track = document.createElement(o.view === 'list' ? 'ol' : 'div');
+    this.track.className = o.view === 'list' ? 'tk-list' : 'tk-track';
+    this.viewport.append(this.track);
+    el.append(this.viewport);
+    this.statusEl = document.createElement('div');
+    this.statusEl.className = 'tk-status';
+    this.statusEl.setAttribute('role', 'status');
+    this.statusEl.setAttribute('aria-live', 'polite');
+    if (!o.showStatus) this.statusEl.hidden = true;
+    el.append(this.statusEl);
+    if (this._ro) this._ro.observe(this.viewport);
+    this._setStatus({ status: this.client.status, transport: this.client.transport });
+  }
+
+  setLabel(text) {
+    this.options.label = text;
+    if (this.labelEl) this.labelEl.textContent = text || '';
+    else if (text) {
+      this._build();
+      this._render(this.client.items);
+    }
+  }
+
+  _setStatus(d) {
+    const s = d.status || 'idle';
+    this.el.dataset.state = s;
+    if (d.transport) this.el.dataset.transport = d.transport;
+    this.statusEl.dataset.state = s;
+    if (d.transport) this.statusEl.dataset.transport = d.transport;
+    this.statusEl.textContent = STATUS_TEXT[s] ?? s;
+  }
+
+  _render(items) {
+    const o = this.options;
+    const list = items.slice(0, o.maxItems);
+    this._items = list;
+    const tag = o.view === 'list' ? 'li' : 'span';
+    const keep = new Set(list.map((it) => it.id));
+    for (const [id, node] of this._els) {
+      if (!keep.has(id)) {
+        node.remove();
+        this._els.delete(id);
+      }
+    }
+    let prevNode = null;
+    for (const it of list) {
+      let node = this._els.get(it.id);
+      if (!node) {
+        node = renderItem(it, tag, o);
+        this._els.set(it.id, node);
+      } else if (node.dataset.version !== (it.updateId || it.id) || node.textContent.indexOf(it.text) < 0) {
+        fillItem(node, it, o);
+      }
+      const want = prevNode ? prevNode.nextSibling : this.track.firstChild;
+      if (want !== node) this.track.insertBefore(node, want);
+      prevNode = node;
+    }
+    this.el.dataset.count = String(list.length);
+    this.el.dataset.empty = list.length ? 'false' : 'true';
+    const restart = this._restartNext;
+    this._restartNext = false;
+    this._layout(restart);
+  }
+
+  _direction() {
+    const d = this.options.direction;
+    if (d === 'ltr' || d === 'rtl') return d;
+    return this._items.length && this._items.every((it) => isRtlLang(it.lang)) ? 'rtl' : 'ltr';
+  }
+
+  /** (Re)starts the crawl animation, keeping the current position unless `restart`. */
+  _layout(restart) {
+    if (this.options.view !== 'crawl') return;
+    const dir = this._direction();
+    // An all-Arabic crawl runs right to left: label on the right, text moving right.
+    this.el.dir = dir;
+    this.viewport.dir = dir;
+    this.track.dir = dir;
+    this.el.dataset.direction = dir;
+    const reduced = this.reducedMotion;
+    this.el.dataset.motion = reduced ? 'reduced' : 'crawl';
+    const W = this.viewport.clientWidth;
+    const T = this.track.scrollWidth;
+    let x = null;
+    if (this._anim) {
+      if (!restart && this._anim.playState === 'running' && this._dir === dir) {
+        const tr = getComputedStyle(this.track).transform;
+        if (tr && tr !== 'none') x = new DOMMatrixReadOnly(tr).m41;
+      }
+      this._anim.cancel();
+      this._anim = null;
+    }
+    if (reduced || !this._items.length || !W || !T || typeof this.track.animate !== 'function') {
+      this.track.style.transform = '';
+      return;
+    }
+    this._dir = dir;
+    const dist = W + T;
+    const duration = (dist / Math.max(1, Number(this.options.speed) || 80)) * 1000;
+    const from = dir === 'rtl' ? -T : W;
+    const to = dir === 'rtl' ? W : -T;
+    let p = 0;
+    if (x != null) p = (x - from) / (to - from);
+    if (!(p >= 0 && p < 1)) p = 0;
+    this._anim = this.track.animate(
+      [{ transform: `translateX(${from}px)` }, { transform: `translateX(${to}px)` }],
+      { duration, iterations: Infinity, easing: 'linear' },
+    );
+    this._anim.currentTime = p * duration;
+    if (this._paused) this._anim.pause();
+    this._geom = { from, to, duration, W, T, dir };
+  }
+
+  pause() {
+    this._paused = true;
+    if (this._anim) this._anim.pause();
+  }
+
+  resume() {
+    this._paused = false;
+    if (this._anim) this._anim.play();
+  }
+
+  /** Jumps the crawl so that the next headline starts at the leading edge. */
+  next() {
+    if (!this._anim || !this._geom) return false;
+    const { from, to, duration, W, dir } = this._geom;
+    const x = from + (to - from) * ((this._anim.currentTime % duration) / duration);
+    const nodes = [...this.track.children];
+    let target = null;
+    for (const n of nodes) {
+      const start = dir === 'rtl' ? x + n.offsetLeft + n.offsetWidth : x + n.offsetLeft;
+      const edge = dir === 'rtl' ? W : 0;
+      if (dir === 'rtl' ? start < edge - 1 : start > edge + 1) {
+        target = dir === 'rtl' ? W - n.offsetLeft - n.offsetWidth : -n.offsetLeft;
+        break;
+      }
+    }
+    if (target == null) target = from; // past the last one: start over
+    const p = (target - from) / (to - from);
+    this._anim.currentTime = Math.max(0, Math.min(0.999, p)) * duration;
+    return true;
+  }
+}
