@@ -4,6 +4,7 @@
 #   make test       install, build, run the unit and integration tests
 #   make asan-test  the same tests under AddressSanitizer and UBSan
 #   make SANITIZER=address,undefined   any build with sanitizers
+#   make fuzz       each libFuzzer harness for FUZZ_SECONDS (clang, ASan, UBSan)
 
 CC       ?= cc
 PKGS     := libwebsockets libuv hiredis jansson inih libjwt libsystemd
@@ -30,7 +31,8 @@ DAEMON_OBJ := $(DAEMON_SRC:src/%.c=$(BUILD)/obj/%.o)
 CTL_OBJ    := $(CTL_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit-test integration-test asan-test bench clean format install
+.PHONY: all deps run test unit-test integration-test asan-test bench clean format install \
+        fuzz fuzz-build fuzz-regress
 
 all: $(BUILD)/tickerd $(BUILD)/tickerctl
 
@@ -57,6 +59,46 @@ run: deps all
 
 unit-test: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+	@$(MAKE) --no-print-directory fuzz-regress
+
+# Fuzzing (tests/fuzz/README.md). `make fuzz` builds each harness with clang
+# and libFuzzer, ASan and UBSan, and runs it for FUZZ_SECONDS on its seed
+# corpus; what it finds lands in $(BUILD)/fuzz/. `make fuzz-regress` (part of
+# unit-test) builds the same harnesses with $(CC) and a plain main() and
+# replays the seed corpus and every kept crash input.
+FUZZERS      := item query frame config token
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -std=gnu11 -D_GNU_SOURCE -Wall -Wextra \
+                -Wno-unused-parameter -Iinclude $(PKG_CFLAGS)
+FUZZ_EXTRA_token := src/guard.c
+FUZZ_DEPS    := $(CORE_SRC) src/guard.c $(wildcard include/tickerd/*.h)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(FUZZ_EXTRA_$*) $(PKG_LIBS) -lm
+
+$(BUILD)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< tests/fuzz/replay_main.c $(CORE_SRC) $(FUZZ_EXTRA_$*) $(LDFLAGS) $(LDLIBS)
+
+fuzz-build: $(FUZZERS:%=$(BUILD)/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@set -e; for f in $(FUZZERS); do \
+	    mkdir -p $(BUILD)/fuzz/corpus/$$f; \
+	    echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
+	    $(BUILD)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=8192 \
+	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/fuzz_$$f- \
+	        $$([ -f tests/fuzz/$$f.dict ] && echo -dict=tests/fuzz/$$f.dict) \
+	        $(BUILD)/fuzz/corpus/$$f tests/fuzz/corpus/$$f; \
+	done
+
+fuzz-regress: $(FUZZERS:%=$(BUILD)/fuzz-replay/fuzz_%)
+	@set -e; for f in $(FUZZERS); do \
+	    $(BUILD)/fuzz-replay/fuzz_$$f tests/fuzz/corpus/$$f tests/fuzz/regressions/$$f; \
+	done
 
 integration-test: all
 	cd tests/integration && TICKERD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
