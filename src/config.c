@@ -114,7 +114,11 @@ static int set_listen(tk_config_t *cfg, const char *value, char *err, size_t err
         snprintf(err, errlen, "'%s' is not ADDR:PORT", value);
         return -1;
     }
-    char *host = strndup(value, (size_t)(colon - value));
+    size_t hl = (size_t)(colon - value);
+    const char *h = value;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') /* [::1]:8080 */
+        h++, hl -= 2;
+    char *host = strndup(h, hl);
     if (!host || set_str(&cfg->listen, value)) {
         free(host);
         return -1;
