@@ -11,8 +11,8 @@ PKGS     := libwebsockets libuv hiredis jansson inih libjwt libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WERROR   ?= -Werror
-CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR) -Iinclude $(PKG_CFLAGS)
+OPT      ?= -O2 -g
+CFLAGS   += $(OPT) -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR) -Iinclude $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm
 BUILD    ?= build
 PYTHON   ?= /usr/bin/python3
@@ -109,8 +109,8 @@ test: deps
 	@$(MAKE) --no-print-directory integration-test
 
 asan-test: deps
-	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined CFLAGS="-O1 -g" all unit-test
-	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined CFLAGS="-O1 -g" integration-test
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined OPT="-O1 -g" all unit-test
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined OPT="-O1 -g" integration-test
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
