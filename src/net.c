@@ -65,6 +65,17 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* lws's own errors, through our log; lws_http_mark_sse() complains on
+ * every HTTP/1.1 stream that it is not h2, which is expected here. */
+static void log_lws(int level, const char *line)
+{
+    if (strstr(line, "not h2 substream")) return;
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n')
+        n--;
+    tk_log_limited(level == LLL_ERR ? TK_LOG_ERROR : TK_LOG_WARN, "lws: %.*s", (int)n, line);
+}
+
 int tk_net_start(void)
 {
     struct lws_context_creation_info info;
@@ -72,7 +83,7 @@ int tk_net_start(void)
     struct rlimit rl;
     const tk_config_t *cfg = server.cfg;
 
-    lws_set_log_level(LLL_ERR, NULL);
+    lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
     memset(&info, 0, sizeof info);
     /* lws listens on nothing: listener.c accepts on a SO_REUSEPORT socket
      * that every worker binds, and hands the connections to this vhost. */
