@@ -11,6 +11,9 @@
 #include "tickerd/server.h"
 
 #define SCRATCH_BYTES 65536
+/* lws keeps a receive buffer this big per connection: client messages are
+ * small, and ws.c joins the chunks of a longer one. */
+#define RX_CHUNK_BYTES 256
 
 static unsigned char scratch[LWS_PRE + SCRATCH_BYTES];
 static lws_retry_bo_t retry_policy;
@@ -61,7 +64,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
-    {"tickerd", callback, sizeof(tk_client_t), 4096, 0, NULL, LWS_PRE + SCRATCH_BYTES},
+    {"tickerd", callback, sizeof(tk_client_t), RX_CHUNK_BYTES, 0, NULL, LWS_PRE + SCRATCH_BYTES},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
