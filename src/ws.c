@@ -216,8 +216,13 @@ int tk_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_client_
         lws_validity_confirmed(wsi); /* any message shows the client is alive */
         return on_receive(c, wsi, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (c->state == TK_CLIENT_CLOSING) return write_close(wsi, c->close_code);
-        return tk_net_write_queue(c, LWS_WRITE_RAW);
+        /* What was queued before the close goes out first (the error
+         * frames that led to a 1008, say); a slow consumer's queue was
+         * dropped. PENDING_TIMEOUT_CLOSE_SEND bounds the wait. */
+        if (c->state == TK_CLIENT_CLOSING && !c->qlen) return write_close(wsi, c->close_code);
+        if (tk_net_write_queue(c, LWS_WRITE_RAW)) return -1;
+        if (c->state == TK_CLIENT_CLOSING && !c->qlen) lws_callback_on_writable(wsi);
+        return 0;
     case LWS_CALLBACK_CLOSED:
         tk_hub_detach(c);
         return 0;
