@@ -1,6 +1,7 @@
 /* net.c - the libwebsockets context on our libuv loop, the one protocol
  * callback and its dispatch to ws.c and http.c, and the queue writer both
  * transports share. */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -11,6 +12,8 @@
 #include "tickerd/server.h"
 
 #define SCRATCH_BYTES 65536
+/* The request line and headers together (SPEC §6's URL/header limit). */
+#define HEADER_BYTES 4096
 /* lws keeps a receive buffer this big per connection: client messages are
  * small, and ws.c joins the chunks of a longer one. */
 #define RX_CHUNK_BYTES 256
@@ -36,6 +39,31 @@ int tk_net_write_queue(tk_client_t *c, enum lws_write_protocol proto)
     return 0;
 }
 
+/* lws drops a request whose line and headers overflow
+ * max_http_header_data without telling us: its log line (see log_lws) sets
+ * this, and the close of that connection, which follows at once, logs the
+ * refusal with the client's address. */
+static bool header_overflow;
+
+static void log_header_overflow(struct lws *wsi)
+{
+    const char *ip = lws_get_opaque_user_data(wsi);
+    header_overflow = false;
+    tk_log_limited(TK_LOG_INFO, "refused %s: request line and headers over %d bytes",
+                   ip ? ip : "?", HEADER_BYTES);
+    tk_metrics_refused(431);
+}
+
+/* The peer's address, kept from the accept: by the time lws reports a
+ * request it dropped, the client may have reset the connection. Freed in
+ * LWS_CALLBACK_WSI_DESTROY. */
+static void remember_peer(struct lws *wsi)
+{
+    char ip[64] = "";
+    lws_get_peer_simple(wsi, ip, sizeof ip);
+    lws_set_opaque_user_data(wsi, strdup(ip));
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -54,8 +82,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_WRITEABLE:
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        if (reason == LWS_CALLBACK_CLOSED_HTTP && header_overflow) log_header_overflow(wsi);
         return tk_http_callback(wsi, reason, c, in, len);
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        remember_peer(wsi);
+        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
+        free(lws_get_opaque_user_data(wsi));
+        lws_set_opaque_user_data(wsi, NULL);
         if (c) tk_hub_detach(c);
         return 0;
     default:
@@ -73,6 +107,10 @@ static const struct lws_protocols protocols[] = {
 static void log_lws(int level, const char *line)
 {
     if (strstr(line, "not h2 substream")) return;
+    if (strstr(line, "Ran out of header data space")) {
+        header_overflow = true;
+        return;
+    }
     size_t n = strlen(line);
     while (n && line[n - 1] == '\n')
         n--;
@@ -101,7 +139,7 @@ int tk_net_start(void)
     }
     info.foreign_loops = loops;
     info.pcontext = &server.lws;
-    info.max_http_header_data = 4096;
+    info.max_http_header_data = HEADER_BYTES;
     info.max_http_header_pool = 1024;
     info.timeout_secs = 10;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
