@@ -63,7 +63,11 @@ function syncUrl() {
 }
 
 // A small event log for debugging (and the browser tests).
-const log = { items: {}, updates: 0, retracts: 0, expires: 0, resets: 0, replays: [], hellos: 0, urls: [] };
+const log = { items: {}, updates: 0, retracts: 0, expires: 0, resets: 0, replays: [], hellos: 0, urls: [], drops: [] };
+client.addEventListener('status', (e) => {
+  const d = e.detail;
+  if (d.status === 'reconnecting') log.drops.push({ transport: d.transport, code: d.code, reason: d.reason, delayMs: d.delayMs });
+});
 client.addEventListener('item', (e) => {
   log.items[e.detail.item.id] = (log.items[e.detail.item.id] || 0) + 1;
 });

@@ -1,0 +1,417 @@
+// browser.test.mjs - the web client (clients/web) and the TV overlay
+// (clients/overlay) in headless Chromium against a real tickerd and Redis.
+// Run with tests/browser/run.sh. Screenshots go to build/browser/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import * as H from './harness.mjs';
+
+const GLOBAL_TIMEOUT_MS = Number(process.env.BROWSER_TEST_TIMEOUT_MS || 300000);
+const watchdog = setTimeout(() => {
+  console.error(`browser tests: still running after ${GLOBAL_TIMEOUT_MS} ms, giving up`);
+  process.exit(2); // the exit hook kills our redis-server and tickerd
+}, GLOBAL_TIMEOUT_MS);
+watchdog.unref();
+
+let dir, redis, tickerd, statics, browser;
+let seq = 0;
+const tag = () => `#${process.pid}.${++seq}`;
+const shot = (name) => path.join(H.SHOTS, name);
+
+before(async () => {
+  fs.mkdirSync(H.SHOTS, { recursive: true });
+  dir = H.tempDir();
+  redis = await new H.Redis(dir).start();
+  tickerd = await new H.Tickerd(dir, redis).start();
+  statics = await H.staticServer();
+  browser = await chromium.launch({ executablePath: H.CHROMIUM, args: H.CHROMIUM_ARGS, timeout: 30000 });
+});
+
+after(async () => {
+  if (browser) await Promise.race([browser.close(), H.sleep(5000)]);
+  if (statics) statics.close();
+  if (tickerd) await tickerd.stop();
+  if (redis) await redis.stop();
+  if (dir && !process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+  else if (dir) console.error(`browser tests: kept ${dir}`);
+});
+
+/** A fresh browser context on the demo page, connected. */
+async function openDemo(t, query = '', { reducedMotion = 'no-preference', viewport = { width: 1280, height: 720 }, setup } = {}) {
+  const ctx = await browser.newContext({ viewport, reducedMotion });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  if (setup) await setup(page);
+  await page.goto(`${tickerd.http}/?backoff=300&backoff_max=2000&${query}`);
+  await page.waitForSelector('#bar .tk-status[data-state="connected"]', { timeout: 10000 });
+  await page.waitForFunction(() => window.ticker && window.ticker.log.replays.length > 0, null, { timeout: 5000 });
+  return page;
+}
+
+const count = (page, sel) => page.locator(sel).count();
+
+async function assertOnce(page, id, where = ['#list', '#bar']) {
+  for (const w of where) assert.equal(await count(page, `${w} [data-id="${id}"]`), 1, `${id} once in ${w}`);
+}
+
+function noPageErrors(page) {
+  assert.deepEqual(page.errors, [], 'uncaught errors in the page');
+}
+
+// ---------------------------------------------------------------------------
+// The demo page
+
+test('demo page shows a published item within 1 s', async (t) => {
+  const page = await openDemo(t);
+  const text = `Ceasefire talks resume in Cairo ${tag()}`;
+  const t0 = Date.now();
+  const { id, via } = await H.publish(redis, { text, lang: 'en', region: 'mena' });
+  await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'attached', timeout: Math.max(1, 1000 - (Date.now() - t0)) });
+  await page.waitForSelector(`#bar [data-id="${id}"]`, { state: 'attached', timeout: Math.max(1, 1000 - (Date.now() - t0)) });
+  const ms = Date.now() - t0;
+  t.diagnostic(`shown ${ms} ms after publishing with ${via}`);
+  assert.ok(ms <= 1000, `shown after ${ms} ms`);
+  await assertOnce(page, id);
+  const el = page.locator(`#list [data-id="${id}"]`);
+  assert.equal(await el.getAttribute('dir'), 'auto');
+  assert.equal(await el.getAttribute('lang'), 'en');
+  assert.equal(await el.getAttribute('data-priority'), 'breaking');
+  assert.equal(await el.locator('.tk-text').textContent(), text);
+  assert.equal(await page.locator('#bar .tk-status').getAttribute('data-transport'), 'ws');
+  await H.sleep(1500); // let the crawl bring the headline in
+  await page.screenshot({ path: shot('demo.png') });
+  noPageErrors(page);
+});
+
+test('an Arabic item renders right to left', async (t) => {
+  const ar = await redis.xadd({
+    lang: 'ar', region: 'mena', priority: 'urgent',
+    text: `مسيّرة إسرائيلية تستهدف سيارة في بلدة طول بقضاء النبطية ${tag()}`,
+    source: 'مراسل الميادين',
+  });
+  const en = await redis.xadd({ lang: 'en', region: 'mena', text: `An English headline ${tag()}` });
+  // Mixed languages: each item takes its own direction.
+  const page = await openDemo(t);
+  await page.waitForSelector(`#list [data-id="${ar}"]`, { state: 'attached' });
+  for (const w of ['#list', '#bar']) {
+    const dir = await page.$eval(`${w} [data-id="${ar}"]`, (e) => getComputedStyle(e).direction);
+    assert.equal(dir, 'rtl', `Arabic item in ${w}`);
+    const dirEn = await page.$eval(`${w} [data-id="${en}"]`, (e) => getComputedStyle(e).direction);
+    assert.equal(dirEn, 'ltr', `English item in ${w}`);
+  }
+  const font = await page.$eval(`#list [data-id="${ar}"]`, (e) => getComputedStyle(e).fontFamily);
+  assert.match(font, /^"?Noto Naskh Arabic"?/, 'an Arabic font comes first for lang=ar');
+  assert.equal(await page.getAttribute(`#list [data-id="${ar}"]`, 'lang'), 'ar');
+
+  // Arabic only: the whole bar runs right to left, with an Arabic label.
+  const pageAr = await openDemo(t, 'lang=ar');
+  await pageAr.waitForSelector(`#bar [data-id="${ar}"]`, { state: 'attached' });
+  assert.equal(await count(pageAr, `[data-id="${en}"]`), 0, 'lang=ar filters English out');
+  assert.equal(await pageAr.getAttribute('#bar', 'data-direction'), 'rtl');
+  assert.equal(await pageAr.$eval('#bar', (e) => getComputedStyle(e).direction), 'rtl');
+  assert.equal(await pageAr.$eval(`#bar [data-id="${ar}"]`, (e) => getComputedStyle(e).direction), 'rtl');
+  assert.equal((await pageAr.textContent('#bar .tk-label')).trim(), 'عاجل');
+  assert.equal(await pageAr.$eval('#lang', (e) => e.value), 'ar');
+  await H.sleep(1500);
+  await pageAr.screenshot({ path: shot('demo-ar.png') });
+  noPageErrors(page);
+  noPageErrors(pageAr);
+});
+
+test('an update replaces the item in place', async (t) => {
+  const page = await openDemo(t, 'region=africa');
+  const id = await redis.xadd({ lang: 'en', region: 'africa', text: `Death toll rises to 12 ${tag()}` });
+  await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'attached' });
+  const fixed = `Death toll rises to 21 ${tag()}`;
+  await redis.xadd({ op: 'update', ref: id, text: fixed, priority: 'urgent' });
+  await page.waitForFunction(
+    ([id, fixed]) => document.querySelector(`#list [data-id="${id}"] .tk-text`)?.textContent === fixed,
+    [id, fixed],
+    { timeout: 2000 },
+  );
+  await assertOnce(page, id);
+  assert.equal(await page.getAttribute(`#list [data-id="${id}"]`, 'data-priority'), 'urgent');
+  assert.equal((await page.textContent(`#bar [data-id="${id}"] .tk-text`)), fixed);
+  noPageErrors(page);
+});
+
+test('a retract removes the item', async (t) => {
+  const early = await redis.xadd({ lang: 'en', region: 'asia', text: `Retracted before the page opened ${tag()}` });
+  await redis.xadd({ op: 'retract', ref: early });
+  const page = await openDemo(t, 'region=asia');
+  assert.equal(await count(page, `[data-id="${early}"]`), 0, 'a retracted item is not replayed');
+  const id = await redis.xadd({ lang: 'en', region: 'asia', priority: 'flash', text: `Wrong report ${tag()}` });
+  await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'attached' });
+  await page.waitForSelector(`#bar [data-id="${id}"]`, { state: 'attached' });
+  await redis.xadd({ op: 'retract', ref: id });
+  await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'detached', timeout: 1000 });
+  await page.waitForSelector(`#bar [data-id="${id}"]`, { state: 'detached', timeout: 1000 });
+  assert.equal(await page.evaluate((id) => window.ticker.client.get(id), id), undefined);
+  noPageErrors(page);
+});
+
+test('an item is dropped at its expiry time', async (t) => {
+  const page = await openDemo(t, 'region=asia-pacific');
+  const id = await redis.xadd({ lang: 'en', region: 'asia-pacific', ttl: 2, text: `Short-lived ${tag()}` });
+  await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'attached' });
+  const t0 = Date.now();
+  await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'detached', timeout: 4000 });
+  await page.waitForSelector(`#bar [data-id="${id}"]`, { state: 'detached', timeout: 500 });
+  t.diagnostic(`removed ${Date.now() - t0} ms after it was shown (ttl 2 s)`);
+  assert.ok(await page.evaluate(() => window.ticker.log.expires) >= 1);
+  noPageErrors(page);
+});
+
+test('flash and urgent items stand out', async (t) => {
+  const page = await openDemo(t, 'region=latin-america');
+  const ids = {};
+  for (const p of ['normal', 'breaking', 'urgent', 'flash']) {
+    ids[p] = await redis.xadd({ lang: 'es', region: 'latin-america', priority: p, text: `Titular ${p} ${tag()}` });
+  }
+  await page.waitForSelector(`#list [data-id="${ids.flash}"]`, { state: 'attached' });
+  const style = (sel) => page.$eval(sel, (e) => {
+    const s = getComputedStyle(e);
+    return { bg: s.backgroundColor, weight: Number(s.fontWeight), border: s.borderInlineStartColor };
+  });
+  const list = {};
+  for (const p of Object.keys(ids)) list[p] = await style(`#list [data-id="${ids[p]}"]`);
+  assert.notEqual(list.flash.bg, list.breaking.bg, 'flash background in the list');
+  assert.notEqual(list.urgent.bg, list.breaking.bg, 'urgent background in the list');
+  assert.ok(list.flash.weight > list.normal.weight, 'flash is bolder than normal');
+  const barFlash = await style(`#bar [data-id="${ids.flash}"]`);
+  const barBreaking = await style(`#bar [data-id="${ids.breaking}"]`);
+  assert.notEqual(barFlash.bg, barBreaking.bg, 'flash background in the crawl');
+  assert.equal((await page.textContent(`#list [data-id="${ids.urgent}"] .tk-badge`)).trim(), 'URGENTE');
+  assert.equal(await count(page, `#list [data-id="${ids.breaking}"] .tk-badge`), 0);
+  noPageErrors(page);
+});
+
+test('the crawl moves, and stands still with prefers-reduced-motion', async (t) => {
+  await redis.xadd({ lang: 'en', region: 'europe', text: `Something to crawl ${tag()}` });
+  const page = await openDemo(t, 'region=europe');
+  await page.waitForSelector('#bar .tk-item', { state: 'attached' });
+  assert.equal(await page.getAttribute('#bar', 'data-motion'), 'crawl');
+  const x = () => page.$eval('#bar .tk-track', (e) => e.getBoundingClientRect().left);
+  const x0 = await x();
+  await H.sleep(300);
+  assert.notEqual(await x(), x0, 'the crawl track moves');
+
+  const still = await openDemo(t, 'region=europe', { reducedMotion: 'reduce' });
+  await still.waitForSelector('#bar .tk-item', { state: 'attached' });
+  assert.equal(await still.getAttribute('#bar', 'data-motion'), 'reduced');
+  const running = await still.evaluate(() => document.getAnimations().filter((a) => a.playState === 'running').length);
+  assert.equal(running, 0, 'no running animation');
+  const y0 = await still.$eval('#bar .tk-track', (e) => e.getBoundingClientRect().left);
+  await H.sleep(300);
+  assert.equal(await still.$eval('#bar .tk-track', (e) => e.getBoundingClientRect().left), y0);
+  noPageErrors(page);
+  noPageErrors(still);
+});
+
+test('region and language selectors change the subscription', async (t) => {
+  const page = await openDemo(t);
+  await page.selectOption('#region', 'us-canada');
+  await page.selectOption('#lang', 'es');
+  await page.waitForFunction(() => /region=us-canada/.test(location.search) && /lang=es/.test(location.search));
+  await page.waitForFunction(() => {
+    const u = window.ticker.client.lastUrl || '';
+    return /region=us-canada/.test(u) && /lang=es/.test(u) && window.ticker.client.status === 'connected';
+  });
+  await H.sleep(200);
+  const en = await redis.xadd({ lang: 'en', region: 'us-canada', text: `English, not shown ${tag()}` });
+  const other = await redis.xadd({ lang: 'es', region: 'europe', text: `Otra región ${tag()}` });
+  const es = await redis.xadd({ lang: 'es', region: 'us-canada', text: `Noticia en español ${tag()}` });
+  await page.waitForSelector(`#list [data-id="${es}"]`, { state: 'attached' });
+  await H.sleep(200);
+  assert.equal(await count(page, `[data-id="${en}"]`), 0);
+  assert.equal(await count(page, `[data-id="${other}"]`), 0);
+  for (const lang of await page.$$eval('#list .tk-item', (els) => els.map((e) => e.lang))) assert.equal(lang, 'es');
+  noPageErrors(page);
+});
+
+test('falls back to Server-Sent Events when WebSocket keeps failing', async (t) => {
+  let refused = 0;
+  const page = await openDemo(t, 'region=palestine', {
+    setup: (p) =>
+      p.routeWebSocket(/\/v1\/ws/, (ws) => {
+        refused++;
+        ws.close({ code: 1011, reason: 'blocked by test' });
+      }),
+  });
+  assert.equal(await page.getAttribute('#bar .tk-status', 'data-transport'), 'sse');
+  assert.ok(refused >= 3, `WebSocket tried ${refused} times first`);
+  const id = await redis.xadd({ lang: 'en', region: 'palestine', text: `Over SSE ${tag()}` });
+  await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'attached', timeout: 1000 });
+  await redis.xadd({ op: 'retract', ref: id });
+  await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'detached', timeout: 1000 });
+  noPageErrors(page);
+});
+
+test('after a daemon restart the page reconnects and shows each item exactly once', async (t) => {
+  const page = await openDemo(t, 'region=palestine&replay=50');
+  const a = await redis.xadd({ lang: 'en', region: 'palestine', text: `Before restart A ${tag()}` });
+  const b = await redis.xadd({ lang: 'ar', region: 'palestine', text: `قبل إعادة التشغيل ب ${tag()}` });
+  for (const id of [a, b]) await page.waitForSelector(`#list [data-id="${id}"]`, { state: 'attached' });
+
+  const exit = await tickerd.stop();
+  assert.deepEqual({ code: exit.code, killed: exit.killed }, { code: 0, killed: false }, `tickerd exit on SIGTERM: ${JSON.stringify(exit)}`);
+  const status = page.locator('#bar .tk-status[data-state="reconnecting"]');
+  await status.waitFor({ state: 'visible', timeout: 3000 });
+  assert.match(await status.textContent(), /reconnecting/i);
+  await page.screenshot({ path: shot('demo-reconnecting.png') });
+
+  // While it is down: a new item, a correction of A and a retraction of B.
+  const c = await redis.xadd({ lang: 'en', region: 'palestine', text: `While down C ${tag()}` });
+  const fixed = `Before restart A, corrected ${tag()}`;
+  await redis.xadd({ op: 'update', ref: a, text: fixed });
+  await redis.xadd({ op: 'retract', ref: b });
+  await H.sleep(500);
+  await tickerd.start();
+
+  await page.waitForSelector('#bar .tk-status[data-state="connected"]', { timeout: 15000 });
+  await page.waitForSelector(`#list [data-id="${c}"]`, { state: 'attached', timeout: 3000 });
+  await page.waitForSelector(`#list [data-id="${b}"]`, { state: 'detached', timeout: 3000 });
+  await page.waitForFunction(
+    ([a, fixed]) => document.querySelector(`#list [data-id="${a}"] .tk-text`)?.textContent === fixed,
+    [a, fixed],
+    { timeout: 3000 },
+  );
+  const d = await redis.xadd({ lang: 'en', region: 'palestine', text: `After restart D ${tag()}` });
+  await page.waitForSelector(`#list [data-id="${d}"]`, { state: 'attached', timeout: 1000 });
+  await H.sleep(300);
+
+  for (const id of [a, c, d]) await assertOnce(page, id);
+  assert.equal(await count(page, `[data-id="${b}"]`), 0);
+  const log = await page.evaluate(() => window.ticker.log);
+  for (const id of [a, b, c, d]) assert.equal(log.items[id], 1, `one 'item' event for ${id}`);
+  const drop = log.drops[0];
+  assert.equal(drop.code, 1001, `close code on shutdown: ${JSON.stringify(log.drops)}`);
+  const resumeUrl = log.urls[log.urls.length - 1];
+  assert.match(resumeUrl, /[?&]since=\d+-\d+/, 'resumed with since');
+  assert.match(resumeUrl, /[?&]epoch=/, 'resumed with epoch');
+  const replay = log.replays[log.replays.length - 1];
+  assert.equal(replay.gap, false);
+  assert.equal(replay.count, 3, 'the item, update and retract made while down');
+  noPageErrors(page);
+});
+
+// ---------------------------------------------------------------------------
+// The TV overlay
+
+async function openOverlay(t, query) {
+  const ctx = await browser.newContext({ viewport: { width: 1920, height: 1080 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  await page.goto(`${statics.url}/overlay/index.html?server=${encodeURIComponent(tickerd.ws)}&backoff=300&${query}`);
+  await page.waitForSelector('#stage[data-conn="connected"]', { state: 'attached', timeout: 10000 });
+  await page.waitForFunction(() => window.tickerOverlay && window.tickerOverlay.client.epoch, null, { timeout: 5000 });
+  return page;
+}
+
+const opacity = (page) => page.$eval('#lower-third', (e) => Number(getComputedStyle(e).opacity));
+
+test('overlay: transparent 1920x1080 page; play() and stop() work', async (t) => {
+  const page = await openOverlay(t, 'region=europe&autoplay=0&speed=200');
+  for (const sel of ['html', 'body']) {
+    assert.equal(await page.$eval(sel, (e) => getComputedStyle(e).backgroundColor), 'rgba(0, 0, 0, 0)', `${sel} background`);
+  }
+  assert.equal(await page.getAttribute('#stage', 'data-state'), 'stopped');
+  assert.equal(await page.getAttribute('#stage', 'data-visible'), 'false');
+  const id = await redis.xadd({ lang: 'en', region: 'europe', priority: 'flash', text: `Overlay headline ${tag()}` });
+  await page.waitForSelector(`#crawl [data-id="${id}"]`, { state: 'attached', timeout: 1000 });
+  assert.equal(await opacity(page), 0, 'nothing on air before play()');
+
+  await page.evaluate(() => window.play());
+  await page.waitForSelector('#stage[data-visible="true"]', { state: 'attached' });
+  await page.waitForFunction(() => {
+    const s = getComputedStyle(document.getElementById('lower-third'));
+    return s.opacity === '1' && s.transform === 'none'; // slid in
+  });
+  const box = await page.locator('#lower-third').boundingBox();
+  assert.ok(box.x >= 96 && box.x + box.width <= 1920 - 96 + 0.5, `inside title-safe width: ${JSON.stringify(box)}`);
+  assert.ok(box.y + box.height <= 1080 - 54 + 0.5, `inside title-safe height: ${JSON.stringify(box)}`);
+  const png = await page.screenshot({ path: shot('overlay.png'), omitBackground: true });
+  const img = H.decodePng(png);
+  assert.equal(img.width, 1920);
+  assert.equal(img.pixel(20, 20)[3], 0, 'top-left corner is transparent');
+  assert.equal(img.pixel(960, 400)[3], 0, 'middle of the frame is transparent');
+  assert.equal(img.pixel(Math.round(box.x + 5), Math.round(box.y + box.height / 2))[3], 255, 'the bar is opaque');
+
+  await page.evaluate(() => window.stop());
+  await page.waitForSelector('#stage[data-visible="false"]', { state: 'attached' });
+  await page.waitForFunction(() => getComputedStyle(document.getElementById('lower-third')).opacity === '0');
+  assert.equal(await page.getAttribute('#stage', 'data-state'), 'stopped');
+
+  // CasparCG template data, XML then JSON; next() steps the crawl.
+  await page.evaluate(() =>
+    window.update(
+      '<templateData><componentData id="theme"><data id="text" value="dark"/></componentData>' +
+        '<componentData id="label"><data id="text" value="LIVE"/></componentData></templateData>',
+    ),
+  );
+  assert.equal(await page.getAttribute('#stage', 'data-theme'), 'dark');
+  assert.equal((await page.textContent('#crawl .tk-label')).trim(), 'LIVE');
+  await page.evaluate(() => window.update('{"theme":"light","speed":"300"}'));
+  assert.equal(await page.getAttribute('#stage', 'data-theme'), 'light');
+  await page.evaluate(() => {
+    window.play();
+    window.next();
+  });
+  assert.equal(await page.getAttribute('#stage', 'data-visible'), 'true');
+  noPageErrors(page);
+});
+
+test('overlay: a retracted or expired item leaves the screen', async (t) => {
+  const page = await openOverlay(t, 'region=mena&lang=ar');
+  assert.equal(await page.getAttribute('#stage', 'data-state'), 'playing', 'autoplay by default (OBS)');
+  const keep = await redis.xadd({ lang: 'ar', region: 'mena', text: `خبر يبقى ${tag()}` });
+  const gone = await redis.xadd({ lang: 'ar', region: 'mena', priority: 'urgent', text: `خبر سيُسحب ${tag()}` });
+  const brief = await redis.xadd({ lang: 'ar', region: 'mena', ttl: 2, text: `خبر قصير ${tag()}` });
+  for (const id of [keep, gone, brief]) await page.waitForSelector(`#crawl [data-id="${id}"]`, { state: 'attached', timeout: 1000 });
+  assert.equal(await page.$eval(`#crawl [data-id="${keep}"]`, (e) => getComputedStyle(e).direction), 'rtl');
+  assert.equal(await page.getAttribute('#crawl', 'data-direction'), 'rtl');
+  await redis.xadd({ op: 'retract', ref: gone });
+  await page.waitForSelector(`#crawl [data-id="${gone}"]`, { state: 'detached', timeout: 1000 });
+  await page.waitForSelector(`#crawl [data-id="${brief}"]`, { state: 'detached', timeout: 4000 });
+  assert.equal(await count(page, `#crawl [data-id="${keep}"]`), 1);
+  await page.screenshot({ path: shot('overlay-ar.png'), omitBackground: true });
+  noPageErrors(page);
+});
+
+test(
+  'overlay: loads ticker.js from the tickerd URL (cross-origin)',
+  { todo: 'tickerd serves static files without Access-Control-Allow-Origin' },
+  async (t) => {
+    const ctx = await browser.newContext();
+    t.after(() => ctx.close());
+    const page = await ctx.newPage();
+    await page.goto(`${statics.url}/overlay/README.md`);
+    const ok = await page.evaluate((u) => import(u).then((m) => typeof m.TickerClient === 'function', () => false), `${tickerd.http}/ticker.js`);
+    assert.ok(ok, 'import() of tickerd /ticker.js from another origin');
+  },
+);
+
+// Last: it recreates the stream.
+test('a new epoch (stream recreated) resets the page to the replay', async (t) => {
+  const page = await openDemo(t, 'region=us-canada');
+  const old = await redis.xadd({ lang: 'en', region: 'us-canada', text: `From the old stream ${tag()}` });
+  await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'attached' });
+  const epoch = await page.evaluate(() => window.ticker.client.epoch);
+  await tickerd.stop();
+  await redis.cli('DEL', H.STREAM, `${H.STREAM}:epoch`);
+  await tickerd.start();
+  await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'detached', timeout: 15000 });
+  const log = await page.evaluate(() => window.ticker.log);
+  assert.equal(log.replays[log.replays.length - 1].gap, true, 'the replay says gap');
+  assert.notEqual(await page.evaluate(() => window.ticker.client.epoch), epoch);
+  const fresh = await redis.xadd({ lang: 'en', region: 'us-canada', text: `From the new stream ${tag()}` });
+  await page.waitForSelector(`#list [data-id="${fresh}"]`, { state: 'attached', timeout: 1000 });
+  await assertOnce(page, fresh);
+  noPageErrors(page);
+});
