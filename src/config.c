@@ -169,8 +169,10 @@ static int set_list(tk_config_t *cfg, const char *key, const char *value, char *
 {
     uint64_t mask;
     if (strcmp(key, "default_lang") == 0) {
-        int idx = tk_name_intern(TK_NAME_LANG, value, strlen(value));
-        if (!is_slug(value, strlen(value)) || idx < 0) {
+        /* Check before interning: a bad value must not enter the table. */
+        int idx = -1;
+        if (!is_slug(value, strlen(value)) ||
+            (idx = tk_name_intern(TK_NAME_LANG, value, strlen(value))) < 0) {
             snprintf(err, errlen, "'%s' is not a language slug", value);
             return -1;
         }
@@ -409,7 +411,13 @@ int tk_redis_url_parse(const char *url, tk_redis_url_t *out, char *err, size_t e
     const char *slash = strchr(p, '/');
     size_t hostport = slash ? (size_t)(slash - p) : strlen(p);
     const char *colon = memrchr(p, ':', hostport);
-    if (colon && colon[-1] != ']') {
+    if (*p == '[') { /* [IPv6]: a port can only follow the bracket */
+        const char *rb = memchr(p, ']', hostport);
+        if (!rb) goto bad;
+        colon = rb + 1 < p + hostport && rb[1] == ':' ? rb + 1 : NULL;
+        if (!colon && rb + 1 != p + hostport) goto bad;
+    }
+    if (colon) {
         char port[8];
         size_t n = hostport - (size_t)(colon - p) - 1;
         if (n == 0 || n >= sizeof port) goto bad;
@@ -418,11 +426,11 @@ int tk_redis_url_parse(const char *url, tk_redis_url_t *out, char *err, size_t e
         if (parse_int(port, 1, 65535, &out->port, err, errlen)) goto bad;
         hostport = (size_t)(colon - p);
     }
-    if (hostport == 0) goto bad;
-    if (*p == '[' && p[hostport - 1] == ']') {
+    if (hostport >= 2 && *p == '[' && p[hostport - 1] == ']') {
         p++;
         hostport -= 2;
     }
+    if (hostport == 0) goto bad;
     out->host = strndup(p, hostport);
     if (slash && slash[1] && parse_int(slash + 1, 0, 1000, &out->db, err, errlen)) goto bad;
     return 0;

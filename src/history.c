@@ -245,7 +245,9 @@ tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
     if (!ev) return NULL;
     ev->id = item->id;
     ev->op = item->op;
-    ev->ref = item->ref;
+    /* A ref may name an update of the item; clients know it by the
+     * original's ID. */
+    ev->ref = st ? st->item.id : item->ref;
     int rc = item->op == TK_OP_PUBLISH  ? make_publish(ev, item)
              : item->op == TK_OP_UPDATE ? make_update(ev, st, item)
                                         : make_retract(ev, st, item);

@@ -180,8 +180,9 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
     size_t nl = f->name_len;
 #define IS(s) (nl == sizeof(s) - 1 && memcmp(name, s, nl) == 0)
     if (IS("text")) {
-        if (!tk_utf8_valid(v, n)) return reject(rej, TK_REJECT_BAD_UTF8, "text is not UTF-8%.*s", "", 0);
+        /* Trim first: a trailing CR/LF is whitespace, not a control char. */
         trim(&v, &n);
+        if (!tk_utf8_valid(v, n)) return reject(rej, TK_REJECT_BAD_UTF8, "text is not UTF-8%.*s", "", 0);
         if (n == 0) return 0;
         if (n > (size_t)cfg->max_text_bytes) {
             rej->reason = TK_REJECT_TEXT_TOO_LONG;
