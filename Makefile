@@ -1,7 +1,7 @@
 # tickerd - breaking-news ticker push daemon.
 #   make            build build/tickerd and build/tickerctl
 #   make run        install what is missing, build, start Redis (if needed) and tickerd
-#   make test       install, build, run the unit and integration tests
+#   make test       install, build, run the unit, integration and browser tests
 #   make asan-test  the same tests under AddressSanitizer and UBSan
 #   make SANITIZER=address,undefined   any build with sanitizers
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS (clang, ASan, UBSan)
@@ -31,7 +31,7 @@ DAEMON_OBJ := $(DAEMON_SRC:src/%.c=$(BUILD)/obj/%.o)
 CTL_OBJ    := $(CTL_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit-test integration-test asan-test bench clean format install \
+.PHONY: all deps test-deps browser-test run test unit-test integration-test asan-test bench clean format install \
         fuzz fuzz-build fuzz-regress
 
 all: $(BUILD)/tickerd $(BUILD)/tickerctl
@@ -103,12 +103,19 @@ fuzz-regress: $(FUZZERS:%=$(BUILD)/fuzz-replay/fuzz_%)
 integration-test: all
 	cd tests/integration && TICKERD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 
-test: deps
+browser-test: all
+	TICKERD_BUILD=$(abspath $(BUILD)) tests/browser/run.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
+
+test: test-deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit-test
 	@$(MAKE) --no-print-directory integration-test
+	@$(MAKE) --no-print-directory browser-test
 
-asan-test: deps
+asan-test: test-deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined OPT="-O1 -g" all unit-test
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined OPT="-O1 -g" integration-test
 

@@ -5,9 +5,14 @@ set -e
 PKGS="build-essential pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev \
 libhiredis-dev libjansson-dev libinih-dev libjwt-dev libsystemd-dev libcmocka-dev \
 redis-server redis-tools python3 python3-pytest python3-websockets python3-redis \
-python3-prometheus-client"
-[ "$1" = "--test" ] && PKGS="$PKGS valgrind openssl"
-[ "$1" = "--browser" ] && PKGS="$PKGS chromium nodejs npm"
+python3-prometheus-client python3-jwt openssl systemd"
+# make test: valgrind, TLS certificates, sentinels and nginx for the cluster
+# tests, Chromium for the browser tests (node and npm only where missing).
+if [ "$1" = "--test" ]; then
+    PKGS="$PKGS valgrind openssl redis-sentinel nginx-light chromium"
+    command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
+fi
+[ "$1" = "--fuzz" ] && PKGS="$PKGS clang"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
