@@ -72,13 +72,19 @@ static void set_up(tk_stream_t *s, bool up)
     w->redis_down_since_ms = s->down_since_ms;
 }
 
+/* The retry timer's callback gets the timer; the stream is its data. */
+static void on_retry(uv_timer_t *t)
+{
+    connect_now(t->data);
+}
+
 static void schedule_reconnect(tk_stream_t *s)
 {
     set_up(s, false);
     uv_timer_stop(&s->watchdog);
     if (s->stopping || uv_is_active((uv_handle_t *)&s->retry)) return;
     tk_log(TK_LOG_INFO, "redis: reconnecting in %d ms", s->backoff_ms);
-    uv_timer_start(&s->retry, (uv_timer_cb)connect_now, (uint64_t)s->backoff_ms, 0);
+    uv_timer_start(&s->retry, on_retry, (uint64_t)s->backoff_ms, 0);
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
 }
 

@@ -465,3 +465,68 @@ def item_frame(entry_id, text, lang="en", region=(), priority="breaking", catego
     if replay:
         f["replay"] = True
     return f
+
+
+# --------------------------------------------------------------------------
+# Server-Sent Events
+
+
+class SSE:
+    """An SSE client on a plain socket. read_block() returns one event
+    block as {"id", "event", "data" (decoded JSON), "comment", "retry"}
+    (only the fields the block had)."""
+
+    def __init__(self, port, path="/v1/events", headers=None, timeout=5):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                          f"Accept: text/event-stream\r\n{extra}\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            assert chunk, "closed before the response head"
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+
+    def read_block(self, timeout=5):
+        self.sock.settimeout(timeout)
+        while b"\n\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("SSE stream closed")
+            self.buf += chunk
+        block, _, self.buf = self.buf.partition(b"\n\n")
+        out = {}
+        for line in block.decode("utf-8").split("\n"):
+            if line.startswith(":"):
+                out["comment"] = line[1:]
+                continue
+            k, _, v = line.partition(":")
+            v = v[1:] if v.startswith(" ") else v
+            out[k] = json.loads(v) if k == "data" else v
+        return out
+
+    def read_event(self, timeout=5):
+        """The next block that is an event (skips comments and retry)."""
+        while True:
+            b = self.read_block(timeout)
+            if "data" in b:
+                return b
+
+    def read_until_eof(self, timeout=5):
+        self.sock.settimeout(timeout)
+        data = self.buf
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+    def close(self):
+        self.sock.close()
