@@ -146,6 +146,7 @@
       }
     }
     if (refilter && state.client) state.client.setFilter(filter);
+    if (state.client && state.client.status === 'idle' && canConnect()) state.client.start();
     render();
   }
 
@@ -295,8 +296,14 @@
         console.error('overlay ' + c[0] + '():', e);
       }
     });
-    client.start();
+    // From a file:// template the server must come from update() first.
+    if (canConnect()) client.start();
+    else stage.dataset.conn = 'waiting-for-server';
     render();
+  }
+
+  function canConnect() {
+    return !!cfg.server || /^https?:$/.test(location.protocol);
   }
 
   if (cfg.autoplay) state.playing = true;

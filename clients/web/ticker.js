@@ -286,12 +286,36 @@ export class TickerClient extends EventTarget {
       else if (Date.now() - this._sseSince > this.options.wsRetryAfterMs) this._wsFails = 0;
     }
     if (hadHello && lived >= this.options.stableMs) this._attempt = 0;
+    if (!hadHello && this._attempt >= 1) this._probe(this._gen);
     const o = this.options;
     const windowMs = Math.min(o.backoffMaxMs, o.backoffInitialMs * 2 ** this._attempt);
     this._attempt = Math.min(this._attempt + 1, 20);
     const delay = Math.round(Math.random() * windowMs); // full jitter
     this._setStatus('reconnecting', { code: info.code, reason: info.reason, delayMs: delay, attempt: this._attempt });
     this._timers.retry = setTimeout(() => this._open(), delay);
+  }
+
+  /** After failed connects, asks /v1/items (same filter) why: a 400 means the
+   * filter itself is refused, and retrying would never help. */
+  _probe(gen) {
+    if (typeof fetch !== 'function') return;
+    const q = this._query();
+    for (const k of ['since', 'epoch', 'replay']) q.delete(k);
+    q.set('limit', '1');
+    fetch(`${endpoints(this.options.server).items}?${q}`, { cache: 'no-store' })
+      .then(async (r) => {
+        if (gen !== this._gen || this.status !== 'reconnecting') return;
+        if (r.status === 400) {
+          const message = (await r.text()).trim();
+          clearTimeout(this._timers.retry);
+          this._gen++;
+          this._emit('error', { code: 'bad_request', status: 400, message });
+          this._setStatus('failed', { reason: message });
+        } else if (r.status === 401 || r.status === 403) {
+          this._emit('error', { code: 'unauthorized', status: r.status, message: (await r.text()).trim() });
+        }
+      })
+      .catch(() => {}); // server down: keep retrying
   }
 
   _setStatus(status, extra) {
@@ -684,6 +708,8 @@ export class TickerWidget {
     this.statusEl.dataset.state = s;
     if (d.transport) this.statusEl.dataset.transport = d.transport;
     this.statusEl.textContent = STATUS_TEXT[s] ?? s;
+    if (d.reason && s === 'failed') this.statusEl.title = d.reason;
+    else this.statusEl.removeAttribute('title');
   }
 
   _render(items) {

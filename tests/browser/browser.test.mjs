@@ -299,6 +299,19 @@ test('after a daemon restart the page reconnects and shows each item exactly onc
   noPageErrors(page);
 });
 
+test('a filter the server refuses stops the retries with a visible reason', async (t) => {
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  await page.goto(`${tickerd.http}/?backoff=200&backoff_max=400&region=atlantis`);
+  const status = page.locator('#bar .tk-status[data-state="failed"]');
+  await status.waitFor({ state: 'visible', timeout: 10000 });
+  const reason = await status.getAttribute('title');
+  assert.match(reason || '', /atlantis|region/i, `reason shown: ${reason}`);
+  const hellos = await page.evaluate(() => window.ticker.log.urls.length);
+  assert.equal(hellos, 0);
+});
+
 // ---------------------------------------------------------------------------
 // The TV overlay
 
@@ -381,6 +394,21 @@ test('overlay: a retracted or expired item leaves the screen', async (t) => {
   await page.waitForSelector(`#crawl [data-id="${brief}"]`, { state: 'detached', timeout: 4000 });
   assert.equal(await count(page, `#crawl [data-id="${keep}"]`), 1);
   await page.screenshot({ path: shot('overlay-ar.png'), omitBackground: true });
+  noPageErrors(page);
+});
+
+test('overlay: goes off air while disconnected past stale_s, back after the resume', async (t) => {
+  const page = await openOverlay(t, 'region=africa&stale_s=1');
+  const id = await redis.xadd({ lang: 'en', region: 'africa', text: `On air ${tag()}` });
+  await page.waitForSelector('#stage[data-visible="true"]', { state: 'attached', timeout: 2000 });
+  await tickerd.stop();
+  await page.waitForSelector('#stage[data-stale="true"][data-visible="false"]', { state: 'attached', timeout: 4000 });
+  await redis.xadd({ op: 'retract', ref: id }); // made while the overlay cannot hear it
+  const other = await redis.xadd({ lang: 'en', region: 'africa', text: `Still true ${tag()}` });
+  await tickerd.start();
+  await page.waitForSelector('#stage[data-stale="false"][data-visible="true"]', { state: 'attached', timeout: 15000 });
+  assert.equal(await count(page, `#crawl [data-id="${id}"]`), 0, 'the retraction was applied before going back on air');
+  assert.equal(await count(page, `#crawl [data-id="${other}"]`), 1);
   noPageErrors(page);
 });
 
