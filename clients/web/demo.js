@@ -63,9 +63,11 @@ function syncUrl() {
 }
 
 // A small event log for debugging (and the browser tests).
-const log = { items: {}, updates: 0, retracts: 0, expires: 0, resets: 0, replays: [], hellos: 0, urls: [], drops: [] };
+const log = { items: {}, updates: 0, retracts: 0, expires: 0, resets: 0, replays: [], hellos: 0, urls: [], drops: [], statuses: [] };
+const t0 = Date.now();
 client.addEventListener('status', (e) => {
   const d = e.detail;
+  log.statuses.push([Date.now() - t0, d.status, d.transport, d.code, d.reason]);
   if (d.status === 'reconnecting') log.drops.push({ transport: d.transport, code: d.code, reason: d.reason, delayMs: d.delayMs });
 });
 client.addEventListener('item', (e) => {

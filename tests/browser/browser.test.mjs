@@ -47,7 +47,13 @@ async function openDemo(t, query = '', { reducedMotion = 'no-preference', viewpo
   page.on('pageerror', (e) => page.errors.push(e.message));
   if (setup) await setup(page);
   await page.goto(`${tickerd.http}/?backoff=300&backoff_max=2000&${query}`);
-  await page.waitForSelector('#bar .tk-status[data-state="connected"]', { timeout: 10000 });
+  try {
+    await page.waitForSelector('#bar .tk-status[data-state="connected"]', { timeout: 15000 });
+  } catch (e) {
+    const log = await page.evaluate(() => window.ticker && window.ticker.log).catch(() => null);
+    e.message += `\npage log: ${JSON.stringify(log)}\ntickerd log tail:\n${tickerd.log().split('\n').slice(-10).join('\n')}`;
+    throw e;
+  }
   await page.waitForFunction(() => window.ticker && window.ticker.log.replays.length > 0, null, { timeout: 5000 });
   return page;
 }
