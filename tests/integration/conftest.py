@@ -119,6 +119,9 @@ def write_config(path, sections):
             f.write("\n")
 
 
+RUNNING = []  # started Tickerds, for xadd to wait on
+
+
 class Tickerd:
     """One tickerd process with a config file of its own."""
 
@@ -147,6 +150,7 @@ class Tickerd:
         log.close()
         if wait:
             self.wait_ready()
+        RUNNING.append(self)
         return self
 
     def wait_ready(self, timeout=START_TIMEOUT):
@@ -157,7 +161,27 @@ class Tickerd:
         wait_until(ready, timeout, what="tickerd /healthz")
 
     def stop(self, timeout=STOP_TIMEOUT):
+        if self in RUNNING:
+            RUNNING.remove(self)
         return stop_process(self.proc, timeout) if self.proc else None
+
+    def wait_ingested(self, entry_id, timeout=1.0):
+        """Waits until the history holds entry_id (/healthz last_id).
+        Returns False when it does not within timeout (a rejected entry, a
+        daemon that cannot be asked): callers that need it assert."""
+        want = tuple(int(x) for x in entry_id.split("-"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.proc.poll() is not None or self.config["server"].get("tls_cert"):
+                    return False
+                last = self.health()[1]["last_id"]
+            except Exception:  # noqa: BLE001 - not answering: do not wait
+                return False
+            if tuple(int(x) for x in last.split("-")) >= want:
+                return True
+            time.sleep(0.005)
+        return False
 
     def log(self):
         try:
@@ -428,11 +452,18 @@ def tickerd(make_tickerd):
 
 
 @pytest.fixture
-def xadd(rds):
-    """xadd(**fields) -> the new entry's ID (str). Values may be bytes."""
+def xadd(rds, redis_server):
+    """xadd(**fields) -> the new entry's ID (str). Values may be bytes.
+    Returns once every running tickerd on this Redis has the entry in its
+    history (or after 1 s: a rejected entry never gets there), so that a
+    client connecting next finds it in its replay."""
 
     def add(**fields):
-        return rds.xadd(STREAM, fields).decode()
+        entry_id = rds.xadd(STREAM, fields).decode()
+        for td in list(RUNNING):
+            if td.redis is redis_server:
+                td.wait_ingested(entry_id)
+        return entry_id
 
     return add
 
