@@ -139,3 +139,6 @@ format:
 
 clean:
 	rm -rf build
+
+bench: all
+	tests/bench/run.sh

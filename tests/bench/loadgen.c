@@ -1041,11 +1041,15 @@ static void http_queue(int seq)
 static void http_flush(void)
 {
     while (http_pending) {
+        http_in[http_inlen] = 0;
         char *e = memmem(http_in, http_inlen, "\r\n\r\n", 4);
         if (e) {
-            if (memcmp(http_in + 9, "20", 2)) die("nchan publish: %.40s", http_in);
+            if (http_inlen < 12 || memcmp(http_in, "HTTP/1.1 20", 11))
+                die("nchan publish: %.40s", http_in);
+            *e = 0; /* search the headers only */
             char *cl_ = strcasestr(http_in, "content-length:");
-            size_t blen = cl_ && cl_ < e ? (size_t)atol(cl_ + 15) : 0;
+            *e = '\r';
+            size_t blen = cl_ ? (size_t)atol(cl_ + 15) : 0;
             size_t total = (size_t)(e + 4 - http_in) + blen;
             if (http_inlen >= total) {
                 memmove(http_in, http_in + total, http_inlen - total);
@@ -1055,9 +1059,8 @@ static void http_flush(void)
             }
         }
         ssize_t r = read(http_fd, http_in + http_inlen, sizeof http_in - 1 - http_inlen);
-        if (r <= 0) die("nchan publish: no response");
+        if (r <= 0) die("nchan publish: no response (%s)", r < 0 ? strerror(errno) : "closed");
         http_inlen += (size_t)r;
-        http_in[http_inlen] = 0;
     }
 }
 
@@ -1313,9 +1316,11 @@ int main(int argc, char **argv)
     }
     pub_open();
 
-    FILE *out = opt.out ? fopen(opt.out, "w") : stdout;
-    if (!out) die("%s: %s", opt.out, strerror(errno));
-    jf = out;
+    /* the JSON is written only when the run is complete */
+    char *jbuf = NULL;
+    size_t jlen = 0;
+    jf = open_memstream(&jbuf, &jlen);
+    if (!jf) die("open_memstream");
     fprintf(jf, "{");
 
     int64_t t_start = mono_us();
@@ -1414,6 +1419,10 @@ int main(int argc, char **argv)
     }
     jnum("run_s", (double)(mono_us() - t_start) / 1e6);
     fprintf(jf, "\n}\n");
+    fclose(jf);
+    FILE *out = opt.out ? fopen(opt.out, "w") : stdout;
+    if (!out) die("%s: %s", opt.out, strerror(errno));
+    fwrite(jbuf, 1, jlen, out);
     if (out != stdout) fclose(out);
     broadcast("QUIT\n");
     for (int i = 0; i < opt.procs; i++)

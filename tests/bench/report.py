@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Table and results.json of `make bench` from loadgen's JSON files.
+
+    report.py --one FILE                  one line about one loadgen run
+    report.py --out results.json FILE...  the table (stdout) and the JSON
+
+Each FILE is build/bench/raw/<target>-<run>.json, as run.sh names them.
+Ratios are tickerd / peer for each figure (tickerd = the first target, the
+one run with the configured number of workers); whether a ratio above or
+below 1 is good depends on the figure ("better" column).
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+
+# figure: (label, run, key, better, issue target for tickerd at full scale)
+FIGURES = [
+    ("connections held (idle)", "idle", "held", "higher", (">=", 50000)),
+    ("RSS per idle connection, KiB", "idle", "rss_per_conn_kb", "lower", ("<=", 3.0)),
+    ("20 items/s: latency p50, ms", "steady20", "lat_p50_ms", "lower", None),
+    ("20 items/s: latency p99, ms", "steady20", "lat_p99_ms", "lower", ("<=", 25.0)),
+    ("20 items/s: latency max, ms", "steady20", "lat_max_ms", "lower", None),
+    ("20 items/s: delivered", "steady20", "unique", "higher", None),
+    ("20 items/s: expected", "steady20", "expected", "same", None),
+    ("20 items/s: lost", "steady20", "lost", "lower", ("<=", 0)),
+    ("20 items/s: deliveries/s", "steady20", "deliveries_per_wall_s", "higher", None),
+    ("5 items/s: latency p50, ms", "steady5", "lat_p50_ms", "lower", None),
+    ("5 items/s: latency p99, ms", "steady5", "lat_p99_ms", "lower", ("<=", 10.0)),
+    ("5 items/s: latency max, ms", "steady5", "lat_max_ms", "lower", None),
+    ("5 items/s: lost", "steady5", "lost", "lower", ("<=", 0)),
+    ("burst: deliveries per server CPU-s", "burst", "deliveries_per_cpu_s", "higher", (">=", 550000)),
+    ("burst: server CPU user, s", "burst", "cpu_user_s", "lower", None),
+    ("burst: server CPU system, s", "burst", "cpu_sys_s", "lower", None),
+    ("burst: deliveries per wall s", "burst", "deliveries_per_wall_s", "higher", None),
+    ("burst: latency p99, ms", "burst", "lat_p99_ms", "lower", None),
+    ("burst: delivered", "burst", "unique", "higher", None),
+    ("burst: lost", "burst", "lost", "lower", ("<=", 0)),
+    ("burst: closed 1013 (slow consumer)", "burst", "closed_1013", "lower", None),
+    ("storm: all replays served, s", "storm", "storm_all_s", "lower", ("<=", 0.5)),
+    ("storm: median client served, s", "storm", "storm_p50_s", "lower", None),
+    ("storm: clients served", "storm", "clients_served", "higher", None),
+    ("storm: missed items lost", "storm", "lost", "lower", ("<=", 0)),
+]
+
+
+def load(files):
+    runs = {}
+    for f in files:
+        with open(f) as fh:
+            d = json.load(fh)
+        label = d.get("label") or d["target"]
+        stem = os.path.basename(f)[:-5]
+        run = stem[len(label) + 1:] if stem.startswith(label + "-") else d["scenario"]
+        runs.setdefault(label, {})[run] = d
+    return runs
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and v < 0:
+        return "n/a"
+    if abs(v) >= 100000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}" if v else "0"
+
+
+def one(path):
+    d = json.load(open(path))
+    keys = ["held", "rss_per_conn_kb", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "unique",
+            "expected", "lost", "closed_1013", "deliveries_per_cpu_s", "cpu_user_s", "cpu_sys_s",
+            "storm_all_s", "clients_served", "failed", "last_error"]
+    parts = [f"{k}={d[k] if isinstance(d[k], str) else fmt(d[k])}" for k in keys
+             if k in d and d[k] != ""]
+    print(f"  {d.get('label')} {os.path.basename(path)[:-5]}: " + " ".join(parts))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--one")
+    ap.add_argument("--out")
+    ap.add_argument("--scale", default="?")
+    ap.add_argument("--workers", default="?")
+    ap.add_argument("files", nargs="*")
+    a = ap.parse_args()
+    if a.one:
+        one(a.one)
+        return 0
+    runs = load(a.files)
+    order = [t for t in ("tickerd", "tickerd-w1", "node", "nchan") if t in runs]
+    order += sorted(t for t in runs if t not in order)
+    base = order[0] if order else None
+    peers = [t for t in order if not t.startswith("tickerd")]
+    figures = []
+    for label, run, key, better, target in FIGURES:
+        vals = {t: runs[t].get(run, {}).get(key) for t in order}
+        ratios = {}
+        for p in peers:
+            b, v = vals.get(base), vals.get(p)
+            ratios[p] = (b / v) if isinstance(b, (int, float)) and isinstance(v, (int, float)) \
+                and v > 0 and b >= 0 else None
+        ok = None
+        if target and isinstance(vals.get(base), (int, float)) and vals[base] >= 0:
+            op, lim = target
+            ok = vals[base] >= lim if op == ">=" else vals[base] <= lim
+        figures.append({"figure": label, "run": run, "key": key, "better": better,
+                        "target": f"{target[0]} {target[1]}" if target else None,
+                        "values": vals, "ratios": ratios, "meets_target": ok})
+
+    # the table
+    cols = order + [f"{base}/{p}" for p in peers] + ["target", "ok"]
+    w0 = max(len(f["figure"]) for f in figures) + 1
+    line = f"{'figure':<{w0}}" + "".join(f"{c:>13}" for c in cols)
+    print(f"\ntickerd benchmark, scale {a.scale}, {a.workers} worker process(es) per target "
+          f"(tickerd-w1: 1)\n")
+    print(line)
+    print("-" * len(line))
+    for f in figures:
+        row = f"{f['figure']:<{w0}}"
+        row += "".join(f"{fmt(f['values'][t]):>13}" for t in order)
+        row += "".join(f"{(fmt(f['ratios'][p]) if f['ratios'][p] is not None else '-'):>13}"
+                       for p in peers)
+        row += f"{f['target'] or '':>13}"
+        row += f"{'' if f['meets_target'] is None else ('yes' if f['meets_target'] else 'NO'):>13}"
+        print(row)
+    print("\nratios are tickerd/peer; 'better' direction per figure is in results.json."
+          " Targets are the issue's, for BENCH_SCALE=full.")
+    if a.out:
+        with open(a.out, "w") as fh:
+            json.dump({"scale": a.scale, "workers": a.workers,
+                       "when": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                       "cpus": os.cpu_count(), "targets": order, "figures": figures,
+                       "runs": runs}, fh, indent=1)
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

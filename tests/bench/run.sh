@@ -1,0 +1,227 @@
+#!/bin/bash
+# tests/bench/run.sh - `make bench` (issue 7): tickerd against the Node.js ws
+# peer and nginx+nchan, same scenarios, same run.
+#
+# Starts its own redis-server, then each target in turn (tickerd with
+# workers=W, tickerd with workers=1, the Node peer with W processes, nginx
+# with W nchan workers) on free loopback ports in a temp dir, runs every
+# scenario with build/bench/loadgen, stops what it started (by PID), prints
+# a table with the ratios tickerd/peer and writes build/bench/results.json.
+#
+#   BENCH_SCALE=small|full   small (default) ends in under 3 minutes; full
+#                            uses the issue's numbers (about 10 minutes)
+#   BENCH_WORKERS=2          server processes of every target
+#   BENCH_TARGETS="tickerd tickerd-w1 node nchan"
+#   BENCH_QUEUE_BYTES=4194304  tickerd's [limits] max_queue_bytes (see README
+#                            in this directory for why not the default)
+#
+# Loopback only; every run of loadgen is bounded in count and time.
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+SCALE=${BENCH_SCALE:-small}
+W=${BENCH_WORKERS:-2}
+TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
+QUEUE_BYTES=${BENCH_QUEUE_BYTES:-4194304}
+OUT=$ROOT/build/bench
+RAW=$OUT/raw
+mkdir -p "$RAW"
+rm -f "$RAW"/*.json
+WORK=$(mktemp -d /tmp/tickerd-bench.XXXXXX)
+STARTED=() # PIDs of the processes this script started
+
+log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+stop_pid() { # SIGTERM, then SIGKILL after 10 s; only our own PIDs
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+cleanup() {
+    local pid
+    for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
+    mkdir -p "$OUT/logs"
+    cp "$WORK"/*.log "$WORK"/nginx/error.log "$OUT/logs/" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # URL, seconds
+    local i
+    for i in $(seq $(($2 * 10))); do
+        curl -fs -o /dev/null --max-time 1 "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- sizes
+case $SCALE in
+full)
+    IDLE_N=50000 HOLD=5
+    STEADY_N=10000 STEADY_T=20
+    BURST_N=1000 BURST_M=5000
+    STORM_N=10000 STORM_K=24
+    ;;
+*)
+    SCALE=small
+    IDLE_N=5000 HOLD=2
+    STEADY_N=2000 STEADY_T=5
+    BURST_N=200 BURST_M=2000
+    STORM_N=2000 STORM_K=24
+    ;;
+esac
+NOFILE=$(ulimit -Hn)
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
+ulimit -n "$NOFILE"
+PER_PROC=$((NOFILE - 1000)) # connections one server process can hold
+# the idle scenario needs enough server processes for IDLE_N descriptors
+WI=$(((IDLE_N + PER_PROC - 1) / PER_PROC))
+[ "$WI" -lt "$W" ] && WI=$W
+log "scale $SCALE: idle $IDLE_N, steady $STEADY_N x ${STEADY_T}s at 20 and 5 items/s," \
+    "burst $BURST_M items to $BURST_N, storm $STORM_N; workers $W (idle: $WI); nofile $NOFILE"
+
+# ---------------------------------------------------------------- build, deps
+make --no-print-directory all >&2 || exit 1
+cc -O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -D_GNU_SOURCE \
+    -o "$OUT/loadgen" tests/bench/loadgen.c -lhiredis || exit 1
+LOADGEN=$OUT/loadgen
+
+have_nchan() { [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] && command -v nginx >/dev/null; }
+if [[ " $TARGETS " == *" nchan "* ]] && ! have_nchan; then
+    if [ "$(id -u)" = 0 ]; then
+        log "installing nginx-light and libnginx-mod-nchan"
+        (apt-get install -y nginx-light libnginx-mod-nchan ||
+            { apt-get update && apt-get install -y nginx-light libnginx-mod-nchan; }) >&2
+    fi
+    have_nchan || { log "nginx with nchan is missing: skipping the nchan peer"; TARGETS=${TARGETS/nchan/}; }
+fi
+if [[ " $TARGETS " == *" node "* ]]; then
+    if [ ! -d tests/bench/peer-node/node_modules/ws ]; then
+        (cd tests/bench/peer-node && npm ci --no-audit --no-fund >&2) ||
+            { log "npm install failed: skipping the Node peer"; TARGETS=${TARGETS/node/}; }
+    fi
+fi
+
+# ---------------------------------------------------------------- redis
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
+REDIS_PID=$!
+STARTED+=("$REDIS_PID")
+for i in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$REDIS_PORT" ping >/dev/null || { log "redis-server did not start"; exit 1; }
+
+# ---------------------------------------------------------------- targets
+TPID="" TPORT="" TSTREAM="" TKIND=""
+
+start_target() { # NAME WORKERS
+    local name=$1 workers=$2
+    TPORT=$(free_port)
+    TSTREAM="bench:$name:$RANDOM$RANDOM"
+    case $name in
+    tickerd*)
+        TKIND=tickerd
+        cat >"$WORK/$name.conf" <<EOF
+[server]
+listen = 127.0.0.1:$TPORT
+workers = $workers
+static_dir = $ROOT/clients/web
+[redis]
+url = redis://127.0.0.1:$REDIS_PORT/0
+[stream]
+key = $TSTREAM
+[limits]
+max_connections = 200000
+max_queue_bytes = $QUEUE_BYTES
+EOF
+        "$ROOT/build/tickerd" -c "$WORK/$name.conf" >>"$WORK/$name.log" 2>&1 &
+        TPID=$!
+        HEALTH=http://127.0.0.1:$TPORT/healthz
+        ;;
+    node)
+        TKIND=node
+        (cd tests/bench/peer-node && PORT=$TPORT REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 \
+            STREAM=$TSTREAM WORKERS=$workers exec node server.js) >>"$WORK/node.log" 2>&1 &
+        TPID=$!
+        HEALTH=http://127.0.0.1:$TPORT/healthz
+        ;;
+    nchan)
+        TKIND=nchan
+        mkdir -p "$WORK/nginx"
+        local user=""
+        [ "$(id -u)" = 0 ] && user="user root;"
+        sed -e "s#@PREFIX@#$WORK/nginx#g" -e "s#@WORKERS@#$workers#" -e "s#@NOFILE@#$NOFILE#" \
+            -e "s#@CONNS@#$PER_PROC#" -e "s#@PORT@#$TPORT#" -e "s#@USER@#$user#" \
+            tests/bench/nchan.conf >"$WORK/nginx/nchan.conf"
+        nginx -p "$WORK/nginx" -c "$WORK/nginx/nchan.conf" >>"$WORK/nginx.log" 2>&1 &
+        TPID=$!
+        HEALTH=http://127.0.0.1:$TPORT/healthz
+        ;;
+    esac
+    STARTED+=("$TPID")
+    if ! wait_http "$HEALTH" 20; then
+        log "$name did not start (see $OUT/logs)"
+        return 1
+    fi
+    sleep 0.5 # every worker up
+    log "$name: pid $TPID, port $TPORT, $workers process(es)"
+}
+
+stop_target() {
+    stop_pid "$TPID"
+    TPID=""
+}
+
+RUN=0
+loadgen() { # NAME SCENARIO OUTFILE ARGS...
+    local name=$1 scen=$2 out=$3
+    shift 3
+    RUN=$((RUN + 1))
+    local pub=()
+    [ "$TKIND" != nchan ] && pub=(--redis "127.0.0.1:$REDIS_PORT" --stream "$TSTREAM")
+    "$LOADGEN" --target "$TKIND" --label "$name" --scenario "$scen" --port "$TPORT" \
+        "${pub[@]}" --pid "$TPID" --src "127.$((20 + RUN / 200)).$((RUN % 200 + 1))" \
+        --out "$RAW/$out.json" --timeout 300 "$@" || log "loadgen $name $scen failed"
+    if [ -s "$RAW/$out.json" ]; then
+        python3 tests/bench/report.py --one "$RAW/$out.json" >&2
+    fi
+    sleep 1 # the server sees the clients go
+}
+
+for name in $TARGETS; do
+    w=$W
+    [ "$name" = tickerd-w1 ] && w=1
+    wi=$WI
+    idle_n=$IDLE_N
+    if [ "$name" = tickerd-w1 ]; then
+        wi=1
+        [ "$idle_n" -gt "$PER_PROC" ] && idle_n=$PER_PROC
+    fi
+    start_target "$name" "$wi" || { stop_target; continue; }
+    loadgen "$name" idle "$name-idle" -n "$idle_n" --hold "$HOLD" --connect-timeout 120
+    if [ "$wi" != "$w" ]; then
+        stop_target
+        start_target "$name" "$w" || { stop_target; continue; }
+    fi
+    loadgen "$name" steady "$name-steady20" -n "$STEADY_N" --rate 20 --duration "$STEADY_T" --procs 2
+    loadgen "$name" steady "$name-steady5" -n "$STEADY_N" --rate 5 --duration "$STEADY_T" --procs 2
+    loadgen "$name" burst "$name-burst" -n "$BURST_N" --items "$BURST_M" --procs 2 --drain 60
+    loadgen "$name" storm "$name-storm" -n "$STORM_N" --items "$STORM_K" --procs 2 --connect-timeout 30
+    stop_target
+done
+
+python3 tests/bench/report.py --scale "$SCALE" --workers "$W" --out "$OUT/results.json" "$RAW"/*.json
