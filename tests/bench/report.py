@@ -26,6 +26,7 @@ FIGURES = [
     ("20 items/s: expected", "steady20", "expected", "same", None),
     ("20 items/s: lost", "steady20", "lost", "lower", ("<=", 0)),
     ("20 items/s: deliveries/s", "steady20", "deliveries_per_wall_s", "higher", None),
+    ("20 items/s: deliveries per server CPU-s", "steady20", "deliveries_per_cpu_s", "higher", None),
     ("5 items/s: latency p50, ms", "steady5", "lat_p50_ms", "lower", None),
     ("5 items/s: latency p99, ms", "steady5", "lat_p99_ms", "lower", ("<=", 10.0)),
     ("5 items/s: latency max, ms", "steady5", "lat_max_ms", "lower", None),
@@ -106,6 +107,8 @@ def main():
             ratios[p] = (b / v) if isinstance(b, (int, float)) and isinstance(v, (int, float)) \
                 and v > 0 and b >= 0 else None
         ok = None
+        if key == "held" and base in runs and "idle" in runs[base]:
+            target = (">=", runs[base]["idle"]["clients"])  # 50,000 at full scale
         if target and isinstance(vals.get(base), (int, float)) and vals[base] >= 0:
             op, lim = target
             ok = vals[base] >= lim if op == ">=" else vals[base] <= lim
@@ -116,17 +119,17 @@ def main():
     # the table
     cols = order + [f"{base}/{p}" for p in peers] + ["target", "ok"]
     w0 = max(len(f["figure"]) for f in figures) + 1
-    line = f"{'figure':<{w0}}" + "".join(f"{c:>13}" for c in cols)
+    line = f"{'figure':<{w0}}" + "".join(f"{c:>15}" for c in cols)
     print(f"\ntickerd benchmark, scale {a.scale}, {a.workers} worker process(es) per target "
           f"(tickerd-w1: 1)\n")
     print(line)
     print("-" * len(line))
     for f in figures:
         row = f"{f['figure']:<{w0}}"
-        row += "".join(f"{fmt(f['values'][t]):>13}" for t in order)
-        row += "".join(f"{(fmt(f['ratios'][p]) if f['ratios'][p] is not None else '-'):>13}"
+        row += "".join(f"{fmt(f["values"][t]):>15}" for t in order)
+        row += "".join(f"{(fmt(f['ratios'][p]) if f['ratios'][p] is not None else '-'):>15}"
                        for p in peers)
-        row += f"{f['target'] or '':>13}"
+        row += f"{f['target'] or '':>15}"
         row += f"{'' if f['meets_target'] is None else ('yes' if f['meets_target'] else 'NO'):>13}"
         print(row)
     print("\nratios are tickerd/peer; 'better' direction per figure is in results.json."
