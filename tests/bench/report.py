@@ -126,11 +126,11 @@ def main():
     print("-" * len(line))
     for f in figures:
         row = f"{f['figure']:<{w0}}"
-        row += "".join(f"{fmt(f["values"][t]):>15}" for t in order)
+        row += "".join(f"{fmt(f['values'][t]):>15}" for t in order)
         row += "".join(f"{(fmt(f['ratios'][p]) if f['ratios'][p] is not None else '-'):>15}"
                        for p in peers)
         row += f"{f['target'] or '':>15}"
-        row += f"{'' if f['meets_target'] is None else ('yes' if f['meets_target'] else 'NO'):>13}"
+        row += f"{'' if f['meets_target'] is None else ('yes' if f['meets_target'] else 'NO'):>15}"
         print(row)
     print("\nratios are tickerd/peer; 'better' direction per figure is in results.json."
           " Targets are the issue's, for BENCH_SCALE=full.")
