@@ -1,10 +1,13 @@
 /* http.c - the plain HTTP side of the server: Server-Sent Events at
  * /v1/events, /v1/items, /healthz, /metrics and the static web client. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
@@ -164,6 +167,60 @@ static int serve_items(struct lws *wsi)
     return rc;
 }
 
+/* lws 4.1.6 does not read an HTTP/1.1 connection while a response is in
+ * progress (fixed upstream in 4.3), so an SSE client that hangs up leaves
+ * its socket readable and the loop spinning until the next write fails.
+ * We watch a dup of the socket ourselves: end of stream or an error closes
+ * the client at once; stray input is read away. */
+struct tk_sse_watch {
+    uv_poll_t poll;
+    tk_client_t *client; /* NULL once the client is gone */
+    int fd;
+};
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    struct tk_sse_watch *w = h->data;
+    close(w->fd);
+    free(w);
+}
+
+static void on_sse_socket(uv_poll_t *h, int status, int events)
+{
+    struct tk_sse_watch *w = h->data;
+    char buf[512];
+    (void)events;
+    ssize_t n = status < 0 ? 0 : recv(w->fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;
+    uv_poll_stop(h);
+    if (w->client) lws_set_timeout(w->client->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void sse_watch(tk_client_t *c)
+{
+    struct tk_sse_watch *w = calloc(1, sizeof *w);
+    if (!w) return;
+    w->fd = dup(lws_get_socket_fd(c->wsi));
+    if (w->fd < 0 || uv_poll_init(server.loop, &w->poll, w->fd)) {
+        if (w->fd >= 0) close(w->fd);
+        free(w);
+        return;
+    }
+    w->poll.data = w;
+    w->client = c;
+    c->watch = w;
+    uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_sse_socket);
+}
+
+void tk_sse_unwatch(tk_client_t *c)
+{
+    struct tk_sse_watch *w = c->watch;
+    if (!w) return;
+    c->watch = NULL;
+    w->client = NULL;
+    uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+}
+
 /* /v1/events: an SSE stream; Last-Event-ID resumes like since. */
 static int serve_events(struct lws *wsi, tk_client_t *c)
 {
@@ -195,6 +252,7 @@ static int serve_events(struct lws *wsi, tk_client_t *c)
     memset(c, 0, sizeof *c);
     c->wsi = wsi;
     c->grant = grant;
+    sse_watch(c);
     tk_hub_attach(c, TK_TRANSPORT_SSE, req);
     return 0;
 }
@@ -273,6 +331,7 @@ int tk_http_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_clien
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
+        if (c) tk_sse_unwatch(c);
         if (c) tk_hub_detach(c);
         return 0;
     default:

@@ -90,6 +90,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_WSI_DESTROY:
         free(lws_get_opaque_user_data(wsi));
         lws_set_opaque_user_data(wsi, NULL);
+        if (c) tk_sse_unwatch(c);
         if (c) tk_hub_detach(c);
         return 0;
     default:

@@ -22,7 +22,10 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define XREAD_BLOCK_MS 5000
-#define XREAD_COUNT "1000"
+/* Entries a read hands to the hub at once. Small enough that a burst is
+ * written out between reads instead of piling up in every client's queue
+ * (100 long items stay under the default max_queue_bytes). */
+#define XREAD_COUNT "100"
 #define WATCHDOG_SLACK_MS 5000
 
 struct tk_stream {
@@ -36,6 +39,7 @@ struct tk_stream {
     int port;
     int backoff_ms;
     bool up;
+    bool ever_up; /* a reconnect is counted only after a first connection */
     bool loaded;
     bool stopping;
     int open_handles;
@@ -64,6 +68,7 @@ tk_id_t tk_stream_last_read(const tk_stream_t *s)
 
 static void set_up(tk_stream_t *s, bool up)
 {
+    if (up) s->ever_up = true;
     if (up == s->up && (up || s->down_since_ms)) return;
     s->up = up;
     s->down_since_ms = up ? 0 : tk_now_ms();
@@ -433,7 +438,7 @@ static void on_master_switch(void *data, const char *ip, int port)
 static void connect_now(tk_stream_t *s)
 {
     if (s->stopping || s->ac) return;
-    TK_COUNT(redis_reconnects_total, s->down_since_ms ? 1 : 0);
+    TK_COUNT(redis_reconnects_total, s->ever_up ? 1 : 0);
     if (s->sentinel) {
         tk_sentinel_ask(s->sentinel, on_master_found);
         return;

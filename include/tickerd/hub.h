@@ -42,6 +42,7 @@ typedef struct tk_client {
     uint8_t state;
     uint8_t bad_msgs;
     uint8_t attached;
+    struct tk_sse_watch *watch; /* SSE: notices the client leaving (http.c) */
 } tk_client_t;
 
 /* Adds a client that passed its handshake. req (malloc'd) is taken over.

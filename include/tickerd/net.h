@@ -20,6 +20,9 @@ int tk_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_client_
 int tk_http_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_client_t *c, void *in,
                      size_t len);
 
+/* Stops watching an SSE client's socket (safe when there is no watch). */
+void tk_sse_unwatch(tk_client_t *c);
+
 /* The SSE heartbeat timer. */
 void tk_http_start(void);
 void tk_http_stop(void);

@@ -122,10 +122,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.mark.xfail(reason="lws 4.1.6 does not read an SSE connection during a transaction "
-                          "(fixed upstream in 28e5d41d9, v4.3): a client's EOF keeps POLLIN "
-                          "set, the loop spins and the client is found gone only by the next "
-                          "heartbeat write (heartbeat_s later)")
 def test_sse_client_gone_is_noticed_without_spinning(make_tickerd):
     td = make_tickerd({"server": {"heartbeat_s": 25}})
     sse = SSE(td.port, "/v1/events")
