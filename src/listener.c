@@ -13,6 +13,7 @@
 #include "tickerd/log.h"
 
 #define ACCEPTS_PER_WAKEUP 128
+#define SEND_BUFFER_BYTES 65536
 
 static uv_poll_t poll_handle;
 static int listen_fd = -1;
@@ -30,6 +31,11 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
                 tk_log_limited(TK_LOG_WARN, "accept: %s", strerror(errno));
             return;
         }
+        /* A bounded kernel send buffer (the kernel doubles it): past it a
+         * client that does not read fills its own queue and is closed as a
+         * slow consumer, instead of parking megabytes in the kernel. */
+        int sndbuf = SEND_BUFFER_BYTES;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         if (!lws_adopt_socket_vhost(vhost, fd)) close(fd);
     }
 }
