@@ -298,7 +298,11 @@ static int serve_static(struct lws *wsi, const char *uri)
 {
     char *path = static_path(uri);
     if (!path) return respond_text(wsi, 404, "not found");
-    int n = lws_serve_http_file(wsi, path, mime_type(path), "Cache-Control: no-cache\r\n", 25);
+    char headers[400];
+    /* CORS as for the API: overlays and other sites import ticker.js. */
+    cors_headers(wsi, headers, sizeof headers - 32);
+    strcat(headers, "Cache-Control: no-cache\r\n");
+    int n = lws_serve_http_file(wsi, path, mime_type(path), headers, (int)strlen(headers));
     free(path);
     if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi))) return -1;
     return 0;

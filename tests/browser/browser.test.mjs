@@ -420,7 +420,6 @@ test('overlay: goes off air while disconnected past stale_s, back after the resu
 
 test(
   'overlay: loads ticker.js from the tickerd URL (cross-origin)',
-  { todo: 'tickerd serves static files without Access-Control-Allow-Origin' },
   async (t) => {
     const ctx = await browser.newContext();
     t.after(() => ctx.close());
