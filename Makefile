@@ -31,7 +31,7 @@ DAEMON_OBJ := $(DAEMON_SRC:src/%.c=$(BUILD)/obj/%.o)
 CTL_OBJ    := $(CTL_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps test-deps browser-test run test unit-test integration-test asan-test bench clean format install \
+.PHONY: all deps test-deps browser-test valgrind-test run test unit-test integration-test asan-test bench clean format install \
         fuzz fuzz-build fuzz-regress
 
 all: $(BUILD)/tickerd $(BUILD)/tickerctl
@@ -118,6 +118,15 @@ test: test-deps
 asan-test: test-deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined OPT="-O1 -g" all unit-test
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address,undefined OPT="-O1 -g" integration-test
+
+# tickerd under valgrind for the WebSocket, replay, ops and HTTP tests
+# (workers = 1 in the tests, so valgrind sees the process that serves).
+VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite --track-fds=no
+valgrind-test: test-deps all
+	cd tests/integration && TICKERD_BUILD=$(abspath $(BUILD)) TICKERD_WRAPPER="$(VALGRIND)" \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) \
+	    test_ws.py test_replay.py test_ops.py test_http.py
 
 PREFIX  ?= /usr/local
 DESTDIR ?=

@@ -28,6 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.abspath(os.environ.get("TICKERD_BUILD", os.path.join(HERE, "..", "..", "build")))
 TICKERD = os.path.join(BUILD, "tickerd")
+# `make valgrind-test` runs tickerd under valgrind: a memory error or a
+# definite leak makes it exit with VALGRIND_ERROR, which fails the test.
+WRAPPER = os.environ.get("TICKERD_WRAPPER", "").split()
+VALGRIND_ERROR = 99
 STREAM = "ticker:breaking"
 
 START_TIMEOUT = 10.0
@@ -144,8 +148,8 @@ class Tickerd:
     def start(self, wait=True):
         log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(
-            [TICKERD, "-c", self.config_path, "--listen", f"127.0.0.1:{self.port}",
-             "--redis", self.redis.url],
+            WRAPPER + [TICKERD, "-c", self.config_path, "--listen",
+                       f"127.0.0.1:{self.port}", "--redis", self.redis.url],
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         if wait:
@@ -153,7 +157,7 @@ class Tickerd:
         RUNNING.append(self)
         return self
 
-    def wait_ready(self, timeout=START_TIMEOUT):
+    def wait_ready(self, timeout=START_TIMEOUT * (6 if WRAPPER else 1)):
         def ready():
             assert self.proc.poll() is None, f"tickerd exited with {self.proc.returncode}"
             status, _, body = http_get(self.port, "/healthz", timeout=1)
@@ -163,7 +167,9 @@ class Tickerd:
     def stop(self, timeout=STOP_TIMEOUT):
         if self in RUNNING:
             RUNNING.remove(self)
-        return stop_process(self.proc, timeout) if self.proc else None
+        rc = stop_process(self.proc, timeout * (4 if WRAPPER else 1)) if self.proc else None
+        assert rc != VALGRIND_ERROR or not WRAPPER, "valgrind found errors:\n" + self.log()[-4000:]
+        return rc
 
     def wait_ingested(self, entry_id, timeout=1.0):
         """Waits until the history holds entry_id (/healthz last_id).
