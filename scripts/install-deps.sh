@@ -7,9 +7,10 @@ libhiredis-dev libjansson-dev libinih-dev libjwt-dev libsystemd-dev libcmocka-de
 redis-server redis-tools python3 python3-pytest python3-websockets python3-redis \
 python3-prometheus-client python3-jwt openssl systemd"
 # make test: valgrind, TLS certificates, sentinels and nginx for the cluster
-# tests, Chromium for the browser tests (node and npm only where missing).
+# tests (Debian 12: /usr/sbin/nginx is in "nginx"; nginx-light is only a
+# metapackage), Chromium for the browser tests (node and npm only where missing).
 if [ "$1" = "--test" ]; then
-    PKGS="$PKGS valgrind openssl redis-sentinel nginx-light chromium"
+    PKGS="$PKGS valgrind openssl redis-sentinel nginx chromium"
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 fi
 [ "$1" = "--fuzz" ] && PKGS="$PKGS clang"

@@ -158,7 +158,11 @@ unsigned tk_guard_admit(struct lws *wsi, tk_sub_req_t *req, tk_grant_t *g, char 
     }
     for (int t = 0; t < TK_TRANSPORTS; t++)
         conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
-    if (conns >= cfg->max_connections || server.stopping) {
+    if (server.stopping) {
+        snprintf(err, errlen, "shutting down");
+        return 503;
+    }
+    if (conns >= cfg->max_connections) {
         snprintf(err, errlen, "server full, try again later");
         return 503;
     }
