@@ -18,8 +18,6 @@
 #define JSON_TYPE "application/json"
 #define TEXT_TYPE "text/plain; charset=utf-8"
 
-static uv_timer_t heartbeat;
-static tk_msg_t *heartbeat_msg;
 
 /* The CORS header lines for this request's Origin, per allowed_origins. */
 static void cors_headers(struct lws *wsi, char *out, size_t cap)
@@ -341,25 +339,4 @@ int tk_http_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_clien
     default:
         return 0;
     }
-}
-
-static void on_heartbeat(uv_timer_t *t)
-{
-    (void)t;
-    tk_hub_broadcast(TK_TRANSPORT_SSE, heartbeat_msg);
-}
-
-void tk_http_start(void)
-{
-    heartbeat_msg = tk_msg_raw(":\n\n", 3);
-    uv_timer_init(server.loop, &heartbeat);
-    uint64_t ms = (uint64_t)server.cfg->heartbeat_s * 1000;
-    uv_timer_start(&heartbeat, on_heartbeat, ms, ms);
-}
-
-void tk_http_stop(void)
-{
-    uv_close((uv_handle_t *)&heartbeat, NULL);
-    tk_msg_unref(heartbeat_msg);
-    heartbeat_msg = NULL;
 }

@@ -12,6 +12,8 @@
 
 static tk_client_t *clients; /* doubly linked, newest first */
 static int nclients;
+static uv_timer_t heartbeat;
+static tk_msg_t *ws_ping, *sse_comment;
 
 int tk_hub_count(void)
 {
@@ -47,9 +49,12 @@ void tk_client_close(tk_client_t *c, uint16_t code)
     if (c->state == TK_CLIENT_CLOSING) return;
     c->state = TK_CLIENT_CLOSING;
     c->close_code = code;
+    /* A client that never reads never becomes writable: lws kills it. At
+     * shutdown the context goes anyway (and 50,000 timers cost). Outside
+     * lws's callbacks a timer is only looked at when lws services some
+     * socket: asking for writable makes sure it does. */
+    if (!server.stopping) lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, code ? 10 : 1);
     lws_callback_on_writable(c->wsi);
-    /* A client that never reads never becomes writable: lws kills it. */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 10);
 }
 
 static int grow_queue(tk_client_t *c)
@@ -83,6 +88,26 @@ int tk_client_send(tk_client_t *c, tk_msg_t *m)
     c->qlen++;
     c->qbytes += m->len;
     if (c->qlen == 1) lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* The live path: a client with nothing queued and nothing half-written
+ * gets the frame written at once. Arming POLLOUT and waiting for the
+ * writable callback would cost two epoll_ctl calls and a loop turn per
+ * delivery; a partial write is kept by lws, which then asks for writable
+ * itself. Anything else is queued. */
+static int push(tk_client_t *c, tk_msg_t *m)
+{
+    if (c->qlen || c->state != TK_CLIENT_LIVE || lws_partial_buffered(c->wsi))
+        return tk_client_send(c, m);
+    enum lws_write_protocol proto =
+        c->transport == TK_TRANSPORT_WS ? LWS_WRITE_RAW : LWS_WRITE_HTTP;
+    if (lws_write(c->wsi, m->data, m->len, proto) < 0) {
+        tk_client_close(c, 0);
+        return -1;
+    }
+    TK_COUNT(messages_sent_total, 1);
+    TK_COUNT(bytes_sent_total, m->len);
     return 0;
 }
 
@@ -193,6 +218,7 @@ void tk_hub_attach(tk_client_t *c, tk_transport_t t, tk_sub_req_t *req)
     if (clients) clients->prev = c;
     clients = c;
     c->attached = 1;
+    tk_client_heard(c);
     c->ip_slot = tk_guard_ip_slot(c->wsi) + 1;
     tk_guard_ip_add(c->ip_slot - 1, 1);
     nclients++;
@@ -248,7 +274,7 @@ void tk_hub_publish(tk_event_t *ev)
             m->stamp_ms = (int64_t)ev->id.ms;
             m->pending++; /* held until the loop is done */
         }
-        tk_client_send(c, m);
+        push(c, m);
     }
     for (int t = 0; t < TK_TRANSPORTS; t++)
         if (msg[t]) fanout_done(msg[t]);
@@ -292,4 +318,51 @@ void tk_hub_broadcast(tk_transport_t t, tk_msg_t *m)
         next = c->next;
         if (c->state == TK_CLIENT_LIVE && c->transport == t) tk_client_send(c, m);
     }
+}
+
+void tk_client_heard(tk_client_t *c)
+{
+    c->heard_s = (uint32_t)(uv_now(server.loop) / 1000);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    uint32_t now = (uint32_t)(uv_now(t->loop) / 1000);
+    uint32_t silent_max = 2 * (uint32_t)server.cfg->heartbeat_s;
+    for (tk_client_t *c = clients, *next; c; c = next) {
+        next = c->next;
+        if (c->state != TK_CLIENT_LIVE) continue;
+        if (c->transport == TK_TRANSPORT_SSE) {
+            push(c, sse_comment);
+        } else if (now - c->heard_s > silent_max) {
+            tk_log_limited(TK_LOG_INFO, "client %p silent for %u s: dropped", (void *)c,
+                           now - c->heard_s);
+            drop_queue(c);
+            tk_client_close(c, 0); /* code 0: closed without a close frame */
+        } else {
+            push(c, ws_ping);
+        }
+    }
+    /* heartbeat_s may have changed on reload */
+    uint64_t ms = (uint64_t)server.cfg->heartbeat_s * 1000;
+    if (uv_timer_get_repeat(t) != ms) uv_timer_set_repeat(t, ms);
+}
+
+void tk_hub_start(uv_loop_t *loop)
+{
+    /* A payload, because lws 4.1.6 reports no RECEIVE_PONG for an empty pong. */
+    static const char ping[] = {(char)0x89, 2, 't', 'k'};
+    ws_ping = tk_msg_raw(ping, sizeof ping);
+    sse_comment = tk_msg_raw(":\n\n", 3);
+    uint64_t ms = (uint64_t)server.cfg->heartbeat_s * 1000;
+    uv_timer_init(loop, &heartbeat);
+    uv_timer_start(&heartbeat, on_heartbeat, ms, ms);
+}
+
+void tk_hub_stop(void)
+{
+    uv_close((uv_handle_t *)&heartbeat, NULL);
+    tk_msg_unref(ws_ping);
+    tk_msg_unref(sse_comment);
+    ws_ping = sse_comment = NULL;
 }

@@ -12,7 +12,7 @@
 #include "tickerd/listener.h"
 #include "tickerd/log.h"
 
-#define ACCEPTS_PER_WAKEUP 128
+#define ACCEPTS_PER_WAKEUP 1024
 #define SEND_BUFFER_BYTES 65536
 
 static uv_poll_t poll_handle;
@@ -40,7 +40,7 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
     }
 }
 
-static int open_socket(const char *host, int port)
+static int open_socket(const char *host, int port, int reuseport)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
     char service[8];
@@ -53,7 +53,7 @@ static int open_socket(const char *host, int port)
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-                    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, sizeof reuseport) ||
                     bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 65535))) {
         tk_log(TK_LOG_ERROR, "listen %s:%d: %s", host, port, strerror(errno));
         close(fd);
@@ -66,9 +66,17 @@ static int open_socket(const char *host, int port)
 int tk_listener_start(uv_loop_t *loop, const char *host, int port, struct lws_vhost *vh)
 {
     vhost = vh;
-    if ((listen_fd = open_socket(host, port)) < 0) return -1;
+    if ((listen_fd = open_socket(host, port, 1)) < 0) return -1;
     uv_poll_init(loop, &poll_handle, listen_fd);
     uv_poll_start(&poll_handle, UV_READABLE, on_acceptable);
+    return 0;
+}
+
+int tk_listener_probe(const char *host, int port)
+{
+    int fd = open_socket(host, port, 0);
+    if (fd < 0) return -1;
+    close(fd);
     return 0;
 }
 

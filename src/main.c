@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tickerd/listener.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
@@ -263,6 +264,11 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc;
+    if (tk_listener_probe(server.cfg->listen_host, server.cfg->listen_port)) {
+        tk_metrics_free();
+        tk_config_free(server.cfg);
+        return 1;
+    }
     if (server.cfg->workers > 1) {
         rc = tk_supervise(server.cfg->workers, run_worker, reload);
     } else {

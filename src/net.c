@@ -73,6 +73,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
     case LWS_CALLBACK_ESTABLISHED:
     case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_CLOSED:
         return tk_ws_callback(wsi, reason, c, in, len);
@@ -145,8 +146,11 @@ int tk_net_start(void)
     info.timeout_secs = 10;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         info.fd_limit_per_thread = (unsigned)rl.rlim_cur;
-    retry_policy.secs_since_valid_ping = (uint16_t)cfg->heartbeat_s;
-    retry_policy.secs_since_valid_hangup = (uint16_t)(cfg->heartbeat_s * 2); /* > ping */
+    /* No lws validity timers (all zero; NULL would mean lws's 300 s
+     * default): lws keeps timers in a sorted list, and one insert per
+     * connection and per pong is O(connections) each. hub.c pings every
+     * client from a single timer instead. */
+    memset(&retry_policy, 0, sizeof retry_policy);
     info.retry_and_idle_policy = &retry_policy;
     if (!(server.lws = lws_create_context(&info))) {
         tk_log(TK_LOG_ERROR, "cannot start libwebsockets (see its errors above)");
@@ -157,14 +161,14 @@ int tk_net_start(void)
         lws_context_destroy(server.lws);
         return -1;
     }
-    tk_http_start();
+    tk_hub_start(server.loop);
     return 0;
 }
 
 void tk_net_stop(void)
 {
     tk_listener_stop();
-    tk_http_stop();
+    tk_hub_stop();
     if (server.lws) lws_context_destroy(server.lws);
 }
 

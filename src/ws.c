@@ -173,6 +173,7 @@ static const char *close_text(uint16_t code)
  * lws_close_reason() would queue when the callback returns -1. */
 static int write_close(struct lws *wsi, uint16_t code)
 {
+    if (!code) return -1; /* dropped: no close handshake with a dead peer */
     unsigned char buf[LWS_PRE + 128], *q = buf + LWS_PRE;
     const char *text = close_text(code);
     size_t n = strlen(text);
@@ -213,8 +214,11 @@ int tk_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_client_
         tk_hub_attach(c, TK_TRANSPORT_WS, req);
         return 0;
     case LWS_CALLBACK_RECEIVE:
-        lws_validity_confirmed(wsi); /* any message shows the client is alive */
+        tk_client_heard(c); /* any message shows the client is alive */
         return on_receive(c, wsi, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        tk_client_heard(c);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         /* What was queued before the close goes out first (the error
          * frames that led to a 1008, say); a slow consumer's queue was

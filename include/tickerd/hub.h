@@ -4,6 +4,7 @@
 #define TICKERD_HUB_H
 
 #include <jansson.h>
+#include <uv.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,6 +34,7 @@ typedef struct tk_client {
     tk_sub_req_t *pending; /* the handshake request, while parked */
     tk_grant_t grant; /* what its token allows */
     uint32_t ip_slot; /* per-IP count slot + 1; 0 = none */
+    uint32_t heard_s; /* loop time (s) of the last frame received */
     uint32_t rx_second; /* inbound rate: the current second and */
     uint16_t rx_count; /* the messages in it */
     char *rx; /* a partial inbound message */
@@ -53,6 +55,14 @@ void tk_hub_detach(tk_client_t *c);
 /* Replaces a client's filter from a subscribe frame: hello, and a replay
  * when the request asks for one. */
 void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req);
+/* Starts and stops the heartbeat timer: every heartbeat_s, a ping to each
+ * WebSocket client (dropping those silent for 2 x heartbeat_s) and a
+ * comment line to each SSE client. */
+void tk_hub_start(uv_loop_t *loop);
+void tk_hub_stop(void);
+/* A frame came from the client. */
+void tk_client_heard(tk_client_t *c);
+
 /* Sends a newly read event to every live client it matches. */
 void tk_hub_publish(tk_event_t *ev);
 /* The start-up load is done: serve parked clients. */

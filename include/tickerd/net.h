@@ -23,10 +23,6 @@ int tk_http_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_clien
 /* Stops watching an SSE client's socket (safe when there is no watch). */
 void tk_sse_unwatch(tk_client_t *c);
 
-/* The SSE heartbeat timer. */
-void tk_http_start(void);
-void tk_http_stop(void);
-
 /* Writes as many queued frames as one write takes; shared by ws and sse.
  * Returns -1 when the connection must close. */
 int tk_net_write_queue(tk_client_t *c, enum lws_write_protocol proto);

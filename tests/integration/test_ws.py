@@ -2,6 +2,7 @@
 handshakes and client messages."""
 
 import json
+import time
 
 import pytest
 import websockets
@@ -401,3 +402,42 @@ def test_binary_frame_is_an_error(tickerd):
         await ws.close()
 
     run(main())
+
+
+# --------------------------------------------------------------------------
+# heartbeat: a ping every heartbeat_s; silent for 2 x heartbeat_s = dropped
+
+
+def test_heartbeat_pings_and_drops_silent_client(make_tickerd):
+    td = make_tickerd({"server": {"heartbeat_s": 1}})
+    silent = RawWS(td.port, "/v1/ws?replay=0", timeout=8)
+    answering = RawWS(td.port, "/v1/ws?replay=0", timeout=8)
+    assert silent.status == answering.status == 101
+    start = time.monotonic()
+    pings = 0
+    # the answering client pongs every ping for 4 s
+    while time.monotonic() - start < 4:
+        op, payload = answering.read_frame()
+        if op == 9:
+            pings += 1
+            answering.send_frame(10, payload)
+    assert pings >= 3, "a ping about every heartbeat_s"
+    # the silent one got pings too, then the connection was dropped
+    silent_pings, closed = 0, False
+    try:
+        while True:
+            op, _ = silent.read_frame()
+            silent_pings += op == 9
+    except (EOFError, ConnectionError, OSError):
+        closed = True
+    assert silent_pings >= 1 and closed
+    # the answering client is still served
+    answering.send_frame(1, b'{"type":"ping"}')
+    while True:
+        op, payload = answering.read_frame()
+        if op == 1:
+            assert json.loads(payload) == {"type": "pong"}
+            break
+    assert td.metric("tickerd_connections", transport="websocket") == 1
+    silent.close()
+    answering.close()
