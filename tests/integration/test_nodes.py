@@ -257,8 +257,7 @@ def test_client_moved_between_nodes_gets_every_item_once(make_tickerd, rds, ngin
     # SSE client moved at least once (it was on the second node stopped).
     assert ws.connections == 3 and ws.closes == [1001, 1001], (ws.connections, ws.closes)
     assert sse.connections >= 2
-    # Every resume replayed what the client missed while it reconnected.
-    assert sum(m["count"] for m in ws.markers[1:]) > 0
-    # A move is immediate unless nginx (max_fails=1 fail_timeout=2s) still
-    # counts both nodes as failed: then it answers 502 for 2-5 s.
-    assert max(moves) < 8, moves
+    # What a client missed while it moved (if anything: a move takes tens of
+    # ms) came as replay; the checks above show nothing was lost or doubled.
+    # The shipped config (max_fails=0, proxy_next_upstream) moves at once.
+    assert max(moves) < 2, moves
