@@ -12,8 +12,11 @@
 #                            uses the numbers (about 10 minutes)
 #   BENCH_WORKERS=2          server processes of every target
 #   BENCH_TARGETS="tickerd tickerd-w1 node nchan"
-#   BENCH_QUEUE_BYTES=4194304  tickerd's [limits] max_queue_bytes (see README
-#                            in this directory for why not the default)
+#   BENCH_QUEUE_BYTES=262144   tickerd's [limits] max_queue_bytes (the default)
+#
+# As root it raises net.core.somaxconn to 65535 for the run (docs/deployment.md
+# recommends it for reconnect storms; every target gets the same backlog) and
+# puts the old value back at the end.
 #
 # Loopback only; every run of loadgen is bounded in count and time.
 set -u
@@ -22,7 +25,7 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
-QUEUE_BYTES=${BENCH_QUEUE_BYTES:-4194304}
+QUEUE_BYTES=${BENCH_QUEUE_BYTES:-262144}
 OUT=$ROOT/build/bench
 RAW=$OUT/raw
 mkdir -p "$RAW"
@@ -51,6 +54,8 @@ cleanup() {
     mkdir -p "$OUT/logs"
     cp "$WORK"/*.log "$WORK"/nginx/error.log "$OUT/logs/" 2>/dev/null
     rm -rf "$WORK"
+    [ -n "${RESTORE_SOMAXCONN:-}" ] && echo "$RESTORE_SOMAXCONN" > /proc/sys/net/core/somaxconn
+    return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -87,6 +92,10 @@ esac
 NOFILE=$(ulimit -Hn)
 [ "$NOFILE" = unlimited ] && NOFILE=1048576
 ulimit -n "$NOFILE"
+OLD_SOMAXCONN=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo "")
+if [ "$(id -u)" = 0 ] && [ -n "$OLD_SOMAXCONN" ] && [ "$OLD_SOMAXCONN" -lt 65535 ]; then
+    echo 65535 > /proc/sys/net/core/somaxconn 2>/dev/null && RESTORE_SOMAXCONN=$OLD_SOMAXCONN
+fi
 PER_PROC=$((NOFILE - 1000)) # connections one server process can hold
 # the idle scenario needs enough server processes for IDLE_N descriptors
 WI=$(((IDLE_N + PER_PROC - 1) / PER_PROC))
