@@ -12,6 +12,7 @@
 
 static tk_client_t *clients; /* doubly linked, newest first */
 static int nclients;
+static bool batching; /* a burst is being fanned out: queue, write in batches */
 static uv_timer_t heartbeat;
 static tk_msg_t *ws_ping, *sse_comment;
 
@@ -98,7 +99,7 @@ int tk_client_send(tk_client_t *c, tk_msg_t *m)
  * itself. Anything else is queued. */
 static int push(tk_client_t *c, tk_msg_t *m)
 {
-    if (c->qlen || c->state != TK_CLIENT_LIVE || lws_partial_buffered(c->wsi))
+    if (batching || c->qlen || c->state != TK_CLIENT_LIVE || lws_partial_buffered(c->wsi))
         return tk_client_send(c, m);
     enum lws_write_protocol proto =
         c->transport == TK_TRANSPORT_WS ? LWS_WRITE_RAW : LWS_WRITE_HTTP;
@@ -278,6 +279,11 @@ void tk_hub_publish(tk_event_t *ev)
     }
     for (int t = 0; t < TK_TRANSPORTS; t++)
         if (msg[t]) fanout_done(msg[t]);
+}
+
+void tk_hub_batch(bool on)
+{
+    batching = on;
 }
 
 void tk_hub_ready(void)

@@ -163,8 +163,10 @@ static void on_xread(redisAsyncContext *ac, void *r, void *priv)
     s->backoff_ms = BACKOFF_MIN_MS;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
         redisReply *entries = reply->element[0]->element[1];
+        tk_hub_batch(entries->elements > 1);
         for (size_t i = 0; i < entries->elements; i++)
             ingest_reply_entry(s, entries->element[i], true);
+        tk_hub_batch(false);
         tk_id_format(s->last_read, tk_metrics->workers[server.worker].last_id);
     }
     read_next(s);

@@ -65,6 +65,10 @@ void tk_client_heard(tk_client_t *c);
 
 /* Sends a newly read event to every live client it matches. */
 void tk_hub_publish(tk_event_t *ev);
+/* Several events at once (a burst read from Redis): queue them, so that
+ * each writable callback writes many frames in one go. One event alone is
+ * written at once to clients with nothing queued. */
+void tk_hub_batch(bool on);
 /* The start-up load is done: serve parked clients. */
 void tk_hub_ready(void);
 /* The epoch changed under running clients: a new hello and a replay marked
