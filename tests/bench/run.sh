@@ -12,7 +12,8 @@
 #                            uses the numbers (about 10 minutes)
 #   BENCH_WORKERS=2          server processes of every target
 #   BENCH_TARGETS="tickerd tickerd-w1 node nchan"
-#   BENCH_QUEUE_BYTES=262144   tickerd's [limits] max_queue_bytes (the default)
+#   BENCH_QUEUE_BYTES=2097152  tickerd's [limits] max_queue_bytes (above the 1.5 MB
+#                            burst each client gets; see README)
 #
 # As root it raises net.core.somaxconn to 65535 for the run (docs/deployment.md
 # recommends it for reconnect storms; every target gets the same backlog) and
@@ -25,7 +26,7 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
-QUEUE_BYTES=${BENCH_QUEUE_BYTES:-262144}
+QUEUE_BYTES=${BENCH_QUEUE_BYTES:-2097152}
 OUT=$ROOT/build/bench
 RAW=$OUT/raw
 mkdir -p "$RAW"
