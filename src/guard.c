@@ -98,23 +98,29 @@ int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t err
     return 0;
 }
 
-static bool origin_allowed(struct lws *wsi)
+bool tk_origin_listed(const char *allowed, const char *origin)
 {
-    char origin[256];
-    const char *allowed = server.cfg->allowed_origins;
-    if (!*allowed) return true;
-    int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
-    if (n <= 0) return true; /* not a browser: origins do not apply */
+    size_t n = strlen(origin);
     for (const char *p = allowed; *p;) {
         while (*p == ' ' || *p == ',')
             p++;
         const char *end = p;
         while (*end && *end != ',' && *end != ' ')
             end++;
-        if (end - p == n && !strncmp(p, origin, (size_t)n)) return true;
+        if ((size_t)(end - p) == n && !strncmp(p, origin, n)) return true;
         p = end;
     }
     return false;
+}
+
+static bool origin_allowed(struct lws *wsi)
+{
+    char origin[256];
+    const char *allowed = server.cfg->allowed_origins;
+    if (!*allowed) return true;
+    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+        return true; /* not a browser: origins do not apply */
+    return tk_origin_listed(allowed, origin);
 }
 
 /* The token from the query, else from Authorization: Bearer. */

@@ -30,19 +30,8 @@ static void cors_headers(struct lws *wsi, char *out, size_t cap)
         return;
     }
     if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return;
-    size_t n = strlen(origin);
-    for (const char *p = allowed; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *end = p;
-        while (*end && *end != ',' && *end != ' ')
-            end++;
-        if ((size_t)(end - p) == n && !strncmp(p, origin, n)) {
-            snprintf(out, cap, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
-            return;
-        }
-        p = end;
-    }
+    if (tk_origin_listed(allowed, origin))
+        snprintf(out, cap, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
 }
 
 static int finish(struct lws *wsi, int rc)

@@ -27,6 +27,9 @@ int tk_grant_from_token(const char *secret, const char *token, int64_t now_s, tk
  * for more than the grant are refused (-1, reason in err). */
 int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t errlen);
 
+/* True when origin is one of the comma/space-separated allowed list. */
+bool tk_origin_listed(const char *allowed, const char *origin);
+
 /* Admission of an HTTP/WebSocket request: origin, token (query `token` or
  * Authorization: Bearer), limits. Returns 0 or the HTTP status to refuse
  * with (401, 403, 429, 503) and the reason in err; fills g. */
