@@ -4,6 +4,7 @@
 #include <libwebsockets.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,8 +35,11 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
         /* A bounded kernel send buffer (the kernel doubles it): past it a
          * client that does not read fills its own queue and is closed as a
          * slow consumer, instead of parking megabytes in the kernel. */
-        int sndbuf = SEND_BUFFER_BYTES;
+        int sndbuf = SEND_BUFFER_BYTES, one = 1;
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+        /* lws sets TCP_NODELAY only on what its own listener accepts: a
+         * headline must not wait for the ACK of the previous one (Nagle). */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (!lws_adopt_socket_vhost(vhost, fd)) close(fd);
     }
 }
