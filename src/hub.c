@@ -45,6 +45,14 @@ static void drop_queue(tk_client_t *c)
     c->qcap = c->qhead = c->qbytes = 0;
 }
 
+/* The client's address, for log lines. */
+static const char *peer(tk_client_t *c, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    lws_get_peer_simple(c->wsi, buf, cap);
+    return buf[0] ? buf : "?";
+}
+
 void tk_client_close(tk_client_t *c, uint16_t code)
 {
     if (c->state == TK_CLIENT_CLOSING) return;
@@ -76,8 +84,9 @@ int tk_client_send(tk_client_t *c, tk_msg_t *m)
 {
     if (c->state == TK_CLIENT_CLOSING || !m) return -1;
     if (c->qbytes + m->len > (uint32_t)server.cfg->max_queue_bytes) {
-        tk_log_limited(TK_LOG_WARN, "client %p: send queue over %d bytes: closing (1013)",
-                       (void *)c, server.cfg->max_queue_bytes);
+        char ip[64];
+        tk_log_limited(TK_LOG_WARN, "client %s: send queue over %d bytes: closing (1013)",
+                       peer(c, ip, sizeof ip), server.cfg->max_queue_bytes);
         TK_COUNT(slow_consumer_disconnects_total, 1);
         drop_queue(c);
         tk_client_close(c, 1013);
@@ -341,8 +350,9 @@ static void on_heartbeat(uv_timer_t *t)
         if (c->transport == TK_TRANSPORT_SSE) {
             push(c, sse_comment);
         } else if (now - c->heard_s > silent_max) {
-            tk_log_limited(TK_LOG_INFO, "client %p silent for %u s: dropped", (void *)c,
-                           now - c->heard_s);
+            char ip[64];
+            tk_log_limited(TK_LOG_INFO, "client %s silent for %u s: dropped",
+                           peer(c, ip, sizeof ip), now - c->heard_s);
             drop_queue(c);
             tk_client_close(c, 0); /* code 0: closed without a close frame */
         } else {
