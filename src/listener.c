@@ -13,7 +13,12 @@
 #include "tickerd/listener.h"
 #include "tickerd/log.h"
 
-#define ACCEPTS_PER_WAKEUP 1024
+/* Few accepts per loop turn: lws keeps every connection still in its
+ * handshake in a sorted timeout list with O(n) inserts, so taking a whole
+ * reconnect storm off the backlog at once makes each handshake slower.
+ * Measured on 10,000 reconnects: 1024 a turn 1.47 s, 64 0.64 s, 16 0.58 s
+ * (one worker). */
+#define ACCEPTS_PER_WAKEUP 16
 #define SEND_BUFFER_BYTES 65536
 
 static uv_poll_t poll_handle;
