@@ -327,14 +327,6 @@ void tk_hub_close_all(uint16_t code, const char *reason)
         tk_client_close(c, code);
 }
 
-void tk_hub_broadcast(tk_transport_t t, tk_msg_t *m)
-{
-    for (tk_client_t *c = clients, *next; c; c = next) {
-        next = c->next;
-        if (c->state == TK_CLIENT_LIVE && c->transport == t) tk_client_send(c, m);
-    }
-}
-
 void tk_client_heard(tk_client_t *c)
 {
     c->heard_s = (uint32_t)(uv_now(server.loop) / 1000);

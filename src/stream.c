@@ -61,11 +61,6 @@ int64_t tk_stream_down_ms(const tk_stream_t *s)
     return s && !s->up ? tk_now_ms() - s->down_since_ms : 0;
 }
 
-tk_id_t tk_stream_last_read(const tk_stream_t *s)
-{
-    return s->last_read;
-}
-
 static void set_up(tk_stream_t *s, bool up)
 {
     if (up) s->ever_up = true;

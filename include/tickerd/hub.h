@@ -77,8 +77,6 @@ void tk_hub_epoch_changed(void);
 /* Closes every client with code (1001 at shutdown). */
 void tk_hub_close_all(uint16_t code, const char *reason);
 int tk_hub_count(void);
-/* Queues m to every live client of transport t (the SSE heartbeat). */
-void tk_hub_broadcast(tk_transport_t t, tk_msg_t *m);
 
 /* Queues a reference to m. Returns 0, or -1 when the client was closed as
  * a slow consumer. */

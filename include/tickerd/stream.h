@@ -18,7 +18,6 @@ void tk_stream_stop(tk_stream_t *s);
 bool tk_stream_up(const tk_stream_t *s);
 /* Milliseconds since Redis went down, 0 when up. */
 int64_t tk_stream_down_ms(const tk_stream_t *s);
-tk_id_t tk_stream_last_read(const tk_stream_t *s);
 
 /* Turns the fields of one stream entry into an event: validation, history,
  * fan-out, metrics and the one log line of a rejection. Exposed for the
