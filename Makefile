@@ -144,7 +144,7 @@ install: all
 	cp -R docs $(DESTDIR)$(PREFIX)/share/doc/tickerd/
 
 format:
-	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.c
+	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.c tests/fuzz/*.c tests/bench/loadgen.c
 
 clean:
 	rm -rf build

@@ -135,7 +135,10 @@ typedef struct int_key {
     int min, max;
 } int_key_t;
 
-#define IK(s, k, field, lo, hi) {s, k, offsetof(tk_config_t, field), lo, hi}
+#define IK(s, k, field, lo, hi)                                                                    \
+    {                                                                                              \
+        s, k, offsetof(tk_config_t, field), lo, hi                                                 \
+    }
 static const int_key_t int_keys[] = {
     IK("server", "workers", workers, 1, 256),
     IK("server", "heartbeat_s", heartbeat_s, 1, 3600),
@@ -156,12 +159,19 @@ typedef struct str_key {
     size_t offset;
 } str_key_t;
 
-#define SK(s, k, field) {s, k, offsetof(tk_config_t, field)}
+#define SK(s, k, field)                                                                            \
+    {                                                                                              \
+        s, k, offsetof(tk_config_t, field)                                                         \
+    }
 static const str_key_t str_keys[] = {
-    SK("server", "static_dir", static_dir), SK("server", "tls_cert", tls_cert),
-    SK("server", "tls_key", tls_key),       SK("redis", "url", redis_url),
-    SK("redis", "sentinels", sentinels),    SK("redis", "master_name", master_name),
-    SK("stream", "key", stream_key),        SK("auth", "jwt_secret", jwt_secret),
+    SK("server", "static_dir", static_dir),
+    SK("server", "tls_cert", tls_cert),
+    SK("server", "tls_key", tls_key),
+    SK("redis", "url", redis_url),
+    SK("redis", "sentinels", sentinels),
+    SK("redis", "master_name", master_name),
+    SK("stream", "key", stream_key),
+    SK("auth", "jwt_secret", jwt_secret),
     SK("auth", "allowed_origins", allowed_origins),
 };
 

@@ -199,7 +199,8 @@ static int value_text(json_t *v, char *buf, size_t cap, size_t *len)
     } else if (json_is_array(v)) {
         size_t i, o = 0;
         json_t *el;
-        json_array_foreach(v, i, el) {
+        json_array_foreach(v, i, el)
+        {
             if (!json_is_string(el)) return -1;
             size_t n = json_string_length(el);
             if (o + n + 2 >= cap) return -1;

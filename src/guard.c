@@ -24,10 +24,11 @@ static int claim_mask(jwt_t *jwt, const char *name, tk_name_kind_t kind, uint64_
     json_t *el;
     int rc = 0;
     if (json_is_array(v)) {
-        json_array_foreach(v, i, el) {
-            int idx = json_is_string(el) ? tk_name_lookup(kind, json_string_value(el),
-                                                          json_string_length(el))
-                                         : -1;
+        json_array_foreach(v, i, el)
+        {
+            int idx = json_is_string(el)
+                          ? tk_name_lookup(kind, json_string_value(el), json_string_length(el))
+                          : -1;
             if (idx >= 0) m |= 1ULL << idx; /* names unknown here grant nothing */
         }
     } else if (json_is_string(v)) {
@@ -151,8 +152,7 @@ void tk_guard_ip_add(uint32_t slot, int delta)
     __atomic_fetch_add(&tk_metrics->per_ip[slot], delta, __ATOMIC_RELAXED);
 }
 
-unsigned tk_guard_admit(struct lws *wsi, tk_sub_req_t *req, tk_grant_t *g, char *err,
-                        size_t errlen)
+unsigned tk_guard_admit(struct lws *wsi, tk_sub_req_t *req, tk_grant_t *g, char *err, size_t errlen)
 {
     const tk_config_t *cfg = server.cfg;
     int64_t conns = 0;
@@ -172,9 +172,8 @@ unsigned tk_guard_admit(struct lws *wsi, tk_sub_req_t *req, tk_grant_t *g, char 
         snprintf(err, errlen, "server full, try again later");
         return 503;
     }
-    if (cfg->max_per_ip &&
-        __atomic_load_n(&tk_metrics->per_ip[tk_guard_ip_slot(wsi)], __ATOMIC_RELAXED) >=
-            cfg->max_per_ip) {
+    if (cfg->max_per_ip && __atomic_load_n(&tk_metrics->per_ip[tk_guard_ip_slot(wsi)],
+                                           __ATOMIC_RELAXED) >= cfg->max_per_ip) {
         snprintf(err, errlen, "too many connections from this address");
         return 429;
     }

@@ -18,7 +18,6 @@
 #define JSON_TYPE "application/json"
 #define TEXT_TYPE "text/plain; charset=utf-8"
 
-
 /* The CORS header lines for this request's Origin, per allowed_origins. */
 static void cors_headers(struct lws *wsi, char *out, size_t cap)
 {
@@ -92,12 +91,12 @@ static int serve_health(struct lws *wsi)
     bool up = tk_stream_up(server.stream) && down == 0;
     bool ok = up || down <= (int64_t)server.cfg->grace_s * 1000;
     tk_id_format(tk_history_last_id(server.history), last);
-    int n = snprintf(body, sizeof body,
-                     "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
-                     "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
-                     ok ? "ok" : "unavailable", up ? "up" : "down", (double)down / 1000,
-                     server.ready ? "true" : "false", (long long)conns, last, server.epoch,
-                     TK_VERSION);
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
+                 "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
+                 ok ? "ok" : "unavailable", up ? "up" : "down", (double)down / 1000,
+                 server.ready ? "true" : "false", (long long)conns, last, server.epoch, TK_VERSION);
     return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));
 }
 

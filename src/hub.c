@@ -177,10 +177,10 @@ static void send_hello(tk_client_t *c)
 {
     char last[TK_ID_STRLEN];
     tk_id_format(tk_history_last_id(server.history), last);
-    json_t *o = json_pack("{s:i, s:s, s:s, s:o, s:i, s:s}", "protocol", 1, "server",
-                          "tickerd/" TK_VERSION, "epoch", server.epoch, "filter",
-                          tk_filter_to_json(&c->filter), "heartbeat_s", server.cfg->heartbeat_s,
-                          "last_id", last);
+    json_t *o =
+        json_pack("{s:i, s:s, s:s, s:o, s:i, s:s}", "protocol", 1, "server", "tickerd/" TK_VERSION,
+                  "epoch", server.epoch, "filter", tk_filter_to_json(&c->filter), "heartbeat_s",
+                  server.cfg->heartbeat_s, "last_id", last);
     if (o) tk_client_send_json(c, "hello", o);
 }
 
@@ -194,8 +194,8 @@ static void send_replay(tk_client_t *c, const tk_sub_req_t *req)
     void **out = max ? malloc((size_t)max * sizeof *out) : NULL;
     if (max && !out) return;
     if (req->has_since && epoch_ok) {
-        n = tk_history_since(server.history, req->since, &c->filter, max, now,
-                             (tk_event_t **)out, &gap);
+        n = tk_history_since(server.history, req->since, &c->filter, max, now, (tk_event_t **)out,
+                             &gap);
         for (int i = 0; i < n; i++)
             tk_client_send(c, tk_event_msg(out[i], c->transport, true));
         if (tk_id_cmp(req->since, c->skip_until) > 0) c->skip_until = req->since;

@@ -182,7 +182,8 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
     if (IS("text")) {
         /* Trim first: a trailing CR/LF is whitespace, not a control char. */
         trim(&v, &n);
-        if (!tk_utf8_valid(v, n)) return reject(rej, TK_REJECT_BAD_UTF8, "text is not UTF-8%.*s", "", 0);
+        if (!tk_utf8_valid(v, n))
+            return reject(rej, TK_REJECT_BAD_UTF8, "text is not UTF-8%.*s", "", 0);
         if (n == 0) return 0;
         if (n > (size_t)cfg->max_text_bytes) {
             rej->reason = TK_REJECT_TEXT_TOO_LONG;
@@ -209,24 +210,28 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
         item->has |= TK_F_PRIORITY;
     } else if (IS("category")) {
         int idx = n ? lookup_allowed(TK_NAME_CATEGORY, cfg->categories, v, n) : -1;
-        if (n && idx < 0) return reject(rej, TK_REJECT_BAD_CATEGORY, "unknown category '%.*s'", v, n);
+        if (n && idx < 0)
+            return reject(rej, TK_REJECT_BAD_CATEGORY, "unknown category '%.*s'", v, n);
         item->category = (int8_t)idx;
         item->has |= TK_F_CATEGORY;
     } else if (IS("url")) {
         if (n == 0) return 0;
         if (n > MAX_URL_BYTES || !url_ok(v, n))
-            return reject(rej, TK_REJECT_BAD_URL, "url '%.*s' is not an absolute http(s) URL of at most 2048 bytes", v, n);
+            return reject(rej, TK_REJECT_BAD_URL,
+                          "url '%.*s' is not an absolute http(s) URL of at most 2048 bytes", v, n);
         item->has |= TK_F_URL;
         return set_text(&item->url, v, n);
     } else if (IS("source")) {
         if (n == 0) return 0;
         if (n > MAX_SOURCE_BYTES || !tk_utf8_valid(v, n))
-            return reject(rej, TK_REJECT_BAD_SOURCE, "source is not UTF-8 of at most 200 bytes%.*s", "", 0);
+            return reject(rej, TK_REJECT_BAD_SOURCE, "source is not UTF-8 of at most 200 bytes%.*s",
+                          "", 0);
         item->has |= TK_F_SOURCE;
         return set_text(&item->source, v, n);
     } else if (IS("ttl")) {
         if (parse_ttl(v, n, &item->ttl_s))
-            return reject(rej, TK_REJECT_BAD_TTL, "ttl '%.*s' is not whole seconds in 1..2592000", v, n);
+            return reject(rej, TK_REJECT_BAD_TTL, "ttl '%.*s' is not whole seconds in 1..2592000",
+                          v, n);
         item->has |= TK_F_TTL;
     } else if (IS("op")) {
         if (n == 7 && strncasecmp(v, "publish", 7) == 0)
@@ -249,8 +254,8 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
 
 static bool known_field(const char *name, size_t nl)
 {
-    static const char *const known[] = {"text", "lang",   "region", "priority", "category", "url",
-                                        "source", "ttl", "op",     "ref",      "json"};
+    static const char *const known[] = {"text",   "lang", "region", "priority", "category", "url",
+                                        "source", "ttl",  "op",     "ref",      "json"};
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (strlen(known[i]) == nl && memcmp(known[i], name, nl) == 0) return true;
     return false;
@@ -287,7 +292,8 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
     const char *key;
     json_t *val;
     if (!fields || !owned) goto out;
-    json_object_foreach(obj, key, val) {
+    json_object_foreach(obj, key, val)
+    {
         tk_field_t *f = &fields[k];
         f->name = key;
         f->name_len = strlen(key);
@@ -304,13 +310,15 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
         } else if (strcmp(key, "region") == 0 && json_is_array(val)) {
             size_t i, total = 1;
             json_t *el;
-            json_array_foreach(val, i, el) {
+            json_array_foreach(val, i, el)
+            {
                 if (!json_is_string(el)) goto bad_type;
                 total += json_string_length(el) + 1;
             }
             owned[k] = calloc(1, total);
             if (!owned[k]) goto out;
-            json_array_foreach(val, i, el) {
+            json_array_foreach(val, i, el)
+            {
                 if (i) strcat(owned[k], ",");
                 strcat(owned[k], json_string_value(el));
             }
@@ -322,7 +330,8 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
         k++;
         continue;
     bad_type:
-        rc = reject(rej, TK_REJECT_BAD_JSON, "json key '%.*s' has the wrong type", key, strlen(key));
+        rc =
+            reject(rej, TK_REJECT_BAD_JSON, "json key '%.*s' has the wrong type", key, strlen(key));
         goto out;
     }
     rc = tk_item_parse(cfg, id, fields, k, item, rej);

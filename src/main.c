@@ -87,14 +87,30 @@ static int parse_args(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'c': opts.config = optarg; break;
-        case 'l': opts.listen = optarg; break;
-        case 'r': opts.redis = optarg; break;
-        case 's': opts.stream = optarg; break;
-        case 'C': opts.check = 1; break;
-        case 'V': printf("tickerd %s\n", TK_VERSION); exit(0);
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case 'c':
+            opts.config = optarg;
+            break;
+        case 'l':
+            opts.listen = optarg;
+            break;
+        case 'r':
+            opts.redis = optarg;
+            break;
+        case 's':
+            opts.stream = optarg;
+            break;
+        case 'C':
+            opts.check = 1;
+            break;
+        case 'V':
+            printf("tickerd %s\n", TK_VERSION);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {

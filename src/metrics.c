@@ -20,8 +20,8 @@ static const char *const transport_names[TK_TRANSPORTS] = {"websocket", "sse"};
 
 int tk_metrics_init(void)
 {
-    void *p = mmap(NULL, sizeof(tk_metrics_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p =
+        mmap(NULL, sizeof(tk_metrics_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return -1;
     tk_metrics = p;
     return 0;
@@ -70,8 +70,9 @@ static void redis_gauges(FILE *f)
     int64_t up = 1;
     for (int i = 0; i < TK_MAX_WORKERS; i++)
         if (tk_metrics->workers[i].pid && !tk_metrics->workers[i].redis_up) up = 0;
-    fprintf(f, "# HELP tickerd_redis_up Whether every worker's Redis connection is up.\n"
-               "# TYPE tickerd_redis_up gauge\ntickerd_redis_up %lld\n",
+    fprintf(f,
+            "# HELP tickerd_redis_up Whether every worker's Redis connection is up.\n"
+            "# TYPE tickerd_redis_up gauge\ntickerd_redis_up %lld\n",
             (long long)up);
 }
 
@@ -87,8 +88,7 @@ static void fanout_histogram(FILE *f)
     }
     fprintf(f, "tickerd_fanout_seconds_bucket{le=\"+Inf\"} %llu\n",
             (unsigned long long)load(&tk_metrics->fanout_count));
-    fprintf(f, "tickerd_fanout_seconds_sum %.6f\n",
-            (double)load(&tk_metrics->fanout_sum_us) / 1e6);
+    fprintf(f, "tickerd_fanout_seconds_sum %.6f\n", (double)load(&tk_metrics->fanout_sum_us) / 1e6);
     fprintf(f, "tickerd_fanout_seconds_count %llu\n",
             (unsigned long long)load(&tk_metrics->fanout_count));
 }

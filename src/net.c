@@ -49,8 +49,8 @@ static void log_header_overflow(struct lws *wsi)
 {
     const char *ip = lws_get_opaque_user_data(wsi);
     header_overflow = false;
-    tk_log_limited(TK_LOG_INFO, "refused %s: request line and headers over %d bytes",
-                   ip ? ip : "?", HEADER_BYTES);
+    tk_log_limited(TK_LOG_INFO, "refused %s: request line and headers over %d bytes", ip ? ip : "?",
+                   HEADER_BYTES);
     tk_metrics_refused(431);
 }
 
@@ -181,17 +181,28 @@ void tk_net_finish(void)
 static const char *status_text(unsigned status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 
@@ -199,11 +210,11 @@ int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const ch
                     size_t len, const char *extra)
 {
     char head[2048];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
-                      status, status_text(status), type, status == 304 ? 0 : len,
-                      extra ? extra : "");
+    int hl =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
+                 status, status_text(status), type, status == 304 ? 0 : len, extra ? extra : "");
     if (hl < 0 || (size_t)hl >= sizeof head) return -1;
     size_t total = (size_t)hl + (status == 304 ? 0 : len);
     unsigned char *buf = malloc(LWS_PRE + total);

@@ -35,7 +35,7 @@ struct tk_stream {
     uv_timer_t watchdog;
     tk_redis_url_t url;
     tk_sentinel_t *sentinel; /* NULL: url names the server */
-    char ip[64]; /* where to connect: resolved from url, or from the sentinels */
+    char ip[64];             /* where to connect: resolved from url, or from the sentinels */
     int port;
     int backoff_ms;
     bool up;
@@ -185,8 +185,8 @@ static void read_next(tk_stream_t *s)
     char last[TK_ID_STRLEN], block[16];
     tk_id_format(s->last_read, last);
     snprintf(block, sizeof block, "%d", XREAD_BLOCK_MS);
-    const char *argv[] = {"XREAD", "COUNT", XREAD_COUNT, "BLOCK", block,
-                          "STREAMS", server.cfg->stream_key, last};
+    const char *argv[] = {
+        "XREAD", "COUNT", XREAD_COUNT, "BLOCK", block, "STREAMS", server.cfg->stream_key, last};
     if (!s->ac || redisAsyncCommandArgv(s->ac, on_xread, s, 8, argv, NULL) != REDIS_OK) return;
     uv_timer_start(&s->watchdog, on_watchdog, XREAD_BLOCK_MS + WATCHDOG_SLACK_MS, 0);
 }
@@ -318,8 +318,7 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
         send_epoch(s);
         return;
     }
-    tk_log(TK_LOG_WARN, "redis: %s:%d is not a master: asking the sentinels again", s->ip,
-           s->port);
+    tk_log(TK_LOG_WARN, "redis: %s:%d is not a master: asking the sentinels again", s->ip, s->port);
     redisAsyncDisconnect(s->ac);
 }
 
@@ -327,8 +326,7 @@ static void send_setup(tk_stream_t *s)
 {
     char db[16];
     if (s->url.password) {
-        const char *argv[] = {"AUTH", s->url.user ? s->url.user : s->url.password,
-                              s->url.password};
+        const char *argv[] = {"AUTH", s->url.user ? s->url.user : s->url.password, s->url.password};
         redisAsyncCommandArgv(s->ac, on_setup, s, s->url.user ? 3 : 2, argv, NULL);
     }
     if (s->url.db) {
@@ -376,9 +374,8 @@ static int resolve(tk_stream_t *s)
 
 static void connect_to(tk_stream_t *s)
 {
-    redisAsyncContext *ac =
-        s->url.path && !s->sentinel ? redisAsyncConnectUnix(s->url.path)
-                                    : redisAsyncConnect(s->ip, s->port);
+    redisAsyncContext *ac = s->url.path && !s->sentinel ? redisAsyncConnectUnix(s->url.path)
+                                                        : redisAsyncConnect(s->ip, s->port);
     if (!ac || ac->err) {
         tk_log(TK_LOG_WARN, "redis: cannot connect: %s", ac ? ac->errstr : "out of memory");
         if (ac) redisAsyncFree(ac);

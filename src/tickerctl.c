@@ -30,15 +30,14 @@ static volatile sig_atomic_t interrupted;
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: tickerctl [-c FILE] [--redis URL] [--stream KEY] COMMAND ...\n"
-            "  publish --text T [--lang L] [--region R,..] [--priority P] [--category C]\n"
-            "          [--url U] [--source S] [--ttl SECONDS]        prints the new ID\n"
-            "  update ID [the same fields]                           a correction of ID\n"
-            "  retract ID [--region R,.. --lang L]                   kills ID\n"
-            "  tail [--server HOST:PORT] [--region R] [--lang L] [--priority P]\n"
-            "       [--category C] [--json]                          prints items live\n"
-            "exit status: 0 ok, 1 Redis or network error, 2 bad usage or rejected item\n");
+    fprintf(f, "usage: tickerctl [-c FILE] [--redis URL] [--stream KEY] COMMAND ...\n"
+               "  publish --text T [--lang L] [--region R,..] [--priority P] [--category C]\n"
+               "          [--url U] [--source S] [--ttl SECONDS]        prints the new ID\n"
+               "  update ID [the same fields]                           a correction of ID\n"
+               "  retract ID [--region R,.. --lang L]                   kills ID\n"
+               "  tail [--server HOST:PORT] [--region R] [--lang L] [--priority P]\n"
+               "       [--category C] [--json]                          prints items live\n"
+               "exit status: 0 ok, 1 Redis or network error, 2 bad usage or rejected item\n");
 }
 
 static int add_field(const char *name, const char *value)
@@ -51,28 +50,47 @@ static int add_field(const char *name, const char *value)
 
 static int parse_args(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"redis", required_argument, NULL, 'R'},
-        {"stream", required_argument, NULL, 'S'}, {"server", required_argument, NULL, 'H'},
-        {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
-        {"text", required_argument, NULL, 'f'},   {"lang", required_argument, NULL, 'f'},
-        {"region", required_argument, NULL, 'f'}, {"priority", required_argument, NULL, 'f'},
-        {"category", required_argument, NULL, 'f'}, {"url", required_argument, NULL, 'f'},
-        {"source", required_argument, NULL, 'f'}, {"ttl", required_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"redis", required_argument, NULL, 'R'},
+                                             {"stream", required_argument, NULL, 'S'},
+                                             {"server", required_argument, NULL, 'H'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"text", required_argument, NULL, 'f'},
+                                             {"lang", required_argument, NULL, 'f'},
+                                             {"region", required_argument, NULL, 'f'},
+                                             {"priority", required_argument, NULL, 'f'},
+                                             {"category", required_argument, NULL, 'f'},
+                                             {"url", required_argument, NULL, 'f'},
+                                             {"source", required_argument, NULL, 'f'},
+                                             {"ttl", required_argument, NULL, 'f'},
+                                             {NULL, 0, NULL, 0}};
     int ch, idx;
     while ((ch = getopt_long(argc, argv, "+c:h", longopts, &idx)) != -1) {
         switch (ch) {
-        case 'c': opt.config = optarg; break;
-        case 'R': opt.redis = optarg; break;
-        case 'S': opt.stream = optarg; break;
-        case 'H': opt.server = optarg; break;
-        case 'j': opt.json = 1; break;
-        case 'h': usage(stdout); exit(0);
+        case 'c':
+            opt.config = optarg;
+            break;
+        case 'R':
+            opt.redis = optarg;
+            break;
+        case 'S':
+            opt.stream = optarg;
+            break;
+        case 'H':
+            opt.server = optarg;
+            break;
+        case 'j':
+            opt.json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
         case 'f':
             if (add_field(longopts[idx].name, optarg)) return -1;
             break;
-        default: return -1;
+        default:
+            return -1;
         }
     }
     return 0;
@@ -123,7 +141,9 @@ static redisContext *redis_connect(void)
     return rc;
 fail:
     fprintf(stderr, "tickerctl: redis %s: %s\n", cfg->redis_url,
-            r && r->type == REDIS_REPLY_ERROR ? r->str : rc ? rc->errstr : "out of memory");
+            r && r->type == REDIS_REPLY_ERROR ? r->str
+            : rc                              ? rc->errstr
+                                              : "out of memory");
     if (r) freeReplyObject(r);
     if (rc) redisFree(rc);
     tk_redis_url_clear(&u);
@@ -142,8 +162,8 @@ static int cmd_write(const char *op, const char *ref)
         add_field("ref", ref);
     }
     for (int i = 0; i < opt.nfields; i++)
-        fields[n++] = (tk_field_t){opt.names[i], strlen(opt.names[i]), opt.values[i],
-                                   strlen(opt.values[i])};
+        fields[n++] =
+            (tk_field_t){opt.names[i], strlen(opt.names[i]), opt.values[i], strlen(opt.values[i])};
     tk_id_t id = {(uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000 + 1, 0};
     tk_item_t item;
     tk_reject_t rej;
@@ -185,7 +205,8 @@ static void print_frame(const char *text, size_t len)
         char where[256] = "";
         size_t i;
         json_t *r;
-        json_array_foreach(regions, i, r) {
+        json_array_foreach(regions, i, r)
+        {
             if (i) strncat(where, ",", sizeof where - strlen(where) - 1);
             strncat(where, json_string_value(r), sizeof where - strlen(where) - 1);
         }
@@ -235,7 +256,8 @@ static int tail_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         tail_status = 1;
         interrupted = 1;
         break;
-    default: break;
+    default:
+        break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
@@ -248,8 +270,8 @@ static void on_sigint(int sig)
 
 static int cmd_tail(void)
 {
-    static const struct lws_protocols protocols[] = {
-        {"tickerd", tail_callback, 0, 0, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
+    static const struct lws_protocols protocols[] = {{"tickerd", tail_callback, 0, 0, 0, NULL, 0},
+                                                     {NULL, NULL, 0, 0, 0, NULL, 0}};
     const char *server = opt.server ? opt.server : cfg->listen;
     char host[256], path[1024] = "/v1/ws?replay=0";
     const char *colon = strrchr(server, ':');

@@ -161,11 +161,16 @@ static int on_receive(tk_client_t *c, struct lws *wsi, const char *in, size_t le
 static const char *close_text(uint16_t code)
 {
     switch (code) {
-    case 1001: return "server shutting down";
-    case 1008: return "too many bad messages";
-    case 1009: return "message too big";
-    case 1013: return "slow consumer: reconnect with since";
-    default: return "";
+    case 1001:
+        return "server shutting down";
+    case 1008:
+        return "too many bad messages";
+    case 1009:
+        return "message too big";
+    case 1013:
+        return "slow consumer: reconnect with since";
+    default:
+        return "";
     }
 }
 

@@ -28,7 +28,7 @@ typedef struct tk_filter {
 #define TK_KEY_ANY_CATEGORY (-2)
 typedef struct tk_match_key {
     uint64_t regions; /* 0 = global */
-    uint8_t lang; /* or TK_KEY_ANY_LANG */
+    uint8_t lang;     /* or TK_KEY_ANY_LANG */
     uint8_t priority;
     int8_t category; /* index, TK_KEY_NO_CATEGORY or TK_KEY_ANY_CATEGORY */
 } tk_match_key_t;
@@ -37,7 +37,7 @@ typedef struct tk_match_key {
 typedef struct tk_sub_req {
     tk_filter_t filter;
     int replay; /* -1: not given */
-    int limit; /* /v1/items; -1: not given */
+    int limit;  /* /v1/items; -1: not given */
     bool has_since;
     tk_id_t since;
     bool has_epoch;

@@ -24,8 +24,8 @@ typedef struct tk_event {
     tk_op_t op;
     tk_id_t ref;
     int64_t expires_ms; /* 0: never (retract) */
-    tk_state_t *state; /* publish only: owned */
-    int nkeys; /* the clients this event goes to */
+    tk_state_t *state;  /* publish only: owned */
+    int nkeys;          /* the clients this event goes to */
     tk_match_key_t *keys;
     char *json; /* the live frame's JSON */
     size_t json_len;

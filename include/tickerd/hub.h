@@ -28,16 +28,16 @@ typedef struct tk_client {
     struct tk_client *prev, *next;
     tk_filter_t filter;
     tk_id_t skip_until; /* live events up to here were already sent */
-    tk_msg_t **q; /* ring of queued messages */
+    tk_msg_t **q;       /* ring of queued messages */
     uint32_t qhead, qlen, qcap;
     uint32_t qbytes;
     tk_sub_req_t *pending; /* the handshake request, while parked */
-    tk_grant_t grant; /* what its token allows */
-    uint32_t ip_slot; /* per-IP count slot + 1; 0 = none */
-    uint32_t heard_s; /* loop time (s) of the last frame received */
-    uint32_t rx_second; /* inbound rate: the current second and */
-    uint16_t rx_count; /* the messages in it */
-    char *rx; /* a partial inbound message */
+    tk_grant_t grant;      /* what its token allows */
+    uint32_t ip_slot;      /* per-IP count slot + 1; 0 = none */
+    uint32_t heard_s;      /* loop time (s) of the last frame received */
+    uint32_t rx_second;    /* inbound rate: the current second and */
+    uint16_t rx_count;     /* the messages in it */
+    char *rx;              /* a partial inbound message */
     uint32_t rxlen;
     uint16_t close_code;
     uint8_t transport;

@@ -70,13 +70,13 @@ typedef struct tk_field {
 /* A validated item, or the fields of an update/retract. Strings are owned
  * (malloc'd) and released by tk_item_clear(). */
 typedef struct tk_item {
-    tk_id_t id; /* the stream ID of the entry */
+    tk_id_t id;  /* the stream ID of the entry */
     tk_id_t ref; /* update/retract: the original */
     tk_op_t op;
     unsigned has; /* TK_F_* the entry carried */
     uint8_t lang;
     uint8_t priority;
-    int8_t category; /* -1: none */
+    int8_t category;  /* -1: none */
     uint64_t regions; /* 0: global */
     char *text;
     char *url;

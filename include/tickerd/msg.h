@@ -13,9 +13,9 @@ typedef enum { TK_TRANSPORT_WS, TK_TRANSPORT_SSE, TK_TRANSPORTS } tk_transport_t
 
 typedef struct tk_msg {
     uint32_t refs;
-    uint32_t len; /* bytes at data, framing included */
-    uint32_t pending; /* live sends not yet written (fan-out histogram) */
-    int64_t stamp_ms; /* stream-ID time of a live event; 0 = untracked */
+    uint32_t len;        /* bytes at data, framing included */
+    uint32_t pending;    /* live sends not yet written (fan-out histogram) */
+    int64_t stamp_ms;    /* stream-ID time of a live event; 0 = untracked */
     unsigned char *data; /* the frame; TK_MSG_PRE bytes of headroom before */
     unsigned char buf[];
 } tk_msg_t;

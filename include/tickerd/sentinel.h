@@ -17,8 +17,7 @@ typedef void (*tk_sentinel_cb)(void *data, const char *ip, int port);
  * NULL). on_switch is called on every +switch-master of master_name.
  * Returns NULL (logged) when the list is unusable. */
 tk_sentinel_t *tk_sentinel_create(uv_loop_t *loop, const char *sentinels, const char *master_name,
-                                  const tk_redis_url_t *auth, tk_sentinel_cb on_switch,
-                                  void *data);
+                                  const tk_redis_url_t *auth, tk_sentinel_cb on_switch, void *data);
 /* Asks the sentinels for the master; calls found once. */
 void tk_sentinel_ask(tk_sentinel_t *s, tk_sentinel_cb found);
 /* Disconnects; freed once its handles have closed. */

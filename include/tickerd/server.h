@@ -22,9 +22,9 @@ typedef struct tk_server {
     struct lws_context *lws;
     struct tk_stream *stream;
     char epoch[65]; /* empty until read from Redis */
-    bool ready; /* the start-up load is done: clients can be served */
+    bool ready;     /* the start-up load is done: clients can be served */
     bool stopping;
-    int worker; /* 0..workers-1 */
+    int worker;  /* 0..workers-1 */
     bool notify; /* this process speaks to systemd (single-process mode) */
 } tk_server_t;
 

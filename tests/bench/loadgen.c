@@ -93,8 +93,8 @@ static struct {
     .inflight = 512,
 };
 
-static const char *regions[8] = {"africa", "asia",      "asia-pacific", "europe",
-                                 "latin-america", "mena", "palestine", "us-canada"};
+static const char *regions[8] = {"africa",        "asia", "asia-pacific", "europe",
+                                 "latin-america", "mena", "palestine",    "us-canada"};
 static char tag[8]; /* per run, so items of earlier runs in the stream are ignored */
 
 static void die(const char *fmt, ...)
@@ -207,7 +207,7 @@ static client_t *cl;
 static int ncl, gbase;
 static int epfd;
 static slot_t *me;
-static int seq_lo, seq_hi;    /* expected items: [seq_lo, seq_hi) */
+static int seq_lo, seq_hi;   /* expected items: [seq_lo, seq_hi) */
 static bool measure_latency; /* live items count towards latency */
 static bool storm_mode;
 static int64_t storm_t0;
@@ -569,8 +569,10 @@ static void on_readable(client_t *c)
         ssize_t r = read(c->fd, scratch + have, sizeof scratch - have);
         if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
             bool before_ready = !c->ready;
-            if (before_ready) me->err_handshake++;
-            else me->eof++;
+            if (before_ready)
+                me->err_handshake++;
+            else
+                me->eof++;
             kill_client(c, before_ready);
             return;
         }
@@ -994,7 +996,8 @@ static proc_stat_t server_stat(void)
 
 static redisContext *rc;
 static int http_fd = -1;
-static char pad[] = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.";
+static char pad[] =
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.";
 
 static void pub_open(void)
 {
@@ -1006,12 +1009,14 @@ static void pub_open(void)
         setsockopt(http_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         struct timeval tv = {.tv_sec = 10};
         setsockopt(http_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        if (connect(http_fd, (struct sockaddr *)&a, sizeof a)) die("nchan publisher: %s", strerror(errno));
+        if (connect(http_fd, (struct sockaddr *)&a, sizeof a))
+            die("nchan publisher: %s", strerror(errno));
         return;
     }
     struct timeval tv = {.tv_sec = 5};
     rc = redisConnectWithTimeout(opt.redis_host, opt.redis_port, tv);
-    if (!rc || rc->err) die("redis %s:%d: %s", opt.redis_host, opt.redis_port, rc ? rc->errstr : "?");
+    if (!rc || rc->err)
+        die("redis %s:%d: %s", opt.redis_host, opt.redis_port, rc ? rc->errstr : "?");
     redisSetTimeout(rc, (struct timeval){.tv_sec = 10});
 }
 
@@ -1070,9 +1075,9 @@ static void redis_queue(int seq)
 {
     char text[256];
     snprintf(text, sizeof text, "bench %s#%d %s", tag, seq, pad);
-    const char *argv[] = {"XADD",     opt.stream, "*",        "lang",   "en",     "region",
-                          regions[seq % 8], "priority", "breaking", "category", "politics",
-                          "source",   "bench",    "text",     text};
+    const char *argv[] = {"XADD",     opt.stream,       "*",        "lang",     "en",
+                          "region",   regions[seq % 8], "priority", "breaking", "category",
+                          "politics", "source",         "bench",    "text",     text};
     redisAppendCommandArgv(rc, 15, argv, NULL);
     redis_pending++;
 }
@@ -1212,15 +1217,28 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static struct option lo[] = {
-        {"target", 1, 0, 't'},   {"scenario", 1, 0, 's'}, {"host", 1, 0, 'H'},
-        {"port", 1, 0, 'p'},     {"pub-port", 1, 0, 'P'}, {"redis", 1, 0, 'r'},
-        {"stream", 1, 0, 'k'},   {"procs", 1, 0, 'j'},    {"rate", 1, 0, 'R'},
-        {"duration", 1, 0, 'd'}, {"items", 1, 0, 'm'},    {"hold", 1, 0, 'h'},
-        {"src", 1, 0, 'S'},      {"per-src", 1, 0, 'A'},  {"pid", 1, 0, 'i'},
-        {"out", 1, 0, 'o'},      {"label", 1, 0, 'l'},    {"timeout", 1, 0, 'T'},
-        {"connect-timeout", 1, 0, 'C'}, {"inflight", 1, 0, 'I'}, {"drain", 1, 0, 'D'},
-        {0, 0, 0, 0}};
+    static struct option lo[] = {{"target", 1, 0, 't'},
+                                 {"scenario", 1, 0, 's'},
+                                 {"host", 1, 0, 'H'},
+                                 {"port", 1, 0, 'p'},
+                                 {"pub-port", 1, 0, 'P'},
+                                 {"redis", 1, 0, 'r'},
+                                 {"stream", 1, 0, 'k'},
+                                 {"procs", 1, 0, 'j'},
+                                 {"rate", 1, 0, 'R'},
+                                 {"duration", 1, 0, 'd'},
+                                 {"items", 1, 0, 'm'},
+                                 {"hold", 1, 0, 'h'},
+                                 {"src", 1, 0, 'S'},
+                                 {"per-src", 1, 0, 'A'},
+                                 {"pid", 1, 0, 'i'},
+                                 {"out", 1, 0, 'o'},
+                                 {"label", 1, 0, 'l'},
+                                 {"timeout", 1, 0, 'T'},
+                                 {"connect-timeout", 1, 0, 'C'},
+                                 {"inflight", 1, 0, 'I'},
+                                 {"drain", 1, 0, 'D'},
+                                 {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:", lo, NULL)) != -1) {
         switch (ch) {
@@ -1237,9 +1255,15 @@ int main(int argc, char **argv)
                            : !strcmp(optarg, "storm")  ? S_STORM
                                                        : (usage(), S_IDLE);
             break;
-        case 'H': opt.host = optarg; break;
-        case 'p': opt.port = atoi(optarg); break;
-        case 'P': opt.pub_port = atoi(optarg); break;
+        case 'H':
+            opt.host = optarg;
+            break;
+        case 'p':
+            opt.port = atoi(optarg);
+            break;
+        case 'P':
+            opt.pub_port = atoi(optarg);
+            break;
         case 'r': {
             char *c = strrchr(optarg, ':');
             if (!c) usage();
@@ -1248,29 +1272,59 @@ int main(int argc, char **argv)
             opt.redis_port = atoi(c + 1);
             break;
         }
-        case 'k': opt.stream = optarg; break;
-        case 'n': opt.n = atoi(optarg); break;
-        case 'j': opt.procs = atoi(optarg); break;
-        case 'R': opt.rate = atof(optarg); break;
-        case 'd': opt.duration = atof(optarg); break;
-        case 'm': opt.items = atoi(optarg); break;
-        case 'h': opt.hold = atof(optarg); break;
-        case 'S': opt.src = optarg; break;
-        case 'A': opt.per_src = atoi(optarg); break;
+        case 'k':
+            opt.stream = optarg;
+            break;
+        case 'n':
+            opt.n = atoi(optarg);
+            break;
+        case 'j':
+            opt.procs = atoi(optarg);
+            break;
+        case 'R':
+            opt.rate = atof(optarg);
+            break;
+        case 'd':
+            opt.duration = atof(optarg);
+            break;
+        case 'm':
+            opt.items = atoi(optarg);
+            break;
+        case 'h':
+            opt.hold = atof(optarg);
+            break;
+        case 'S':
+            opt.src = optarg;
+            break;
+        case 'A':
+            opt.per_src = atoi(optarg);
+            break;
         case 'i':
             if (opt.npids < 16) opt.pids[opt.npids++] = atoi(optarg);
             break;
-        case 'o': opt.out = optarg; break;
-        case 'l': opt.label = optarg; break;
-        case 'T': opt.timeout_s = atoi(optarg); break;
-        case 'C': opt.connect_timeout = atof(optarg); break;
-        case 'I': opt.inflight = atoi(optarg); break;
-        case 'D': opt.drain_timeout = atof(optarg); break;
-        default: usage();
+        case 'o':
+            opt.out = optarg;
+            break;
+        case 'l':
+            opt.label = optarg;
+            break;
+        case 'T':
+            opt.timeout_s = atoi(optarg);
+            break;
+        case 'C':
+            opt.connect_timeout = atof(optarg);
+            break;
+        case 'I':
+            opt.inflight = atoi(optarg);
+            break;
+        case 'D':
+            opt.drain_timeout = atof(optarg);
+            break;
+        default:
+            usage();
         }
     }
-    if (!opt.port || opt.n < 1 || opt.n > 200000 || opt.items < 1 || opt.items > 1000000)
-        usage();
+    if (!opt.port || opt.n < 1 || opt.n > 200000 || opt.items < 1 || opt.items > 1000000) usage();
     if (!opt.pub_port) opt.pub_port = opt.port;
 
     /* file limit: raise the soft limit to the hard one */

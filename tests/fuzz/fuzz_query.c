@@ -27,8 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!s) abort();
         free(s);
         json_decref(f);
-        if (strlen(req.token) >= sizeof req.token || strlen(req.epoch) >= sizeof req.epoch)
-            abort();
+        if (strlen(req.token) >= sizeof req.token || strlen(req.epoch) >= sizeof req.epoch) abort();
     } else if (!err[0] || !memchr(err, 0, sizeof err)) {
         abort(); /* a refusal always says why */
     }
