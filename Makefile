@@ -48,8 +48,8 @@ $(BUILD)/tickerd: $(DAEMON_OBJ)
 $(BUILD)/tickerctl: $(CTL_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) | $(BUILD)/tests
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/fixture.h $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
 
 deps:
 	@scripts/install-deps.sh
@@ -144,7 +144,7 @@ install: all
 	cp -R docs $(DESTDIR)$(PREFIX)/share/doc/tickerd/
 
 format:
-	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.c tests/fuzz/*.c tests/bench/loadgen.c
+	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.[ch] tests/fuzz/*.c tests/bench/loadgen.c
 
 clean:
 	rm -rf build

@@ -9,10 +9,10 @@
 #include <cmocka.h>
 
 #include "tickerd/config.h"
+#include "fixture.h"
 #include "tickerd/filter.h"
 #include "tickerd/item.h"
 
-static tk_config_t *cfg;
 static char err[256];
 
 static int idx(tk_name_kind_t kind, const char *name)
@@ -59,18 +59,6 @@ static int subscribe(const char *json, tk_sub_req_t *req)
     int rc = tk_subscribe_parse(cfg, obj, req, err, sizeof err);
     json_decref(obj);
     return rc;
-}
-
-static int setup(void **state)
-{
-    cfg = tk_config_create();
-    return cfg ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    tk_config_free(cfg);
-    return 0;
 }
 
 /* --- matching --- */

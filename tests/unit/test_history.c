@@ -11,11 +11,10 @@
 #include <cmocka.h>
 
 #include "tickerd/config.h"
+#include "fixture.h"
 #include "tickerd/history.h"
 #include "tickerd/item.h"
 #include "tickerd/msg.h"
-
-static tk_config_t *cfg;
 
 #define T0 1732752000000LL
 #define KV(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -84,18 +83,6 @@ static void filter_region(tk_filter_t *f, const char *name)
 {
     tk_filter_all(f);
     f->regions = region(name);
-}
-
-static int setup(void **state)
-{
-    cfg = tk_config_create();
-    return cfg ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    tk_config_free(cfg);
-    return 0;
 }
 
 /* --- adding --- */

@@ -10,9 +10,8 @@
 #include <cmocka.h>
 
 #include "tickerd/config.h"
+#include "fixture.h"
 #include "tickerd/item.h"
-
-static tk_config_t *cfg;
 
 #define ID_MS 1732752000000ULL
 static const tk_id_t ID = {ID_MS, 0};
@@ -92,18 +91,6 @@ static char *repeat(const char *s, size_t times)
         memcpy(out + i * n, s, n);
     out[n * times] = 0;
     return out;
-}
-
-static int setup(void **state)
-{
-    cfg = tk_config_create();
-    return cfg ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    tk_config_free(cfg);
-    return 0;
 }
 
 /* --- publish and defaults --- */
