@@ -1,37 +1,105 @@
-/* history.c - the last `history_size` events in a ring ordered by stream ID,
- * the current state of each item they published, and the two replays:
- * current state (replay=N) and events after an ID (since=). */
+/* history.c - the event log (a ring of events numbered by sequence, grown
+ * while clients lag) and the live store (the current state of each live
+ * item: a hash by ID, a list in ID order and a heap by expiry), and the two
+ * replays answered from them: current state (replay=N) and events after an
+ * ID (since=). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tickerd/history.h"
 
+/* What an event is taken to cost a client that lags: its JSON and about a
+ * frame header's worth. */
+#define EVENT_OVERHEAD 16
+
 struct tk_history {
-    tk_event_t **ring;
-    int cap;
-    int head; /* index of the oldest event */
-    int count;
+    /* the log */
+    tk_event_t **ring; /* ring[seq & (cap - 1)] */
+    uint64_t cap;      /* a power of two */
+    uint64_t first, next;
+    uint64_t keep; /* the oldest position the hub last said it needs */
+    uint64_t bytes_end;
+    int history_size;
     tk_id_t last_id;
     tk_id_t horizon; /* events up to here may be missing */
     bool has_horizon;
+    /* the store */
+    tk_state_t **buckets;
+    uint32_t nbuckets; /* a power of two */
+    tk_state_t *oldest, *newest;
+    tk_state_t **heap; /* by item.expires_ms, soonest first */
+    uint32_t nlive, heap_cap;
+    int max_live;
 };
-
-#define AT(h, i) ((h)->ring[((h)->head + (i)) % (h)->cap])
 
 static const char *const op_type[] = {"item", "update", "retract"};
 
-tk_history_t *tk_history_create(int capacity)
+/* --- the store --- */
+
+static uint32_t id_hash(tk_id_t id)
 {
-    tk_history_t *h = calloc(1, sizeof *h);
-    if (!h) return NULL;
-    h->ring = calloc((size_t)capacity, sizeof *h->ring);
-    if (!h->ring) {
-        free(h);
-        return NULL;
+    uint64_t x = id.ms * 0x9E3779B97F4A7C15ULL ^ id.seq * 0xC2B2AE3D27D4EB4FULL;
+    return (uint32_t)(x >> 32);
+}
+
+static tk_state_t **bucket(const tk_history_t *h, tk_id_t id)
+{
+    return &h->buckets[id_hash(id) & (h->nbuckets - 1)];
+}
+
+static tk_state_t *store_get(const tk_history_t *h, tk_id_t id)
+{
+    for (tk_state_t *st = *bucket(h, id); st; st = st->chain)
+        if (tk_id_cmp(st->item.id, id) == 0) return st;
+    return NULL;
+}
+
+static int store_grow(tk_history_t *h)
+{
+    uint32_t n = h->nbuckets * 2;
+    tk_state_t **b = calloc(n, sizeof *b);
+    if (!b) return -1;
+    for (tk_state_t *st = h->oldest; st; st = st->newer) {
+        tk_state_t **slot = &b[id_hash(st->item.id) & (n - 1)];
+        st->chain = *slot;
+        *slot = st;
     }
-    h->cap = capacity;
-    return h;
+    free(h->buckets);
+    h->buckets = b;
+    h->nbuckets = n;
+    return 0;
+}
+
+static bool sooner(const tk_history_t *h, uint32_t a, uint32_t b)
+{
+    return h->heap[a]->item.expires_ms < h->heap[b]->item.expires_ms;
+}
+
+static void heap_swap(tk_history_t *h, uint32_t a, uint32_t b)
+{
+    tk_state_t *t = h->heap[a];
+    h->heap[a] = h->heap[b];
+    h->heap[b] = t;
+    h->heap[a]->heap_at = a;
+    h->heap[b]->heap_at = b;
+}
+
+/* Restores heap order around i after its key changed. */
+static void heap_fix(tk_history_t *h, uint32_t i)
+{
+    while (i > 0 && sooner(h, i, (i - 1) / 2)) {
+        heap_swap(h, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->nlive && sooner(h, l, m)) m = l;
+        if (r < h->nlive && sooner(h, r, m)) m = r;
+        if (m == i) return;
+        heap_swap(h, i, m);
+        i = m;
+    }
 }
 
 static void state_drop_msgs(tk_state_t *st)
@@ -42,14 +110,75 @@ static void state_drop_msgs(tk_state_t *st)
     }
 }
 
+static void state_free(tk_state_t *st)
+{
+    state_drop_msgs(st);
+    tk_item_clear(&st->item);
+    free(st->keys);
+    free(st);
+}
+
+/* Takes st out of the hash, the list and the heap, and frees it. */
+static void store_release(tk_history_t *h, tk_state_t *st)
+{
+    tk_state_t **p = bucket(h, st->item.id);
+    while (*p != st)
+        p = &(*p)->chain;
+    *p = st->chain;
+    if (st->older) st->older->newer = st->newer;
+    else h->oldest = st->newer;
+    if (st->newer) st->newer->older = st->older;
+    else h->newest = st->older;
+    uint32_t i = st->heap_at, last = --h->nlive;
+    if (i != last) {
+        heap_swap(h, i, last);
+        heap_fix(h, i);
+    }
+    state_free(st);
+}
+
+/* Takes over st; the oldest item makes room when the store is full. */
+static int store_put(tk_history_t *h, tk_state_t *st)
+{
+    if (h->nlive + 1 > h->nbuckets && store_grow(h)) return -1;
+    if (h->nlive == h->heap_cap) {
+        uint32_t cap = h->heap_cap ? h->heap_cap * 2 : 64;
+        tk_state_t **heap = realloc(h->heap, cap * sizeof *heap);
+        if (!heap) return -1;
+        h->heap = heap;
+        h->heap_cap = cap;
+    }
+    tk_state_t **slot = bucket(h, st->item.id);
+    st->chain = *slot;
+    *slot = st;
+    st->older = h->newest;
+    st->newer = NULL;
+    if (h->newest) h->newest->newer = st;
+    else h->oldest = st;
+    h->newest = st;
+    st->heap_at = h->nlive;
+    h->heap[h->nlive++] = st;
+    heap_fix(h, st->heap_at);
+    while (h->nlive > (uint32_t)h->max_live)
+        store_release(h, h->oldest);
+    return 0;
+}
+
+void tk_history_expire(tk_history_t *h, int64_t now_ms)
+{
+    while (h->nlive && h->heap[0]->item.expires_ms <= now_ms)
+        store_release(h, h->heap[0]);
+}
+
+/* --- the log --- */
+
+static uint64_t event_size(const tk_event_t *ev)
+{
+    return ev->json_len + EVENT_OVERHEAD;
+}
+
 static void event_free(tk_event_t *ev)
 {
-    if (ev->state) {
-        state_drop_msgs(ev->state);
-        tk_item_clear(&ev->state->item);
-        free(ev->state->keys);
-        free(ev->state);
-    }
     for (int t = 0; t < TK_TRANSPORTS; t++)
         for (int r = 0; r < 2; r++)
             tk_msg_unref(ev->msg[t][r]);
@@ -58,32 +187,131 @@ static void event_free(tk_event_t *ev)
     free(ev);
 }
 
+tk_event_t *tk_history_at(const tk_history_t *h, uint64_t seq)
+{
+    return seq >= h->first && seq < h->next ? h->ring[seq & (h->cap - 1)] : NULL;
+}
+
+static int log_grow(tk_history_t *h)
+{
+    uint64_t cap = h->cap * 2;
+    tk_event_t **ring = malloc(cap * sizeof *ring);
+    if (!ring) return -1;
+    for (uint64_t s = h->first; s < h->next; s++)
+        ring[s & (cap - 1)] = h->ring[s & (h->cap - 1)];
+    free(h->ring);
+    h->ring = ring;
+    h->cap = cap;
+    return 0;
+}
+
+static void log_drop_first(tk_history_t *h)
+{
+    tk_event_t *old = tk_history_at(h, h->first);
+    tk_history_set_horizon(h, old->id);
+    event_free(old);
+    h->first++;
+}
+
+void tk_history_trim(tk_history_t *h, uint64_t keep)
+{
+    h->keep = keep;
+    while (h->next - h->first > (uint64_t)h->history_size && h->first < keep)
+        log_drop_first(h);
+}
+
+static int log_push(tk_history_t *h, tk_event_t *ev)
+{
+    if (h->next - h->first == h->cap && log_grow(h)) return -1;
+    ev->seq = h->next;
+    h->bytes_end += event_size(ev);
+    ev->end = h->bytes_end;
+    h->ring[h->next & (h->cap - 1)] = ev;
+    h->next++;
+    h->last_id = ev->id;
+    tk_history_trim(h, h->keep);
+    return 0;
+}
+
+uint64_t tk_history_first_seq(const tk_history_t *h)
+{
+    return h->first;
+}
+
+uint64_t tk_history_next_seq(const tk_history_t *h)
+{
+    return h->next;
+}
+
+uint64_t tk_history_bytes_end(const tk_history_t *h)
+{
+    return h->bytes_end;
+}
+
+uint64_t tk_history_bytes_before(const tk_history_t *h, uint64_t seq)
+{
+    if (h->first == h->next || seq >= h->next) return h->bytes_end;
+    const tk_event_t *ev = tk_history_at(h, seq < h->first ? h->first : seq);
+    return ev->end - event_size(ev);
+}
+
+uint64_t tk_history_extra_bytes(const tk_history_t *h)
+{
+    uint64_t n = h->next - h->first;
+    if (n <= (uint64_t)h->history_size) return 0;
+    return tk_history_bytes_before(h, h->next - (uint64_t)h->history_size) -
+           tk_history_bytes_before(h, h->first);
+}
+
+/* --- life cycle --- */
+
+tk_history_t *tk_history_create(int history_size, int max_live)
+{
+    tk_history_t *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->history_size = history_size > 0 ? history_size : 1;
+    h->max_live = max_live > 0 ? max_live : 1;
+    h->keep = UINT64_MAX;
+    for (h->cap = 16; h->cap < (uint64_t)h->history_size + 1;)
+        h->cap *= 2;
+    h->nbuckets = 64;
+    h->ring = malloc(h->cap * sizeof *h->ring);
+    h->buckets = calloc(h->nbuckets, sizeof *h->buckets);
+    if (!h->ring || !h->buckets) {
+        tk_history_free(h);
+        return NULL;
+    }
+    return h;
+}
+
 static void drop_all(tk_history_t *h)
 {
-    for (int i = 0; i < h->count; i++)
-        event_free(AT(h, i));
-    h->count = h->head = 0;
+    while (h->first < h->next)
+        event_free(h->ring[h->first++ & (h->cap - 1)]);
+    while (h->oldest)
+        store_release(h, h->oldest);
 }
 
 void tk_history_free(tk_history_t *h)
 {
     if (!h) return;
-    drop_all(h);
+    if (h->ring && h->buckets) drop_all(h);
     free(h->ring);
+    free(h->buckets);
+    free(h->heap);
     free(h);
 }
 
-void tk_history_reset(tk_history_t *h, int capacity)
+void tk_history_reset(tk_history_t *h)
 {
     drop_all(h);
-    tk_event_t **ring = calloc((size_t)capacity, sizeof *ring);
-    if (ring) {
-        free(h->ring);
-        h->ring = ring;
-        h->cap = capacity;
-    }
     h->last_id = (tk_id_t){0, 0};
     h->has_horizon = false;
+}
+
+void tk_history_set_max_live(tk_history_t *h, int max_live)
+{
+    h->max_live = max_live > 0 ? max_live : 1;
 }
 
 void tk_history_set_horizon(tk_history_t *h, tk_id_t id)
@@ -99,61 +327,58 @@ tk_id_t tk_history_last_id(const tk_history_t *h)
 
 int tk_history_count(const tk_history_t *h)
 {
-    return h->count;
+    return (int)(h->next - h->first);
 }
 
-/* The index of the first event with an ID greater than id. */
-static int first_after(const tk_history_t *h, tk_id_t id)
+int tk_history_live_count(const tk_history_t *h)
 {
-    int lo = 0, hi = h->count;
+    return (int)h->nlive;
+}
+
+/* The sequence of the first event with an ID greater than id. */
+static uint64_t first_after(const tk_history_t *h, tk_id_t id)
+{
+    uint64_t lo = h->first, hi = h->next;
     while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (tk_id_cmp(AT(h, mid)->id, id) <= 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (tk_id_cmp(tk_history_at(h, mid)->id, id) <= 0) lo = mid + 1;
+        else hi = mid;
     }
     return lo;
 }
 
-/* The state of the item id (following an update's ref once), or NULL. */
-static tk_state_t *find_state(const tk_history_t *h, tk_id_t id)
+tk_state_t *tk_history_find(const tk_history_t *h, tk_id_t id)
 {
-    for (int hop = 0; hop < 2; hop++) {
-        int i = first_after(h, id) - 1;
-        if (i < 0 || tk_id_cmp(AT(h, i)->id, id) != 0) return NULL;
-        tk_event_t *ev = AT(h, i);
-        if (ev->op == TK_OP_PUBLISH) return ev->state;
-        if (ev->op != TK_OP_UPDATE) return NULL;
-        id = ev->ref;
-    }
-    return NULL;
+    tk_state_t *st = store_get(h, id);
+    if (st) return st;
+    /* An update's ID names the item it corrected. */
+    uint64_t s = first_after(h, id);
+    const tk_event_t *ev = s > h->first ? tk_history_at(h, s - 1) : NULL;
+    if (!ev || tk_id_cmp(ev->id, id) != 0 || ev->op != TK_OP_UPDATE) return NULL;
+    return store_get(h, ev->ref);
 }
+
+/* --- adding --- */
 
 static tk_match_key_t key_of(const tk_item_t *it)
 {
     return (tk_match_key_t){it->regions, it->lang, it->priority, it->category};
 }
 
-/* A retract of an unknown item routes by the fields it carries. */
-static tk_match_key_t retract_key(const tk_item_t *it)
+static bool key_equal(const tk_match_key_t *a, const tk_match_key_t *b)
 {
-    tk_match_key_t k = {0, TK_KEY_ANY_LANG, TK_PRIO_FLASH, TK_KEY_ANY_CATEGORY};
-    if (it->has & TK_F_REGION) k.regions = it->regions;
-    if (it->has & TK_F_LANG) k.lang = it->lang;
-    if (it->has & TK_F_PRIORITY) k.priority = it->priority;
-    if (it->has & TK_F_CATEGORY) k.category = it->category;
-    return k;
+    return a->regions == b->regions && a->lang == b->lang && a->priority == b->priority &&
+           a->category == b->category;
 }
 
-static int add_key(tk_match_key_t **keys, int *n, tk_match_key_t k)
+static int add_key(tk_state_t *st, tk_match_key_t k)
 {
-    for (int i = 0; i < *n; i++)
-        if (!memcmp(&(*keys)[i], &k, sizeof k)) return 0;
-    tk_match_key_t *grown = realloc(*keys, (size_t)(*n + 1) * sizeof k);
+    for (int i = 0; i < st->nkeys; i++)
+        if (key_equal(&st->keys[i], &k)) return 0;
+    tk_match_key_t *grown = realloc(st->keys, (size_t)(st->nkeys + 1) * sizeof k);
     if (!grown) return -1;
-    grown[(*n)++] = k;
-    *keys = grown;
+    grown[st->nkeys++] = k;
+    st->keys = grown;
     return 0;
 }
 
@@ -166,109 +391,90 @@ static int copy_keys(tk_event_t *ev, const tk_match_key_t *keys, int n)
     return 0;
 }
 
-static int make_publish(tk_event_t *ev, tk_item_t *item)
+static int make_publish(tk_history_t *h, tk_event_t *ev, tk_item_t *item)
 {
     tk_state_t *st = calloc(1, sizeof *st);
     if (!st) return -1;
     st->item = *item;
     memset(item, 0, sizeof *item);
-    ev->state = st;
     ev->expires_ms = st->item.expires_ms;
-    if (add_key(&st->keys, &st->nkeys, key_of(&st->item))) return -1;
-    ev->json = tk_item_encode("item", ev->id, NULL, &st->item, false, &ev->json_len);
-    return ev->json && !copy_keys(ev, st->keys, st->nkeys) ? 0 : -1;
+    if (add_key(st, key_of(&st->item)) || copy_keys(ev, st->keys, st->nkeys) ||
+        !(ev->json = tk_item_encode("item", ev->id, NULL, &st->item, false, &ev->json_len)) ||
+        store_put(h, st)) {
+        state_free(st);
+        return -1;
+    }
+    return 0;
 }
 
-static int make_update(tk_event_t *ev, tk_state_t *st, tk_item_t *item)
+static int make_update(tk_history_t *h, tk_event_t *ev, tk_state_t *st, tk_item_t *item)
 {
-    if (!st) { /* original unknown: route and show it by its own fields */
-        ev->expires_ms = item->expires_ms;
-        tk_match_key_t k = key_of(item);
-        ev->json = tk_item_encode("update", ev->id, &ev->ref, item, false, &ev->json_len);
-        return ev->json && !copy_keys(ev, &k, 1) ? 0 : -1;
-    }
     if (tk_item_apply_update(&st->item, item)) return -1;
     state_drop_msgs(st);
-    if (add_key(&st->keys, &st->nkeys, key_of(&st->item))) return -1;
+    heap_fix(h, st->heap_at); /* a new ttl moves its expiry */
+    if (add_key(st, key_of(&st->item))) return -1;
     ev->expires_ms = st->item.expires_ms;
     ev->json = tk_item_encode("update", ev->id, &ev->ref, &st->item, false, &ev->json_len);
     return ev->json && !copy_keys(ev, st->keys, st->nkeys) ? 0 : -1;
 }
 
-static int make_retract(tk_event_t *ev, tk_state_t *st, const tk_item_t *item)
+static int make_retract(tk_event_t *ev, tk_state_t *st)
 {
-    tk_match_key_t k = retract_key(item);
+    /* An item the store does not hold may be on a screen all the same
+     * (expired here, or never seen): every client gets it. */
+    static const tk_match_key_t everyone = {0, TK_KEY_ANY_LANG, TK_PRIO_FLASH,
+                                            TK_KEY_ANY_CATEGORY};
     ev->json = tk_item_encode("retract", ev->id, &ev->ref, NULL, false, &ev->json_len);
     if (!ev->json) return -1;
-    if (!st) return copy_keys(ev, &k, 1);
+    if (!st) return copy_keys(ev, &everyone, 1);
     st->retracted = true;
     state_drop_msgs(st);
     return copy_keys(ev, st->keys, st->nkeys);
 }
 
-static void push(tk_history_t *h, tk_event_t *ev)
+static tk_event_t *refuse(tk_reject_t *rej, tk_reason_t reason, const char *detail)
 {
-    if (h->count == h->cap) {
-        tk_event_t *old = AT(h, 0);
-        tk_history_set_horizon(h, old->id);
-        event_free(old);
-        h->head = (h->head + 1) % h->cap;
-        h->count--;
-    }
-    AT(h, h->count) = ev;
-    h->count++;
-    h->last_id = ev->id;
+    rej->reason = reason;
+    snprintf(rej->detail, sizeof rej->detail, "%s", detail);
+    return NULL;
 }
 
 tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
 {
     memset(rej, 0, sizeof *rej);
-    if (tk_id_cmp(item->id, h->last_id) <= 0) {
-        rej->reason = TK_REJECT_OUT_OF_ORDER;
-        snprintf(rej->detail, sizeof rej->detail, "not after the last event");
-        return NULL;
-    }
-    tk_state_t *st = item->op == TK_OP_PUBLISH ? NULL : find_state(h, item->ref);
-    bool fields = item->has & (TK_F_LANG | TK_F_REGION | TK_F_PRIORITY | TK_F_CATEGORY);
-    if (item->op == TK_OP_RETRACT && !st && !fields) {
-        rej->reason = TK_REJECT_UNKNOWN_REF;
-        snprintf(rej->detail, sizeof rej->detail,
-                 "retract of an item not in the history, with no fields to route it by");
-        return NULL;
-    }
-    if (item->op == TK_OP_UPDATE && st && st->retracted) {
-        rej->reason = TK_REJECT_RETRACTED_REF;
-        snprintf(rej->detail, sizeof rej->detail, "update of a retracted item");
-        return NULL;
-    }
+    if (tk_id_cmp(item->id, h->last_id) <= 0)
+        return refuse(rej, TK_REJECT_OUT_OF_ORDER, "not after the last event");
+    tk_state_t *st = item->op == TK_OP_PUBLISH ? NULL : tk_history_find(h, item->ref);
+    if (item->op == TK_OP_UPDATE && !st)
+        return refuse(rej, TK_REJECT_UNKNOWN_REF, "update of an item that is not live here");
+    if (item->op == TK_OP_UPDATE && st->retracted)
+        return refuse(rej, TK_REJECT_RETRACTED_REF, "update of a retracted item");
     tk_event_t *ev = calloc(1, sizeof *ev);
-    if (!ev) return NULL;
+    if (!ev) return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
     ev->id = item->id;
     ev->op = item->op;
     /* A ref may name an update of the item; clients know it by the
      * original's ID. */
     ev->ref = st ? st->item.id : item->ref;
-    int rc = item->op == TK_OP_PUBLISH  ? make_publish(ev, item)
-             : item->op == TK_OP_UPDATE ? make_update(ev, st, item)
-                                        : make_retract(ev, st, item);
+    int rc = item->op == TK_OP_PUBLISH  ? make_publish(h, ev, item)
+             : item->op == TK_OP_UPDATE ? make_update(h, ev, st, item)
+                                        : make_retract(ev, st);
     tk_item_clear(item);
-    if (rc) {
+    if (rc || log_push(h, ev)) {
         event_free(ev);
-        rej->reason = TK_REJECT_BAD_ENTRY;
-        snprintf(rej->detail, sizeof rej->detail, "out of memory");
-        return NULL;
+        return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
     }
-    push(h, ev);
     return ev;
 }
+
+/* --- replays --- */
 
 int tk_history_current(const tk_history_t *h, const tk_filter_t *f, int n, int64_t now_ms,
                        tk_state_t **out)
 {
     int found = 0;
-    for (int i = h->count - 1; i >= 0 && found < n; i--) {
-        tk_state_t *st = AT(h, i)->state;
-        if (!st || st->retracted || st->item.expires_ms <= now_ms) continue;
+    for (tk_state_t *st = h->newest; st && found < n; st = st->older) {
+        if (st->retracted || st->item.expires_ms <= now_ms) continue;
         tk_match_key_t k = key_of(&st->item);
         if (tk_filter_match(f, &k)) out[found++] = st;
     }
@@ -280,20 +486,23 @@ int tk_history_current(const tk_history_t *h, const tk_filter_t *f, int n, int64
     return found;
 }
 
-static bool event_live(const tk_event_t *ev, int64_t now_ms)
+/* Whether since= still sends ev: retracts always, items while live. */
+static bool event_live(const tk_history_t *h, const tk_event_t *ev, int64_t now_ms)
 {
-    int64_t expires = ev->state ? ev->state->item.expires_ms : ev->expires_ms;
-    return ev->op == TK_OP_RETRACT || expires > now_ms;
+    if (ev->op == TK_OP_RETRACT) return true;
+    const tk_state_t *st = store_get(h, ev->op == TK_OP_PUBLISH ? ev->id : ev->ref);
+    return (st ? st->item.expires_ms : ev->expires_ms) > now_ms;
 }
 
 int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
                      int64_t now_ms, tk_event_t **out, bool *gap)
 {
-    int start = first_after(h, since), found = 0;
+    uint64_t start = first_after(h, since);
+    int found = 0;
     *gap = h->has_horizon && tk_id_cmp(since, h->horizon) < 0;
-    for (int i = h->count - 1; i >= start; i--) {
-        tk_event_t *ev = AT(h, i);
-        if (!event_live(ev, now_ms) || !tk_filter_match_any(f, ev->keys, ev->nkeys)) continue;
+    for (uint64_t s = h->next; s-- > start;) {
+        tk_event_t *ev = tk_history_at(h, s);
+        if (!event_live(h, ev, now_ms) || !tk_filter_match_any(f, ev->keys, ev->nkeys)) continue;
         if (found == max) {
             *gap = true;
             break;
@@ -307,6 +516,8 @@ int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f,
     }
     return found;
 }
+
+/* --- frames --- */
 
 /* ev->json with ,"replay":true spliced in before the closing brace. */
 static char *replay_json(const char *json, size_t len, size_t *out_len)
