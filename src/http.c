@@ -1,6 +1,7 @@
 /* http.c - the plain HTTP side of the server: Server-Sent Events at
  * /v1/events, /v1/items, /healthz, /metrics and the static web client. */
 #include <errno.h>
+#include <libwebsockets.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,11 @@
 
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
-#include "tickerd/net.h"
+#include "tickerd/clock.h"
+#include "tickerd/guard.h"
+#include "tickerd/http.h"
+#include "tickerd/hub.h"
+#include "tickerd/reply.h"
 #include "tickerd/server.h"
 #include "tickerd/stream.h"
 
@@ -153,62 +158,109 @@ static int serve_items(struct lws *wsi)
     return rc;
 }
 
+/* One SSE connection: the hub's client and what only this transport
+ * needs. Lives in the lws per-session data. */
+typedef struct sse_session {
+    tk_client_t client; /* first: the hub hands it back */
+    struct lws *wsi;
+    uint32_t ip_slot; /* per-IP count slot + 1; 0 = none */
+    struct sse_watch *watch;
+} sse_session_t;
+
+const size_t tk_sse_session_size = sizeof(sse_session_t);
+
 /* lws 4.1.6 does not read an HTTP/1.1 connection while a response is in
  * progress (fixed upstream in 4.3), so an SSE client that hangs up leaves
  * its socket readable and the loop spinning until the next write fails.
  * We watch a dup of the socket ourselves: end of stream or an error closes
  * the client at once; stray input is read away. */
-struct tk_sse_watch {
+struct sse_watch {
     uv_poll_t poll;
-    tk_client_t *client; /* NULL once the client is gone */
+    sse_session_t *session; /* NULL once the client is gone */
     int fd;
 };
 
 static void on_watch_closed(uv_handle_t *h)
 {
-    struct tk_sse_watch *w = h->data;
+    struct sse_watch *w = h->data;
     close(w->fd);
     free(w);
 }
 
 static void on_sse_socket(uv_poll_t *h, int status, int events)
 {
-    struct tk_sse_watch *w = h->data;
+    struct sse_watch *w = h->data;
     char buf[512];
     (void)events;
     ssize_t n = status < 0 ? 0 : recv(w->fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;
     uv_poll_stop(h);
-    if (w->client) lws_set_timeout(w->client->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (w->session) lws_set_timeout(w->session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-static void sse_watch(tk_client_t *c)
+static void sse_watch(sse_session_t *s)
 {
-    struct tk_sse_watch *w = calloc(1, sizeof *w);
+    struct sse_watch *w = calloc(1, sizeof *w);
     if (!w) return;
-    w->fd = dup(lws_get_socket_fd(c->wsi));
+    w->fd = dup(lws_get_socket_fd(s->wsi));
     if (w->fd < 0 || uv_poll_init(server.loop, &w->poll, w->fd)) {
         if (w->fd >= 0) close(w->fd);
         free(w);
         return;
     }
     w->poll.data = w;
-    w->client = c;
-    c->watch = w;
+    w->session = s;
+    s->watch = w;
     uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_sse_socket);
 }
 
-void tk_sse_unwatch(tk_client_t *c)
+static void sse_unwatch(sse_session_t *s)
 {
-    struct tk_sse_watch *w = c->watch;
+    struct sse_watch *w = s->watch;
     if (!w) return;
-    c->watch = NULL;
-    w->client = NULL;
+    s->watch = NULL;
+    w->session = NULL;
     uv_close((uv_handle_t *)&w->poll, on_watch_closed);
 }
 
+static sse_session_t *session_of(tk_client_t *c)
+{
+    return (sse_session_t *)c;
+}
+
+static int sse_write(tk_client_t *c, unsigned char *data, size_t len)
+{
+    return lws_write(session_of(c)->wsi, data, len, LWS_WRITE_HTTP) < 0 ? -1 : 0;
+}
+
+static bool sse_busy(tk_client_t *c)
+{
+    return lws_partial_buffered(session_of(c)->wsi);
+}
+
+static void sse_want_write(tk_client_t *c)
+{
+    lws_callback_on_writable(session_of(c)->wsi);
+}
+
+static void sse_closing(tk_client_t *c, uint16_t code)
+{
+    if (!server.stopping) lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+}
+
+static const char *sse_peer(tk_client_t *c, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    lws_get_peer_simple(session_of(c)->wsi, buf, cap);
+    return buf;
+}
+
+static const tk_transport_ops_t sse_ops = {
+    TK_TRANSPORT_SSE, sse_write, sse_busy, sse_want_write, sse_closing, sse_peer,
+};
+
 /* /v1/events: an SSE stream; Last-Event-ID resumes like since. */
-static int serve_events(struct lws *wsi, tk_client_t *c)
+static int serve_events(struct lws *wsi, sse_session_t *s)
 {
     int rc = 0;
     char last_event[64], cors[300], head[1024];
@@ -235,11 +287,12 @@ static int serve_events(struct lws *wsi, tk_client_t *c)
         return -1;
     }
     lws_http_mark_sse(wsi);
-    memset(c, 0, sizeof *c);
-    c->wsi = wsi;
-    c->grant = grant;
-    sse_watch(c);
-    tk_hub_attach(c, TK_TRANSPORT_SSE, req);
+    memset(s, 0, sizeof *s);
+    s->wsi = wsi;
+    s->ip_slot = tk_guard_ip_slot(wsi) + 1;
+    tk_guard_ip_add(s->ip_slot - 1, 1);
+    sse_watch(s);
+    tk_hub_attach(server.hub, &s->client, &sse_ops, req);
     return 0;
 }
 
@@ -294,7 +347,7 @@ static int serve_static(struct lws *wsi, const char *uri)
     return 0;
 }
 
-static int on_http(struct lws *wsi, tk_client_t *c, const char *uri)
+int tk_http_request(struct lws *wsi, void *pss, const char *uri)
 {
     char *u;
     int ulen;
@@ -303,28 +356,28 @@ static int on_http(struct lws *wsi, tk_client_t *c, const char *uri)
     if (!strcmp(uri, "/healthz")) return serve_health(wsi);
     if (!strcmp(uri, "/metrics")) return serve_metrics(wsi);
     if (!strcmp(uri, "/v1/items")) return serve_items(wsi);
-    if (!strcmp(uri, "/v1/events")) return serve_events(wsi, c);
+    if (!strcmp(uri, "/v1/events")) return serve_events(wsi, pss);
     if (!strcmp(uri, "/v1/ws")) return respond_text(wsi, 426, "WebSocket upgrade required");
     return serve_static(wsi, uri);
 }
 
-int tk_http_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_client_t *c, void *in,
-                     size_t len)
+int tk_http_writable(struct lws *wsi, void *pss)
 {
-    switch (reason) {
-    case LWS_CALLBACK_HTTP:
-        return on_http(wsi, c, in);
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (!c || !c->attached) return 0;
-        if (c->state == TK_CLIENT_CLOSING) return -1;
-        return tk_net_write_queue(c, LWS_WRITE_HTTP);
-    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
-    case LWS_CALLBACK_CLOSED_HTTP:
-        if (c) tk_sse_unwatch(c);
-        if (c) tk_hub_detach(c);
-        return 0;
-    default:
-        return 0;
-    }
+    sse_session_t *s = pss;
+    if (!s || s->client.ops != &sse_ops || !s->client.attached) return 0;
+    return tk_client_writable(&s->client) ? -1 : 0; /* SSE has no close frame */
+}
+
+int tk_http_file_done(struct lws *wsi)
+{
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void tk_http_closed(void *pss)
+{
+    sse_session_t *s = pss;
+    if (!s || s->client.ops != &sse_ops) return;
+    sse_unwatch(s);
+    if (s->client.attached) tk_guard_ip_add(s->ip_slot - 1, -1);
+    tk_hub_detach(&s->client);
 }

@@ -1,69 +1,131 @@
-/* hub.c - clients, their queues, replay on connect and the fan-out of live
- * events. Every queued message is a reference to a frame shared by all the
- * clients that get it; nothing is encoded or copied per client. */
-#include <libwebsockets.h>
+/* hub.c - clients, their positions in the event log, replay on connect and
+ * the fan-out of live events. Every frame a client gets is a frame shared
+ * by all the clients that get it; nothing is encoded or copied per client
+ * except into the one scratch buffer a write is gathered in.
+ *
+ * Positions and ownership: the history owns events and their frames; a
+ * client holds a cursor (a sequence number) and references to its own
+ * frames. The hub tells the history the oldest position still needed
+ * (tk_history_trim), so an event stays while a client is behind it, up to
+ * max_queue_bytes behind; past that, or after slow_timeout_s without
+ * taking a byte, the client is closed 1013 and reconnects with since. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/clock.h"
 #include "tickerd/hub.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
-#include "tickerd/server.h"
 
-static tk_client_t *clients; /* doubly linked, newest first */
-static int nclients;
-static bool batching; /* a burst is being fanned out: queue, write in batches */
-static uv_timer_t heartbeat;
-static tk_msg_t *ws_ping, *sse_comment;
+#define SCRATCH_BYTES 65536
+/* Events looked at per writable callback, matching or not: a client with a
+ * narrow filter far behind must not hold the loop. */
+#define SCAN_PER_WRITE 4096
+/* Own frames a client may have waiting (replay references included). */
+#define OWN_FRAMES_MAX 8192
 
-int tk_hub_count(void)
+struct tk_hub {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    tk_history_t *history;
+    tk_hub_limits_t lim;
+    tk_client_t *clients; /* newest first */
+    tk_client_t *owed;    /* clients with frames owed */
+    int nclients;
+    bool batching;
+    bool ready;
+    uint32_t ticks;
+    int64_t test_now;
+    char epoch[65];
+    tk_msg_t *ws_ping, *sse_comment;
+    unsigned char *scratch; /* tk_msg_pre + SCRATCH_BYTES */
+};
+
+static int64_t loop_ms(const tk_hub_t *hub)
 {
-    return nclients;
+    return hub->loop ? (int64_t)uv_now(hub->loop) : hub->test_now;
+}
+
+static const char *peer(tk_client_t *c, char *buf, size_t cap)
+{
+    const char *p = c->ops->peer ? c->ops->peer(c, buf, cap) : NULL;
+    return p && *p ? p : "?";
+}
+
+/* --- the owed list --- */
+
+static void mark_owed(tk_client_t *c)
+{
+    tk_hub_t *hub = c->hub;
+    if (c->owed) return;
+    c->owed = 1;
+    c->owed_prev = NULL;
+    c->owed_next = hub->owed;
+    if (hub->owed) hub->owed->owed_prev = c;
+    hub->owed = c;
+    c->progress_ms = loop_ms(hub); /* owed from now */
+    c->ops->want_write(c);
+}
+
+static void unmark_owed(tk_client_t *c)
+{
+    if (!c->owed) return;
+    if (c->owed_prev) c->owed_prev->owed_next = c->owed_next;
+    else c->hub->owed = c->owed_next;
+    if (c->owed_next) c->owed_next->owed_prev = c->owed_prev;
+    c->owed_prev = c->owed_next = NULL;
+    c->owed = 0;
+}
+
+/* --- the fan-out histogram: stream-ID time to the last write --- */
+
+/* The live frame of ev for t, counting one more client that owes it. */
+static tk_msg_t *live_msg(tk_event_t *ev, tk_transport_t t)
+{
+    tk_msg_t *m = tk_event_msg(ev, t, false);
+    if (m && !m->stamp_ms) m->stamp_ms = (int64_t)ev->id.ms;
+    return m;
 }
 
 static void fanout_done(tk_msg_t *m)
 {
-    if (m->stamp_ms && --m->pending == 0)
+    if (m && m->pending && --m->pending == 0)
         tk_metrics_observe_fanout(tk_now_s() - (double)m->stamp_ms / 1000.0);
 }
 
-void tk_client_sent(tk_msg_t *m)
+static bool wants(const tk_client_t *c, const tk_event_t *ev)
 {
-    fanout_done(m);
-    tk_msg_unref(m);
+    return tk_id_cmp(ev->id, c->skip_until) > 0 &&
+           tk_filter_match_any(&c->filter, ev->keys, ev->nkeys);
 }
+
+/* What c owes of the log is counted in each event's frame; when c stops
+ * owing it (closed, resubscribed, resynced) the counts are given back. */
+static void count_owed(tk_client_t *c, int delta)
+{
+    tk_history_t *h = c->hub->history;
+    uint64_t end = tk_history_next_seq(h), first = tk_history_first_seq(h);
+    for (uint64_t s = c->cursor > first ? c->cursor : first; s < end; s++) {
+        tk_event_t *ev = tk_history_at(h, s);
+        if (!ev || !wants(c, ev)) continue;
+        tk_msg_t *m = ev->msg[c->transport][0];
+        if (delta > 0 && (m = live_msg(ev, c->transport))) m->pending++;
+        else if (delta < 0) fanout_done(m);
+    }
+}
+
+/* --- own frames --- */
 
 static void drop_queue(tk_client_t *c)
 {
     while (c->qlen) {
-        tk_client_sent(c->q[c->qhead]);
+        tk_msg_unref(c->q[c->qhead]);
         c->qhead = (c->qhead + 1) % c->qcap;
         c->qlen--;
     }
     free(c->q);
     c->q = NULL;
-    c->qcap = c->qhead = c->qbytes = 0;
-}
-
-/* The client's address, for log lines. */
-static const char *peer(tk_client_t *c, char *buf, size_t cap)
-{
-    buf[0] = 0;
-    lws_get_peer_simple(c->wsi, buf, cap);
-    return buf[0] ? buf : "?";
-}
-
-void tk_client_close(tk_client_t *c, uint16_t code)
-{
-    if (c->state == TK_CLIENT_CLOSING) return;
-    c->state = TK_CLIENT_CLOSING;
-    c->close_code = code;
-    /* A client that never reads never becomes writable: lws kills it. At
-     * shutdown the context goes anyway (and 50,000 timers cost). Outside
-     * lws's callbacks a timer is only looked at when lws services some
-     * socket: asking for writable makes sure it does. */
-    if (!server.stopping) lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, code ? 10 : 1);
-    lws_callback_on_writable(c->wsi);
+    c->qcap = c->qhead = 0;
 }
 
 static int grow_queue(tk_client_t *c)
@@ -80,44 +142,33 @@ static int grow_queue(tk_client_t *c)
     return 0;
 }
 
-int tk_client_send(tk_client_t *c, tk_msg_t *m)
+static void slow_consumer(tk_client_t *c, const char *why)
 {
-    if (c->state == TK_CLIENT_CLOSING || !m) return -1;
-    if (c->qbytes + m->len > (uint32_t)server.cfg->max_queue_bytes) {
-        char ip[64];
-        tk_log_limited(TK_LOG_WARN, "client %s: send queue over %d bytes: closing (1013)",
-                       peer(c, ip, sizeof ip), server.cfg->max_queue_bytes);
-        TK_COUNT(slow_consumer_disconnects_total, 1);
-        drop_queue(c);
-        tk_client_close(c, 1013);
-        return -1;
-    }
-    if (c->qlen == c->qcap && grow_queue(c)) return -1;
-    c->q[(c->qhead + c->qlen) % c->qcap] = tk_msg_ref(m);
-    if (m->stamp_ms) m->pending++;
-    c->qlen++;
-    c->qbytes += m->len;
-    if (c->qlen == 1) lws_callback_on_writable(c->wsi);
-    return 0;
+    char ip[64];
+    tk_log_limited(TK_LOG_WARN, "client %s: %s: closing (1013)", peer(c, ip, sizeof ip), why);
+    TK_COUNT(slow_consumer_disconnects_total, 1);
+    tk_client_close(c, 1013);
 }
 
-/* The live path: a client with nothing queued and nothing half-written
- * gets the frame written at once. Arming POLLOUT and waiting for the
- * writable callback would cost two epoll_ctl calls and a loop turn per
- * delivery; a partial write is kept by lws, which then asks for writable
- * itself. Anything else is queued. */
-static int push(tk_client_t *c, tk_msg_t *m)
+/* Queues a reference to m as one of c's own frames. */
+static int enqueue(tk_client_t *c, tk_msg_t *m)
 {
-    if (batching || c->qlen || c->state != TK_CLIENT_LIVE || lws_partial_buffered(c->wsi))
-        return tk_client_send(c, m);
-    enum lws_write_protocol proto =
-        c->transport == TK_TRANSPORT_WS ? LWS_WRITE_RAW : LWS_WRITE_HTTP;
-    if (lws_write(c->wsi, m->data, m->len, proto) < 0) {
-        tk_client_close(c, 0);
+    if (c->state == TK_CLIENT_CLOSING) return -1;
+    if (!m) {
+        tk_client_close(c, 1011); /* out of memory: never a silent loss */
         return -1;
     }
-    TK_COUNT(messages_sent_total, 1);
-    TK_COUNT(bytes_sent_total, m->len);
+    if (c->qlen >= OWN_FRAMES_MAX) {
+        slow_consumer(c, "too many frames of its own waiting");
+        return -1;
+    }
+    if (c->qlen == c->qcap && grow_queue(c)) {
+        tk_client_close(c, 1011);
+        return -1;
+    }
+    c->q[(c->qhead + c->qlen) % c->qcap] = tk_msg_ref(m);
+    c->qlen++;
+    mark_owed(c);
     return 0;
 }
 
@@ -127,85 +178,173 @@ int tk_client_send_json(tk_client_t *c, const char *type, json_t *obj)
     if (!o || !obj || json_object_update(o, obj)) {
         json_decref(o);
         json_decref(obj);
-        return -1;
+        return enqueue(c, NULL);
     }
     json_decref(obj);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    if (!s) return -1;
-    tk_msg_t *m = tk_msg_frame(c->transport, type, NULL, s, strlen(s));
+    tk_msg_t *m = s ? tk_msg_frame(c->transport, type, NULL, s, strlen(s)) : NULL;
     free(s);
-    if (!m) return -1;
-    int rc = tk_client_send(c, m);
+    int rc = enqueue(c, m);
     tk_msg_unref(m);
     return rc;
 }
 
-size_t tk_client_gather(tk_client_t *c, unsigned char *dst, size_t cap, tk_msg_t **big)
+void tk_client_close(tk_client_t *c, uint16_t code)
+{
+    if (c->state == TK_CLIENT_CLOSING) return;
+    /* Error frames go out before a 1008; nothing else is worth waiting
+     * for, least of all for a slow consumer. */
+    if (code != 1008) drop_queue(c);
+    if (c->attached && c->state == TK_CLIENT_LIVE) count_owed(c, -1);
+    c->cursor = tk_history_next_seq(c->hub->history);
+    c->state = TK_CLIENT_CLOSING;
+    c->close_code = code;
+    unmark_owed(c);
+    c->ops->closing(c, code);
+    c->ops->want_write(c);
+}
+
+/* --- writing --- */
+
+/* Copies whole own frames into dst. A first frame bigger than cap is
+ * popped into *big for the caller to write alone and release. */
+static size_t gather_own(tk_client_t *c, unsigned char *dst, size_t cap, tk_msg_t **big)
 {
     size_t n = 0;
-    *big = NULL;
     while (c->qlen) {
         tk_msg_t *m = c->q[c->qhead];
         if (n + m->len > cap) {
-            if (n == 0) {
-                *big = m; /* the caller writes it whole and releases it */
-                c->qhead = (c->qhead + 1) % c->qcap;
-                c->qlen--;
-                c->qbytes -= m->len;
-            }
-            break;
+            if (n) break;
+            *big = m;
+        } else {
+            memcpy(dst + n, m->data, m->len);
+            n += m->len;
+            tk_msg_unref(m);
         }
-        memcpy(dst + n, m->data, m->len);
-        n += m->len;
         c->qhead = (c->qhead + 1) % c->qcap;
         c->qlen--;
-        c->qbytes -= m->len;
         TK_COUNT(messages_sent_total, 1);
-        tk_client_sent(m);
+        if (*big) break;
     }
-    if (*big) TK_COUNT(messages_sent_total, 1);
-    if (c->qlen == 0 && c->qcap > 64) { /* give back a queue a burst grew */
-        free(c->q);
-        c->q = NULL;
-        c->qcap = c->qhead = 0;
+    if (c->qlen == 0 && c->qcap > 64) drop_queue(c); /* give back what a replay grew */
+    return n;
+}
+
+/* Copies the matching events from c's cursor into dst, n bytes already
+ * there. An event too big for an empty buffer goes in *big (not a new
+ * reference: the history keeps it while the caller writes). */
+static size_t gather_log(tk_client_t *c, unsigned char *dst, size_t n, size_t cap,
+                         tk_msg_t **big)
+{
+    tk_history_t *h = c->hub->history;
+    uint64_t end = tk_history_next_seq(h), first = tk_history_first_seq(h);
+    if (c->cursor < first) c->cursor = first; /* only after a reset */
+    for (int scanned = 0; c->cursor < end && scanned < SCAN_PER_WRITE; scanned++) {
+        tk_event_t *ev = tk_history_at(h, c->cursor);
+        if (wants(c, ev)) {
+            tk_msg_t *m = live_msg(ev, c->transport);
+            if (!m) {
+                tk_client_close(c, 1011);
+                return 0;
+            }
+            if (n + m->len > cap) {
+                if (n) break;
+                *big = m;
+            } else {
+                memcpy(dst + n, m->data, m->len);
+                n += m->len;
+            }
+            c->last_sent = ev->id;
+            TK_COUNT(messages_sent_total, 1);
+            fanout_done(m);
+        }
+        c->cursor++;
+        if (*big) break;
     }
     return n;
 }
 
-static void send_hello(tk_client_t *c)
+int tk_client_writable(tk_client_t *c)
 {
-    char last[TK_ID_STRLEN];
-    tk_id_format(tk_history_last_id(server.history), last);
-    json_t *o =
-        json_pack("{s:i, s:s, s:s, s:o, s:i, s:s}", "protocol", 1, "server", "tickerd/" TK_VERSION,
-                  "epoch", server.epoch, "filter", tk_filter_to_json(&c->filter), "heartbeat_s",
-                  server.cfg->heartbeat_s, "last_id", last);
-    if (o) tk_client_send_json(c, "hello", o);
+    tk_hub_t *hub = c->hub;
+    tk_msg_t *big = NULL;
+    bool own_big = false;
+    if (!c->attached) return 0;
+    if (c->state == TK_CLIENT_CLOSING && !c->qlen) {
+        if (!c->ops->busy(c)) return 1;
+        c->ops->want_write(c); /* the transport finishes its write first */
+        return 0;
+    }
+    unsigned char *dst = hub->scratch + tk_msg_pre;
+    size_t n = gather_own(c, dst, SCRATCH_BYTES, &big);
+    own_big = big != NULL;
+    if (!big && !c->qlen && c->state == TK_CLIENT_LIVE)
+        n = gather_log(c, dst, n, SCRATCH_BYTES, &big);
+    int rc = 0;
+    if (big) {
+        rc = c->ops->write(c, big->data, big->len);
+        TK_COUNT(bytes_sent_total, big->len);
+        if (own_big) tk_msg_unref(big);
+    } else if (n) {
+        rc = c->ops->write(c, dst, n);
+        TK_COUNT(bytes_sent_total, n);
+    }
+    if (rc < 0) return -1;
+    c->progress_ms = loop_ms(hub);
+    if (c->qlen || c->state == TK_CLIENT_CLOSING ||
+        c->cursor < tk_history_next_seq(hub->history))
+        c->ops->want_write(c);
+    else
+        unmark_owed(c);
+    return 0;
 }
 
-/* Sends the replay a request asks for, then the marker. */
-static void send_replay(tk_client_t *c, const tk_sub_req_t *req)
+/* --- hello and replay --- */
+
+static void send_hello(tk_client_t *c)
 {
-    int max = server.cfg->replay_max, n = 0;
-    bool gap = false;
-    bool epoch_ok = !req->has_epoch || strcmp(req->epoch, server.epoch) == 0;
+    tk_hub_t *hub = c->hub;
+    char last[TK_ID_STRLEN];
+    tk_id_format(tk_history_last_id(hub->history), last);
+    tk_client_send_json(
+        c, "hello",
+        json_pack("{s:i, s:s, s:s, s:o, s:i, s:s}", "protocol", 1, "server", "tickerd/" TK_VERSION,
+                  "epoch", hub->epoch, "filter", tk_filter_to_json(&c->filter), "heartbeat_s",
+                  hub->lim.heartbeat_s, "last_id", last));
+}
+
+/* Queues the replay a request asks for (references to shared frames), then
+ * the marker. Live events follow from the log's end: the seam is exact. */
+static void send_replay(tk_client_t *c, const tk_sub_req_t *req, bool force_gap)
+{
+    tk_hub_t *hub = c->hub;
+    int max = hub->lim.replay_max, n = 0;
+    bool gap = force_gap;
+    bool epoch_ok = !req->has_epoch || strcmp(req->epoch, hub->epoch) == 0;
     int64_t now = tk_now_ms();
     void **out = max ? malloc((size_t)max * sizeof *out) : NULL;
-    if (max && !out) return;
-    if (req->has_since && epoch_ok) {
-        n = tk_history_since(server.history, req->since, &c->filter, max, now, (tk_event_t **)out,
-                             &gap);
+    if (max && !out) {
+        enqueue(c, NULL);
+        return;
+    }
+    c->cursor = tk_history_next_seq(hub->history);
+    if (req->has_since && epoch_ok && !force_gap) {
+        bool since_gap;
+        n = tk_history_since(hub->history, req->since, &c->filter, max, now, (tk_event_t **)out,
+                             &since_gap);
+        gap = since_gap;
         for (int i = 0; i < n; i++)
-            tk_client_send(c, tk_event_msg(out[i], c->transport, true));
-        if (tk_id_cmp(req->since, c->skip_until) > 0) c->skip_until = req->since;
+            enqueue(c, tk_event_msg(out[i], c->transport, true));
+        if (tk_id_cmp(req->since, tk_history_last_id(hub->history)) > 0)
+            c->skip_until = req->since; /* it saw further than we have read */
     } else {
-        int want = req->replay >= 0 ? req->replay : server.cfg->replay_default;
-        gap = !epoch_ok;
-        n = tk_history_current(server.history, &c->filter, want < max ? want : max, now,
+        int want = req->replay >= 0 ? req->replay : hub->lim.replay_default;
+        gap = gap || !epoch_ok;
+        n = tk_history_current(hub->history, &c->filter, want < max ? want : max, now,
                                (tk_state_t **)out);
         for (int i = 0; i < n; i++)
-            tk_client_send(c, tk_state_msg(out[i], c->transport));
+            enqueue(c, tk_state_msg(out[i], c->transport));
     }
     free(out);
     TK_COUNT(replay_events_sent_total, (uint64_t)n);
@@ -216,25 +355,29 @@ static void start(tk_client_t *c, const tk_sub_req_t *req)
 {
     c->filter = req->filter;
     c->state = TK_CLIENT_LIVE;
-    c->skip_until = tk_history_last_id(server.history);
+    c->cursor = tk_history_next_seq(c->hub->history);
     send_hello(c);
-    send_replay(c, req);
+    send_replay(c, req, false);
 }
 
-void tk_hub_attach(tk_client_t *c, tk_transport_t t, tk_sub_req_t *req)
+/* --- clients --- */
+
+void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
+                   tk_sub_req_t *req)
 {
-    c->transport = (uint8_t)t;
-    c->next = clients;
-    if (clients) clients->prev = c;
-    clients = c;
+    c->ops = ops;
+    c->hub = hub;
+    c->transport = (uint8_t)ops->kind;
+    c->prev = NULL;
+    c->next = hub->clients;
+    if (hub->clients) hub->clients->prev = c;
+    hub->clients = c;
     c->attached = 1;
     tk_client_heard(c);
-    c->ip_slot = tk_guard_ip_slot(c->wsi) + 1;
-    tk_guard_ip_add(c->ip_slot - 1, 1);
-    nclients++;
-    TK_COUNT(connections[t], 1);
+    hub->nclients++;
+    TK_COUNT(connections[c->transport], 1);
     TK_COUNT(connections_total, 1);
-    if (!server.ready) {
+    if (!hub->ready) {
         c->state = TK_CLIENT_PARKED;
         c->pending = req;
         return;
@@ -246,58 +389,114 @@ void tk_hub_attach(tk_client_t *c, tk_transport_t t, tk_sub_req_t *req)
 void tk_hub_detach(tk_client_t *c)
 {
     if (c->attached) {
+        tk_hub_t *hub = c->hub;
+        if (c->state == TK_CLIENT_LIVE) count_owed(c, -1);
         c->attached = 0;
+        unmark_owed(c);
         if (c->prev) c->prev->next = c->next;
+        else hub->clients = c->next;
         if (c->next) c->next->prev = c->prev;
-        if (clients == c) clients = c->next;
         c->prev = c->next = NULL;
-        nclients--;
+        hub->nclients--;
         TK_COUNT(connections[c->transport], -1);
-        tk_guard_ip_add(c->ip_slot - 1, -1);
         drop_queue(c);
     }
     free(c->pending);
     c->pending = NULL;
-    free(c->rx);
-    c->rx = NULL;
 }
 
 void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
 {
     if (c->state != TK_CLIENT_LIVE) return;
+    count_owed(c, -1);
     c->filter = req->filter;
+    count_owed(c, 1);
     send_hello(c);
-    if (req->replay >= 0 || req->has_since) send_replay(c, req);
+    if (req->replay >= 0 || req->has_since) {
+        count_owed(c, -1); /* a replay restarts the client at the log's end */
+        send_replay(c, req, false);
+    }
 }
 
-void tk_hub_publish(tk_event_t *ev)
+void tk_client_heard(tk_client_t *c)
 {
-    tk_msg_t *msg[TK_TRANSPORTS] = {NULL, NULL};
-    for (tk_client_t *c = clients, *next; c; c = next) {
+    c->heard_s = (uint32_t)(loop_ms(c->hub) / 1000);
+}
+
+/* --- fan-out --- */
+
+/* The oldest position a live client still needs; clients further behind
+ * than max_queue_bytes are closed first. */
+static void trim(tk_hub_t *hub)
+{
+    tk_history_t *h = hub->history;
+    uint64_t keep = UINT64_MAX, end = tk_history_bytes_end(h);
+    bool over = tk_history_extra_bytes(h) > hub->lim.max_queue_bytes;
+    for (tk_client_t *c = hub->owed, *next; c; c = next) {
+        next = c->owed_next;
+        if (c->state != TK_CLIENT_LIVE) continue;
+        if (over && end - tk_history_bytes_before(h, c->cursor) > hub->lim.max_queue_bytes) {
+            slow_consumer(c, "too far behind");
+            continue;
+        }
+        if (c->cursor < keep) keep = c->cursor;
+    }
+    tk_history_trim(h, keep);
+}
+
+/* The live path: a caught-up client with nothing queued and nothing
+ * half-written gets the frame written at once; arming POLLOUT would cost
+ * two epoll_ctl calls and a loop turn per delivery. Any other client that
+ * wants the event owes it, and its writable callback catches up. */
+void tk_hub_publish(tk_hub_t *hub, tk_event_t *ev)
+{
+    tk_msg_t *held[TK_TRANSPORTS] = {NULL, NULL};
+    for (tk_client_t *c = hub->clients, *next; c; c = next) {
         next = c->next;
-        if (c->state != TK_CLIENT_LIVE || tk_id_cmp(ev->id, c->skip_until) <= 0) continue;
-        if (!tk_filter_match_any(&c->filter, ev->keys, ev->nkeys)) continue;
-        tk_msg_t *m = msg[c->transport];
+        if (c->state != TK_CLIENT_LIVE || c->cursor > ev->seq) continue;
+        bool match = wants(c, ev);
+        if (!match) {
+            if (c->cursor == ev->seq) c->cursor++;
+            continue;
+        }
+        tk_msg_t *m = held[c->transport];
         if (!m) {
-            m = msg[c->transport] = tk_event_msg(ev, c->transport, false);
-            if (!m) continue;
-            m->stamp_ms = (int64_t)ev->id.ms;
+            if (!(m = held[c->transport] = live_msg(ev, c->transport))) {
+                tk_client_close(c, 1011);
+                continue;
+            }
             m->pending++; /* held until the loop is done */
         }
-        push(c, m);
+        if (c->cursor == ev->seq && !c->owed && !hub->batching && !c->ops->busy(c)) {
+            if (c->ops->write(c, m->data, m->len) < 0) {
+                tk_client_close(c, 0);
+                continue;
+            }
+            c->cursor++;
+            c->last_sent = ev->id;
+            c->progress_ms = loop_ms(hub);
+            TK_COUNT(messages_sent_total, 1);
+            TK_COUNT(bytes_sent_total, m->len);
+        } else {
+            m->pending++;
+            mark_owed(c);
+        }
     }
     for (int t = 0; t < TK_TRANSPORTS; t++)
-        if (msg[t]) fanout_done(msg[t]);
+        fanout_done(held[t]);
+    if (!hub->batching) trim(hub);
 }
 
-void tk_hub_batch(bool on)
+void tk_hub_batch(tk_hub_t *hub, bool on)
 {
-    batching = on;
+    hub->batching = on;
+    if (!on) trim(hub);
 }
 
-void tk_hub_ready(void)
+void tk_hub_ready(tk_hub_t *hub)
 {
-    for (tk_client_t *c = clients; c; c = c->next) {
+    hub->ready = true;
+    for (tk_client_t *c = hub->clients; c; c = c->next) {
         if (c->state != TK_CLIENT_PARKED) continue;
         start(c, c->pending);
         free(c->pending);
@@ -305,72 +504,159 @@ void tk_hub_ready(void)
     }
 }
 
-void tk_hub_epoch_changed(void)
+bool tk_hub_is_ready(const tk_hub_t *hub)
+{
+    return hub->ready;
+}
+
+void tk_hub_resync(tk_hub_t *hub, bool gap_frame)
 {
     tk_sub_req_t req;
     tk_sub_req_init(&req);
-    strcpy(req.epoch, "-");
-    req.has_epoch = true; /* never equal: the replay is reported as a gap */
-    for (tk_client_t *c = clients; c; c = c->next) {
+    for (tk_client_t *c = hub->clients; c; c = c->next) {
         if (c->state != TK_CLIENT_LIVE) continue;
+        count_owed(c, -1);
+        if (gap_frame) {
+            char last[TK_ID_STRLEN];
+            tk_id_format(c->last_sent, last);
+            tk_client_send_json(c, "gap", json_pack("{s:s}", "last_id", last));
+        }
         req.filter = c->filter;
-        c->skip_until = tk_history_last_id(server.history);
+        c->skip_until = (tk_id_t){0, 0};
         send_hello(c);
-        send_replay(c, &req);
+        send_replay(c, &req, true);
     }
+    trim(hub);
 }
 
-void tk_hub_close_all(uint16_t code, const char *reason)
+void tk_hub_close_all(tk_hub_t *hub, uint16_t code)
 {
-    (void)reason;
-    for (tk_client_t *c = clients; c; c = c->next)
+    for (tk_client_t *c = hub->clients; c; c = c->next)
         tk_client_close(c, code);
 }
 
-void tk_client_heard(tk_client_t *c)
+int tk_hub_count(const tk_hub_t *hub)
 {
-    c->heard_s = (uint32_t)(uv_now(server.loop) / 1000);
+    return hub->nclients;
 }
 
-static void on_heartbeat(uv_timer_t *t)
+/* --- the timer --- */
+
+static void check_slow(tk_hub_t *hub, int64_t now)
 {
-    uint32_t now = (uint32_t)(uv_now(t->loop) / 1000);
-    uint32_t silent_max = 2 * (uint32_t)server.cfg->heartbeat_s;
-    for (tk_client_t *c = clients, *next; c; c = next) {
+    for (tk_client_t *c = hub->owed, *next; c; c = next) {
+        next = c->owed_next;
+        if (c->state == TK_CLIENT_LIVE && now - c->progress_ms > hub->lim.slow_timeout_ms)
+            slow_consumer(c, "took nothing while frames were owed");
+    }
+}
+
+/* A ping to each WebSocket client (dropping those silent for twice the
+ * heartbeat), a comment line to each SSE client. */
+static void heartbeat(tk_hub_t *hub, int64_t now)
+{
+    uint32_t now_s = (uint32_t)(now / 1000);
+    uint32_t silent_max = 2 * (uint32_t)hub->lim.heartbeat_s;
+    for (tk_client_t *c = hub->clients, *next; c; c = next) {
         next = c->next;
         if (c->state != TK_CLIENT_LIVE) continue;
-        if (c->transport == TK_TRANSPORT_SSE) {
-            push(c, sse_comment);
-        } else if (now - c->heard_s > silent_max) {
+        bool ws = c->transport == TK_TRANSPORT_WS;
+        if (ws && now_s - c->heard_s > silent_max) {
             char ip[64];
             tk_log_limited(TK_LOG_INFO, "client %s silent for %u s: dropped",
-                           peer(c, ip, sizeof ip), now - c->heard_s);
-            drop_queue(c);
-            tk_client_close(c, 0); /* code 0: closed without a close frame */
-        } else {
-            push(c, ws_ping);
+                           peer(c, ip, sizeof ip), now_s - c->heard_s);
+            tk_client_close(c, 0); /* no close handshake with a dead peer */
+            continue;
         }
+        tk_msg_t *m = ws ? hub->ws_ping : hub->sse_comment;
+        if (c->owed || c->ops->busy(c)) enqueue(c, m);
+        else if (c->ops->write(c, m->data, m->len) < 0) tk_client_close(c, 0);
     }
-    /* heartbeat_s may have changed on reload */
-    uint64_t ms = (uint64_t)server.cfg->heartbeat_s * 1000;
-    if (uv_timer_get_repeat(t) != ms) uv_timer_set_repeat(t, ms);
 }
 
-void tk_hub_start(uv_loop_t *loop)
+void tk_hub_tick(tk_hub_t *hub)
+{
+    int64_t now = loop_ms(hub);
+    check_slow(hub, now);
+    trim(hub);
+    tk_history_expire(hub->history, tk_now_ms());
+    if (++hub->ticks >= (uint32_t)hub->lim.heartbeat_s) {
+        hub->ticks = 0;
+        heartbeat(hub, now);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    tk_hub_tick(t->data);
+}
+
+void tk_hub_set_time(tk_hub_t *hub, int64_t ms)
+{
+    hub->test_now = ms;
+}
+
+/* --- life cycle --- */
+
+tk_hub_t *tk_hub_create(uv_loop_t *loop, tk_history_t *history, const tk_hub_limits_t *lim)
 {
     /* A payload, because lws 4.1.6 reports no RECEIVE_PONG for an empty pong. */
     static const char ping[] = {(char)0x89, 2, 't', 'k'};
-    ws_ping = tk_msg_raw(ping, sizeof ping);
-    sse_comment = tk_msg_raw(":\n\n", 3);
-    uint64_t ms = (uint64_t)server.cfg->heartbeat_s * 1000;
-    uv_timer_init(loop, &heartbeat);
-    uv_timer_start(&heartbeat, on_heartbeat, ms, ms);
+    tk_hub_t *hub = calloc(1, sizeof *hub);
+    if (!hub) return NULL;
+    hub->loop = loop;
+    hub->history = history;
+    hub->lim = *lim;
+    hub->scratch = malloc(tk_msg_pre + SCRATCH_BYTES);
+    hub->ws_ping = tk_msg_raw(ping, sizeof ping);
+    hub->sse_comment = tk_msg_raw(":\n\n", 3);
+    if (!hub->scratch || !hub->ws_ping || !hub->sse_comment) {
+        loop = NULL;
+        hub->loop = NULL;
+        tk_hub_free(hub);
+        return NULL;
+    }
+    if (loop) {
+        uv_timer_init(loop, &hub->timer);
+        hub->timer.data = hub;
+        uv_timer_start(&hub->timer, on_timer, 1000, 1000);
+    }
+    return hub;
 }
 
-void tk_hub_stop(void)
+static void free_hub(tk_hub_t *hub)
 {
-    uv_close((uv_handle_t *)&heartbeat, NULL);
-    tk_msg_unref(ws_ping);
-    tk_msg_unref(sse_comment);
-    ws_ping = sse_comment = NULL;
+    tk_msg_unref(hub->ws_ping);
+    tk_msg_unref(hub->sse_comment);
+    free(hub->scratch);
+    free(hub);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free_hub(h->data);
+}
+
+void tk_hub_free(tk_hub_t *hub)
+{
+    if (!hub) return;
+    while (hub->clients)
+        tk_hub_detach(hub->clients);
+    if (hub->loop) uv_close((uv_handle_t *)&hub->timer, on_timer_closed);
+    else free_hub(hub);
+}
+
+void tk_hub_set_limits(tk_hub_t *hub, const tk_hub_limits_t *lim)
+{
+    hub->lim = *lim;
+}
+
+void tk_hub_set_epoch(tk_hub_t *hub, const char *epoch)
+{
+    snprintf(hub->epoch, sizeof hub->epoch, "%s", epoch);
+}
+
+const char *tk_hub_epoch(const tk_hub_t *hub)
+{
+    return hub->epoch;
 }

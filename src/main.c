@@ -19,6 +19,8 @@
 #include "tickerd/supervisor.h"
 
 #define SHUTDOWN_WAIT_MS 3000
+#define SLOW_TIMEOUT_S 15   /* until [limits] slow_timeout_s lands */
+#define MAX_LIVE_ITEMS 10000 /* until [stream] max_live_items lands */
 
 tk_server_t server;
 
@@ -33,20 +35,6 @@ static struct {
 static uv_signal_t sig_term, sig_int, sig_hup;
 static uv_timer_t shutdown_timer, notify_timer;
 static int64_t shutdown_started;
-
-int64_t tk_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-double tk_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void usage(FILE *f)
 {
@@ -120,6 +108,16 @@ static int parse_args(int argc, char **argv)
     return 0;
 }
 
+/* The hub's share of the configuration. */
+static void hub_limits(const tk_config_t *cfg, tk_hub_limits_t *lim)
+{
+    lim->max_queue_bytes = (uint64_t)cfg->max_queue_bytes;
+    lim->slow_timeout_ms = (int64_t)SLOW_TIMEOUT_S * 1000;
+    lim->heartbeat_s = cfg->heartbeat_s;
+    lim->replay_default = cfg->replay_default;
+    lim->replay_max = cfg->replay_max;
+}
+
 /* SIGHUP: a new configuration for new connections; what cannot change
  * without a restart is kept and said so. */
 static int reload(void)
@@ -144,6 +142,11 @@ static int reload(void)
     cfg->history_size = old->history_size;
     cfg->workers = old->workers;
     server.cfg = cfg;
+    if (server.hub) {
+        tk_hub_limits_t lim;
+        hub_limits(cfg, &lim);
+        tk_hub_set_limits(server.hub, &lim);
+    }
     tk_config_free(old);
     tk_log(TK_LOG_INFO, "configuration reloaded from %s", opts.config ? opts.config : "defaults");
     return 0;
@@ -165,9 +168,11 @@ static void on_shutdown_tick(uv_timer_t *t)
         uv_stop(server.loop);
         return;
     }
-    if (tk_hub_count() > 0 && tk_now_ms() - shutdown_started < SHUTDOWN_WAIT_MS) return;
+    if (tk_hub_count(server.hub) > 0 && tk_now_ms() - shutdown_started < SHUTDOWN_WAIT_MS) return;
     stage2 = true;
     tk_net_stop();
+    tk_hub_free(server.hub);
+    server.hub = NULL;
     tk_stream_stop(server.stream);
     server.stream = NULL;
     close_handle((uv_handle_t *)&sig_term);
@@ -185,12 +190,12 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     if (server.stopping) return;
-    tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum), tk_hub_count());
+    tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum), tk_hub_count(server.hub));
     server.stopping = true;
     if (server.notify) sd_notify(0, "STOPPING=1");
     close_handle((uv_handle_t *)&notify_timer);
     shutdown_started = tk_now_ms();
-    tk_hub_close_all(1001, "server shutting down");
+    tk_hub_close_all(server.hub, 1001);
     uv_timer_start(&shutdown_timer, on_shutdown_tick, 20, 20);
 }
 
@@ -218,10 +223,13 @@ static int run(void)
     int rc = 1;
     uv_loop_init(&loop);
     server.loop = &loop;
-    server.history = tk_history_create(server.cfg->history_size);
+    server.history = tk_history_create(server.cfg->history_size, MAX_LIVE_ITEMS);
+    tk_hub_limits_t lim;
+    hub_limits(server.cfg, &lim);
+    server.hub = server.history ? tk_hub_create(&loop, server.history, &lim) : NULL;
     tk_metrics->workers[server.worker].pid = getpid();
     tk_metrics->workers[server.worker].started_ms = tk_now_ms();
-    if (!server.history || tk_net_start()) goto out;
+    if (!server.hub || tk_net_start()) goto out;
     if (!(server.stream = tk_stream_start(&loop, server.cfg->redis_url))) {
         tk_net_stop();
         goto drain;

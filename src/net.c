@@ -1,43 +1,26 @@
 /* net.c - the libwebsockets context on our libuv loop, the one protocol
  * callback and its dispatch to ws.c and http.c, and the queue writer both
  * transports share. */
+#include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "tickerd/http.h"
 #include "tickerd/listener.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
 #include "tickerd/server.h"
+#include "tickerd/ws.h"
 
-#define SCRATCH_BYTES 65536
 /* The request line and headers together (SPEC §6's URL/header limit). */
 #define HEADER_BYTES 4096
 /* lws keeps a receive buffer this big per connection: client messages are
  * small, and ws.c joins the chunks of a longer one. */
 #define RX_CHUNK_BYTES 256
 
-static unsigned char scratch[LWS_PRE + SCRATCH_BYTES];
 static lws_retry_bo_t retry_policy;
-
-int tk_net_write_queue(tk_client_t *c, enum lws_write_protocol proto)
-{
-    tk_msg_t *big;
-    size_t n = tk_client_gather(c, scratch + LWS_PRE, SCRATCH_BYTES, &big);
-    int rc = 0;
-    if (big) {
-        n = big->len;
-        rc = lws_write(c->wsi, big->data, n, proto);
-        tk_client_sent(big);
-    } else if (n) {
-        rc = lws_write(c->wsi, scratch + LWS_PRE, n, proto);
-    }
-    if (rc < 0) return -1;
-    TK_COUNT(bytes_sent_total, n);
-    if (c->qlen) lws_callback_on_writable(c->wsi);
-    return 0;
-}
 
 /* lws drops a request whose line and headers overflow
  * max_http_header_data without telling us: its log line (see log_lws) sets
@@ -64,43 +47,54 @@ static void remember_peer(struct lws *wsi)
     lws_set_opaque_user_data(wsi, strdup(ip));
 }
 
+/* The one place that knows lws's callback reasons: each goes to the
+ * transport it concerns. */
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
-    tk_client_t *c = user;
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return tk_ws_confirm_upgrade(wsi, in);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return tk_ws_filter(wsi, user);
     case LWS_CALLBACK_ESTABLISHED:
+        return tk_ws_established(wsi, user);
     case LWS_CALLBACK_RECEIVE:
+        return tk_ws_receive(wsi, user, in, len);
     case LWS_CALLBACK_RECEIVE_PONG:
+        return tk_ws_pong(user);
     case LWS_CALLBACK_SERVER_WRITEABLE:
+        return tk_ws_writable(wsi, user);
     case LWS_CALLBACK_CLOSED:
-        return tk_ws_callback(wsi, reason, c, in, len);
+        tk_ws_closed(user);
+        return 0;
     case LWS_CALLBACK_HTTP:
-    case LWS_CALLBACK_HTTP_BODY:
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return tk_http_request(wsi, user, in);
     case LWS_CALLBACK_HTTP_WRITEABLE:
-    case LWS_CALLBACK_CLOSED_HTTP:
+        return tk_http_writable(wsi, user);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
-        if (reason == LWS_CALLBACK_CLOSED_HTTP && header_overflow) log_header_overflow(wsi);
-        return tk_http_callback(wsi, reason, c, in, len);
+        return tk_http_file_done(wsi);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (header_overflow) log_header_overflow(wsi);
+        tk_http_closed(user);
+        return 0;
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
         remember_peer(wsi);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         free(lws_get_opaque_user_data(wsi));
         lws_set_opaque_user_data(wsi, NULL);
-        if (c) tk_sse_unwatch(c);
-        if (c) tk_hub_detach(c);
+        tk_ws_closed(user);
+        tk_http_closed(user);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
 }
 
-static const struct lws_protocols protocols[] = {
-    {"tickerd", callback, sizeof(tk_client_t), RX_CHUNK_BYTES, 0, NULL, LWS_PRE + SCRATCH_BYTES},
+static struct lws_protocols protocols[] = {
+    /* tx_packet_size: 0 would cap a send at the receive buffer size. */
+    {"tickerd", callback, 0, RX_CHUNK_BYTES, 0, NULL, LWS_PRE + 65536},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -127,6 +121,8 @@ int tk_net_start(void)
     const tk_config_t *cfg = server.cfg;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
+    protocols[0].per_session_data_size =
+        tk_ws_session_size > tk_sse_session_size ? tk_ws_session_size : tk_sse_session_size;
     memset(&info, 0, sizeof info);
     /* lws listens on nothing: listener.c accepts on a SO_REUSEPORT socket
      * that every worker binds, and hands the connections to this vhost. */
@@ -161,14 +157,12 @@ int tk_net_start(void)
         lws_context_destroy(server.lws);
         return -1;
     }
-    tk_hub_start(server.loop);
     return 0;
 }
 
 void tk_net_stop(void)
 {
     tk_listener_stop();
-    tk_hub_stop();
     if (server.lws) lws_context_destroy(server.lws);
 }
 
@@ -178,50 +172,3 @@ void tk_net_finish(void)
     server.lws = NULL;
 }
 
-static const char *status_text(unsigned status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 426:
-        return "Upgrade Required";
-    case 429:
-        return "Too Many Requests";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Error";
-    }
-}
-
-int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const char *body,
-                    size_t len, const char *extra)
-{
-    char head[2048];
-    int hl =
-        snprintf(head, sizeof head,
-                 "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                 "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
-                 status, status_text(status), type, status == 304 ? 0 : len, extra ? extra : "");
-    if (hl < 0 || (size_t)hl >= sizeof head) return -1;
-    size_t total = (size_t)hl + (status == 304 ? 0 : len);
-    unsigned char *buf = malloc(LWS_PRE + total);
-    if (!buf) return -1;
-    memcpy(buf + LWS_PRE, head, (size_t)hl);
-    if (status != 304) memcpy(buf + LWS_PRE + hl, body, len);
-    int rc = lws_write(wsi, buf + LWS_PRE, total, LWS_WRITE_RAW);
-    free(buf);
-    return rc < 0 ? -1 : 0;
-}

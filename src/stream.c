@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tickerd/clock.h"
 #include "tickerd/config.h"
 #include "tickerd/hub.h"
 #include "tickerd/log.h"
@@ -112,7 +113,7 @@ void tk_stream_ingest(const char *id, size_t idlen, const char *const *fv, const
         return;
     }
     if (server.worker == 0) TK_COUNT(items_ingested_total, 1);
-    if (live) tk_hub_publish(ev);
+    if (live) tk_hub_publish(server.hub, ev);
 }
 
 /* One entry of an XRANGE/XREAD reply: [id, [field, value, ...]]. */
@@ -158,10 +159,10 @@ static void on_xread(redisAsyncContext *ac, void *r, void *priv)
     s->backoff_ms = BACKOFF_MIN_MS;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
         redisReply *entries = reply->element[0]->element[1];
-        tk_hub_batch(entries->elements > 1);
+        tk_hub_batch(server.hub, entries->elements > 1);
         for (size_t i = 0; i < entries->elements; i++)
             ingest_reply_entry(s, entries->element[i], true);
-        tk_hub_batch(false);
+        tk_hub_batch(server.hub, false);
         tk_id_format(s->last_read, tk_metrics->workers[server.worker].last_id);
     }
     read_next(s);
@@ -225,9 +226,9 @@ static void on_load(redisAsyncContext *ac, void *r, void *priv)
            tk_metrics->workers[server.worker].last_id);
     if (!server.ready) {
         server.ready = true;
-        tk_hub_ready();
+        tk_hub_ready(server.hub);
     } else if (reloaded) {
-        tk_hub_epoch_changed();
+        tk_hub_resync(server.hub, false);
     }
     read_next(s);
 }
@@ -257,13 +258,15 @@ static void on_epoch(redisAsyncContext *ac, void *r, void *priv)
     if (server.epoch[0] && strcmp(server.epoch, reply->str) != 0) {
         tk_log(TK_LOG_WARN, "redis: epoch changed from %s: the stream was recreated, reloading",
                server.epoch);
-        tk_history_reset(server.history, server.cfg->history_size);
+        tk_history_reset(server.history);
         s->last_read = (tk_id_t){0, 0};
         memcpy(server.epoch, reply->str, reply->len + 1);
+        tk_hub_set_epoch(server.hub, server.epoch);
         load_history(s); /* clients stay; on_load sends them the reload as a gap */
         return;
     }
     memcpy(server.epoch, reply->str, reply->len + 1);
+    tk_hub_set_epoch(server.hub, server.epoch);
     if (s->loaded)
         read_next(s);
     else

@@ -1,17 +1,79 @@
 /* ws.c - the WebSocket transport at GET /v1/ws: the handshake (query
  * checked before the upgrade, refused with HTTP 400/404), client messages
  * (subscribe, ping), the writer and the close codes. */
+#include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
-#include "tickerd/net.h"
+#include "tickerd/clock.h"
+#include "tickerd/guard.h"
+#include "tickerd/hub.h"
+#include "tickerd/reply.h"
 #include "tickerd/server.h"
+#include "tickerd/ws.h"
 
 #define MAX_BAD_MESSAGES 10
 #define MAX_MESSAGES_PER_S 20
+
+/* One WebSocket connection: the hub's client and what only this transport
+ * needs. Lives in the lws per-session data. */
+typedef struct ws_session {
+    tk_client_t client; /* first: the hub hands it back */
+    struct lws *wsi;
+    tk_sub_req_t *handshake; /* parsed at FILTER, taken at ESTABLISHED */
+    tk_grant_t grant;        /* what its token allows */
+    uint32_t ip_slot;        /* per-IP count slot + 1; 0 = none */
+    uint32_t rx_second;      /* inbound rate: the current second and */
+    uint16_t rx_count;       /* the messages in it */
+    uint8_t bad_msgs;
+    char *rx; /* a partial inbound message */
+    uint32_t rxlen;
+} ws_session_t;
+
+const size_t tk_ws_session_size = sizeof(ws_session_t);
+
+static ws_session_t *session_of(tk_client_t *c)
+{
+    return (ws_session_t *)c;
+}
+
+static int ws_write(tk_client_t *c, unsigned char *data, size_t len)
+{
+    return lws_write(session_of(c)->wsi, data, len, LWS_WRITE_RAW) < 0 ? -1 : 0;
+}
+
+static bool ws_busy(tk_client_t *c)
+{
+    return lws_partial_buffered(session_of(c)->wsi);
+}
+
+static void ws_want_write(tk_client_t *c)
+{
+    lws_callback_on_writable(session_of(c)->wsi);
+}
+
+/* A client that never reads never becomes writable: lws kills it when the
+ * timeout runs out. At shutdown the context goes anyway. */
+static void ws_closing(tk_client_t *c, uint16_t code)
+{
+    if (!server.stopping)
+        lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, code ? 5 : 1);
+}
+
+static const char *ws_peer(tk_client_t *c, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    lws_get_peer_simple(session_of(c)->wsi, buf, cap);
+    return buf;
+}
+
+static const tk_transport_ops_t ws_ops = {
+    TK_TRANSPORT_WS, ws_write, ws_busy, ws_want_write, ws_closing, ws_peer,
+};
 
 /* Reads the path and query of the request into a new request and admits
  * it (origin, token, limits). Returns the HTTP status to refuse with (0 =
@@ -53,107 +115,125 @@ static int refuse(struct lws *wsi, unsigned status, const char *why)
     return 1; /* lws completes the transaction */
 }
 
-static void send_error(tk_client_t *c, const char *code, const char *message)
+static void send_error(ws_session_t *s, const char *code, const char *message)
 {
     TK_COUNT(client_errors_total, 1);
-    tk_client_send_json(c, "error", json_pack("{s:s, s:s}", "code", code, "message", message));
-    if (++c->bad_msgs >= MAX_BAD_MESSAGES) tk_client_close(c, 1008);
+    tk_client_send_json(&s->client, "error",
+                        json_pack("{s:s, s:s}", "code", code, "message", message));
+    if (++s->bad_msgs >= MAX_BAD_MESSAGES) tk_client_close(&s->client, 1008);
 }
 
 /* A subscribe frame may bring a new token; either way the filter must stay
  * within what the client's token allows. */
-static int regrant(tk_client_t *c, tk_sub_req_t *req, char *err, size_t errlen)
+static int regrant(ws_session_t *s, tk_sub_req_t *req, char *err, size_t errlen)
 {
-    tk_grant_t g = c->grant;
+    tk_grant_t g = s->grant;
     if (*server.cfg->jwt_secret && req->token[0] &&
         tk_grant_from_token(server.cfg->jwt_secret, req->token, tk_now_ms() / 1000, &g, err,
                             errlen))
         return -1;
     if (tk_grant_apply(&g, req, err, errlen)) return -1;
-    c->grant = g;
+    s->grant = g;
     return 0;
 }
 
 /* Too many messages in one second count as bad input. */
-static bool rate_exceeded(tk_client_t *c)
+static bool rate_exceeded(ws_session_t *s)
 {
     uint32_t now = (uint32_t)(tk_now_ms() / 1000);
-    if (now != c->rx_second) {
-        c->rx_second = now;
-        c->rx_count = 0;
+    if (now != s->rx_second) {
+        s->rx_second = now;
+        s->rx_count = 0;
     }
-    return ++c->rx_count > MAX_MESSAGES_PER_S;
+    return ++s->rx_count > MAX_MESSAGES_PER_S;
+}
+
+static void on_subscribe(ws_session_t *s, json_t *o)
+{
+    char err[256];
+    tk_sub_req_t *req = malloc(sizeof *req);
+    if (!req) {
+        send_error(s, "internal", "out of memory");
+    } else if (tk_subscribe_parse(server.cfg, o, req, err, sizeof err) ||
+               tk_sub_req_check(server.cfg, req, err, sizeof err)) {
+        send_error(s, "bad_request", err);
+    } else if (regrant(s, req, err, sizeof err)) {
+        send_error(s, "forbidden", err);
+    } else {
+        s->bad_msgs = 0;
+        tk_hub_resubscribe(&s->client, req);
+    }
+    free(req);
 }
 
 /* One complete text message from the client. */
-static void on_message(tk_client_t *c, const char *text, size_t len)
+static void on_message(ws_session_t *s, const char *text, size_t len)
 {
     char err[256];
     json_error_t jerr;
     json_t *o = json_loadb(text, len, 0, &jerr);
     const char *type = json_string_value(json_object_get(o, "type"));
-    if (rate_exceeded(c)) {
-        send_error(c, "rate_limited", "too many messages per second");
+    if (rate_exceeded(s)) {
+        send_error(s, "rate_limited", "too many messages per second");
     } else if (!json_is_object(o)) {
-        send_error(c, "bad_request", "not a JSON object");
+        send_error(s, "bad_request", "not a JSON object");
     } else if (!type) {
-        send_error(c, "bad_request", "no \"type\"");
+        send_error(s, "bad_request", "no \"type\"");
     } else if (strcmp(type, "ping") == 0) {
-        c->bad_msgs = 0;
-        tk_client_send_json(c, "pong", json_object());
+        s->bad_msgs = 0;
+        tk_client_send_json(&s->client, "pong", json_object());
     } else if (strcmp(type, "subscribe") == 0) {
-        tk_sub_req_t *req = malloc(sizeof *req);
-        if (req && !tk_subscribe_parse(server.cfg, o, req, err, sizeof err) &&
-            !tk_sub_req_check(server.cfg, req, err, sizeof err)) {
-            if (regrant(c, req, err, sizeof err)) {
-                send_error(c, "forbidden", err);
-            } else {
-                c->bad_msgs = 0;
-                tk_hub_resubscribe(c, req);
-            }
-        } else {
-            send_error(c, "bad_request", req ? err : "out of memory");
-        }
-        free(req);
+        on_subscribe(s, o);
     } else {
         snprintf(err, sizeof err, "unknown message type '%.40s'", type);
-        send_error(c, "unknown_type", err);
+        send_error(s, "unknown_type", err);
     }
     json_decref(o);
 }
 
-static int on_receive(tk_client_t *c, struct lws *wsi, const char *in, size_t len)
+static void drop_rx(ws_session_t *s)
 {
+    free(s->rx);
+    s->rx = NULL;
+    s->rxlen = 0;
+}
+
+/* lws hands a message over in chunks of its receive buffer. A text message
+ * is joined; a binary one is counted once as a bad message and skipped. A
+ * message over max_frame_bytes closes with 1009, whatever its kind. */
+int tk_ws_receive(struct lws *wsi, void *pss, const void *in, size_t len)
+{
+    ws_session_t *s = pss;
     size_t max = (size_t)server.cfg->max_frame_bytes;
-    if (c->state == TK_CLIENT_CLOSING) return 0;
-    if (lws_frame_is_binary(wsi)) {
-        send_error(c, "bad_request", "binary frames are not accepted");
-        return 0;
-    }
-    bool whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
-                 !lws_remaining_packet_payload(wsi) && !c->rxlen;
-    if (whole && len <= max) {
-        on_message(c, in, len);
-        return 0;
-    }
-    if (c->rxlen + len > max) {
-        free(c->rx);
-        c->rx = NULL;
-        c->rxlen = 0;
+    bool last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    tk_client_heard(&s->client); /* any message shows the client is alive */
+    if (s->client.state == TK_CLIENT_CLOSING) return 0;
+    if (s->rxlen + len > max) {
+        drop_rx(s);
         TK_COUNT(client_errors_total, 1);
-        tk_client_close(c, 1009);
+        tk_client_close(&s->client, 1009);
         return 0;
     }
-    char *grown = realloc(c->rx, c->rxlen + len);
-    if (!grown) return -1;
-    c->rx = grown;
-    memcpy(c->rx + c->rxlen, in, len);
-    c->rxlen += (uint32_t)len;
-    if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-        on_message(c, c->rx, c->rxlen);
-        free(c->rx);
-        c->rx = NULL;
-        c->rxlen = 0;
+    if (lws_frame_is_binary(wsi)) {
+        if (s->rxlen == 0) send_error(s, "bad_request", "binary frames are not accepted");
+        s->rxlen = last ? 0 : s->rxlen + (uint32_t)len; /* counted, not kept */
+        return 0;
+    }
+    if (last && !s->rxlen) {
+        on_message(s, in, len);
+        return 0;
+    }
+    char *grown = realloc(s->rx, s->rxlen + len);
+    if (!grown) {
+        tk_client_close(&s->client, 1011);
+        return 0;
+    }
+    s->rx = grown;
+    memcpy(s->rx + s->rxlen, in, len);
+    s->rxlen += (uint32_t)len;
+    if (last) {
+        on_message(s, s->rx, s->rxlen);
+        drop_rx(s);
     }
     return 0;
 }
@@ -167,6 +247,8 @@ static const char *close_text(uint16_t code)
         return "too many bad messages";
     case 1009:
         return "message too big";
+    case 1011:
+        return "server out of memory";
     case 1013:
         return "slow consumer: reconnect with since";
     default:
@@ -175,7 +257,8 @@ static const char *close_text(uint16_t code)
 }
 
 /* Writes the close frame itself: Debian's lws 4.1.6 on libuv drops the one
- * lws_close_reason() would queue when the callback returns -1. */
+ * lws_close_reason() would queue when the callback returns -1. The hub
+ * calls for it only once the socket has taken everything before it. */
 static int write_close(struct lws *wsi, uint16_t code)
 {
     if (!code) return -1; /* dropped: no close handshake with a dead peer */
@@ -191,51 +274,68 @@ static int write_close(struct lws *wsi, uint16_t code)
     return -1;
 }
 
-int tk_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, tk_client_t *c, void *in,
-                   size_t len)
+int tk_ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
 {
     char err[256];
     tk_sub_req_t *req = NULL;
     tk_grant_t grant;
-    unsigned status;
-    switch (reason) {
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        if (strcmp(in, "websocket") != 0) return refuse(wsi, 400, "only WebSocket upgrades");
-        if (server.stopping) return refuse(wsi, 503, "shutting down");
-        status = parse_handshake(wsi, &req, &grant, err, sizeof err);
-        free(req);
-        return status ? refuse(wsi, status, err) : 0;
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        /* Checked above; parsed again here, where lws gives the session. */
-        if (parse_handshake(wsi, &req, &grant, err, sizeof err)) return -1;
-        memset(c, 0, sizeof *c);
-        c->pending = req;
-        c->grant = grant;
-        return 0;
-    case LWS_CALLBACK_ESTABLISHED:
-        c->wsi = wsi;
-        req = c->pending;
-        c->pending = NULL;
-        tk_hub_attach(c, TK_TRANSPORT_WS, req);
-        return 0;
-    case LWS_CALLBACK_RECEIVE:
-        tk_client_heard(c); /* any message shows the client is alive */
-        return on_receive(c, wsi, in, len);
-    case LWS_CALLBACK_RECEIVE_PONG:
-        tk_client_heard(c);
-        return 0;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        /* What was queued before the close goes out first (the error
-         * frames that led to a 1008, say); a slow consumer's queue was
-         * dropped. PENDING_TIMEOUT_CLOSE_SEND bounds the wait. */
-        if (c->state == TK_CLIENT_CLOSING && !c->qlen) return write_close(wsi, c->close_code);
-        if (tk_net_write_queue(c, LWS_WRITE_RAW)) return -1;
-        if (c->state == TK_CLIENT_CLOSING && !c->qlen) lws_callback_on_writable(wsi);
-        return 0;
-    case LWS_CALLBACK_CLOSED:
-        tk_hub_detach(c);
-        return 0;
-    default:
-        return 0;
-    }
+    if (strcasecmp(upgrade, "websocket") != 0) return refuse(wsi, 400, "only WebSocket upgrades");
+    if (server.stopping) return refuse(wsi, 503, "shutting down");
+    unsigned status = parse_handshake(wsi, &req, &grant, err, sizeof err);
+    free(req);
+    return status ? refuse(wsi, status, err) : 0;
+}
+
+/* Checked at CONFIRM_UPGRADE; parsed again here, where lws gives the
+ * session. */
+int tk_ws_filter(struct lws *wsi, void *pss)
+{
+    ws_session_t *s = pss;
+    char err[256];
+    tk_sub_req_t *req = NULL;
+    tk_grant_t grant;
+    if (parse_handshake(wsi, &req, &grant, err, sizeof err)) return -1;
+    memset(s, 0, sizeof *s);
+    s->client.ops = &ws_ops; /* marks the session as ours until it closes */
+    s->handshake = req;
+    s->grant = grant;
+    return 0;
+}
+
+int tk_ws_established(struct lws *wsi, void *pss)
+{
+    ws_session_t *s = pss;
+    tk_sub_req_t *req = s->handshake;
+    s->handshake = NULL;
+    s->wsi = wsi;
+    s->ip_slot = tk_guard_ip_slot(wsi) + 1;
+    tk_guard_ip_add(s->ip_slot - 1, 1);
+    tk_hub_attach(server.hub, &s->client, &ws_ops, req);
+    return 0;
+}
+
+int tk_ws_pong(void *pss)
+{
+    ws_session_t *s = pss;
+    tk_client_heard(&s->client);
+    return 0;
+}
+
+int tk_ws_writable(struct lws *wsi, void *pss)
+{
+    ws_session_t *s = pss;
+    int rc = tk_client_writable(&s->client);
+    return rc > 0 ? write_close(wsi, s->client.close_code) : rc;
+}
+
+/* CLOSED, and WSI_DESTROY for a connection that never got that far. */
+void tk_ws_closed(void *pss)
+{
+    ws_session_t *s = pss;
+    if (!s || s->client.ops != &ws_ops) return;
+    if (s->client.attached) tk_guard_ip_add(s->ip_slot - 1, -1);
+    tk_hub_detach(&s->client);
+    free(s->handshake);
+    s->handshake = NULL;
+    drop_rx(s);
 }

@@ -1,19 +1,53 @@
-/* hub.h - the connected clients of both transports, their filters and send
- * queues, and the fan-out of each event to the clients it matches. */
+/* hub.h - the connected clients of every transport, their filters, and the
+ * delivery of each event to the clients it matches.
+ *
+ * A client's backlog is a position (cursor) in the shared event log of
+ * history.h, not a queue of copies: fan-out writes a frame at once to a
+ * client that is caught up, and a client that is behind catches up from
+ * the log in its writable callback, many frames a write. A client's own
+ * frames (hello, pong, error, the replay and its marker) wait in a small
+ * queue of references of its own. The hub never calls lws: it talks to
+ * each transport through a table of operations. */
 #ifndef TICKERD_HUB_H
 #define TICKERD_HUB_H
 
 #include <jansson.h>
-#include <uv.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "tickerd/filter.h"
-#include "tickerd/guard.h"
 #include "tickerd/history.h"
 #include "tickerd/msg.h"
 
-struct lws;
+typedef struct tk_hub tk_hub_t;
+typedef struct tk_client tk_client_t;
+
+/* What the hub needs of a transport. */
+typedef struct tk_transport_ops {
+    tk_transport_t kind;
+    /* Writes len bytes of whole frames; data has tk_msg_pre bytes of
+     * headroom before it. The transport keeps what the socket did not take.
+     * Returns 0, or -1 when the connection is gone. */
+    int (*write)(tk_client_t *c, unsigned char *data, size_t len);
+    /* True while an earlier write is still partly unsent. */
+    bool (*busy)(tk_client_t *c);
+    /* Asks for a writable callback (tk_client_writable). */
+    void (*want_write)(tk_client_t *c);
+    /* The hub closes c with code (0: no close frame): the transport bounds
+     * the wait for its last writable callback. */
+    void (*closing)(tk_client_t *c, uint16_t code);
+    /* The client's address for log lines. */
+    const char *(*peer)(tk_client_t *c, char *buf, size_t cap);
+} tk_transport_ops_t;
+
+/* The hub's share of the configuration. */
+typedef struct tk_hub_limits {
+    uint64_t max_queue_bytes; /* a client further behind is a slow consumer */
+    int64_t slow_timeout_ms;  /* ... as is one owed frames that takes nothing */
+    int heartbeat_s;
+    int replay_default, replay_max;
+} tk_hub_limits_t;
 
 typedef enum {
     TK_CLIENT_PARKED, /* connected before the start-up load finished */
@@ -21,74 +55,81 @@ typedef enum {
     TK_CLIENT_CLOSING,
 } tk_client_state_t;
 
-/* A client. Lives in the lws per-session data of its connection; the hub
- * owns what it points to (queue, pending request, partial frame). */
-typedef struct tk_client {
-    struct lws *wsi;
-    struct tk_client *prev, *next;
+/* A client: embedded in the transport's per-connection struct. The hub
+ * owns what it points to (queue, pending request). */
+struct tk_client {
+    const tk_transport_ops_t *ops;
+    tk_hub_t *hub;
+    tk_client_t *prev, *next;           /* every client */
+    tk_client_t *owed_prev, *owed_next; /* clients with frames owed */
     tk_filter_t filter;
-    tk_id_t skip_until; /* live events up to here were already sent */
-    tk_msg_t **q;       /* ring of queued messages */
+    uint64_t cursor;    /* the next event of the log to consider */
+    tk_id_t skip_until; /* events up to here were sent by a since= replay */
+    tk_id_t last_sent;  /* for the gap frame */
+    tk_msg_t **q;       /* own frames: a ring of references */
     uint32_t qhead, qlen, qcap;
-    uint32_t qbytes;
     tk_sub_req_t *pending; /* the handshake request, while parked */
-    tk_grant_t grant;      /* what its token allows */
-    uint32_t ip_slot;      /* per-IP count slot + 1; 0 = none */
+    int64_t progress_ms;   /* loop time the client last took bytes */
     uint32_t heard_s;      /* loop time (s) of the last frame received */
-    uint32_t rx_second;    /* inbound rate: the current second and */
-    uint16_t rx_count;     /* the messages in it */
-    char *rx;              /* a partial inbound message */
-    uint32_t rxlen;
     uint16_t close_code;
     uint8_t transport;
     uint8_t state;
-    uint8_t bad_msgs;
     uint8_t attached;
-    struct tk_sse_watch *watch; /* SSE: notices the client leaving (http.c) */
-} tk_client_t;
+    uint8_t owed;
+};
+
+/* Creates a hub over history. loop may be NULL (unit tests): then no timer
+ * runs, and tk_hub_tick() and tk_hub_set_time() drive it. */
+tk_hub_t *tk_hub_create(uv_loop_t *loop, tk_history_t *history, const tk_hub_limits_t *lim);
+/* Closes every client (code 0) and the timer; frees the hub once the timer
+ * has closed (run the loop), or at once without a loop. */
+void tk_hub_free(tk_hub_t *hub);
+void tk_hub_set_limits(tk_hub_t *hub, const tk_hub_limits_t *lim);
+void tk_hub_set_epoch(tk_hub_t *hub, const char *epoch);
+const char *tk_hub_epoch(const tk_hub_t *hub);
+int tk_hub_count(const tk_hub_t *hub);
 
 /* Adds a client that passed its handshake. req (malloc'd) is taken over.
  * Sends hello and the replay now, or once the start-up load is done. */
-void tk_hub_attach(tk_client_t *c, tk_transport_t t, tk_sub_req_t *req);
+void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
+                   tk_sub_req_t *req);
 /* Removes a client and frees what it holds; safe to call twice. */
 void tk_hub_detach(tk_client_t *c);
 /* Replaces a client's filter from a subscribe frame: hello, and a replay
  * when the request asks for one. */
 void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req);
-/* Starts and stops the heartbeat timer: every heartbeat_s, a ping to each
- * WebSocket client (dropping those silent for 2 x heartbeat_s) and a
- * comment line to each SSE client. */
-void tk_hub_start(uv_loop_t *loop);
-void tk_hub_stop(void);
+
+/* A newly read event, already in the history: to every client it matches. */
+void tk_hub_publish(tk_hub_t *hub, tk_event_t *ev);
+/* Around a burst read from Redis: frames are then written in batches from
+ * each client's writable callback instead of one write per event. */
+void tk_hub_batch(tk_hub_t *hub, bool on);
+/* The start-up load is done: serve parked clients. */
+void tk_hub_ready(tk_hub_t *hub);
+bool tk_hub_is_ready(const tk_hub_t *hub);
+/* Events may be missing (a new epoch, entries lost in Redis): each client
+ * gets a gap frame when gap_frame is set, then a new hello, the current
+ * state as a replay and a marker with gap:true. */
+void tk_hub_resync(tk_hub_t *hub, bool gap_frame);
+/* Closes every client with code (1001 at shutdown). */
+void tk_hub_close_all(tk_hub_t *hub, uint16_t code);
+/* Once a second: slow consumers, the heartbeat, trimming the log. */
+void tk_hub_tick(tk_hub_t *hub);
+/* Unit tests: the loop time in ms, when the hub has no loop. */
+void tk_hub_set_time(tk_hub_t *hub, int64_t ms);
+
 /* A frame came from the client. */
 void tk_client_heard(tk_client_t *c);
-
-/* Sends a newly read event to every live client it matches. */
-void tk_hub_publish(tk_event_t *ev);
-/* Several events at once (a burst read from Redis): queue them, so that
- * each writable callback writes many frames in one go. One event alone is
- * written at once to clients with nothing queued. */
-void tk_hub_batch(bool on);
-/* The start-up load is done: serve parked clients. */
-void tk_hub_ready(void);
-/* The epoch changed under running clients: a new hello and a replay marked
- * as a gap. */
-void tk_hub_epoch_changed(void);
-/* Closes every client with code (1001 at shutdown). */
-void tk_hub_close_all(uint16_t code, const char *reason);
-int tk_hub_count(void);
-
-/* Queues a reference to m. Returns 0, or -1 when the client was closed as
- * a slow consumer. */
-int tk_client_send(tk_client_t *c, tk_msg_t *m);
-/* Encodes obj (reference stolen) and queues it as a one-off message. */
+/* Encodes obj (reference stolen) as {"type":type,...} and queues it as one
+ * of the client's own frames. Returns 0 or -1. */
 int tk_client_send_json(tk_client_t *c, const char *type, json_t *obj);
-/* Marks a client for closing with code; its next writable callback closes. */
+/* Closes c with code (0: drop without a close frame); its next writable
+ * callback finishes it. */
 void tk_client_close(tk_client_t *c, uint16_t code);
-/* Moves whole queued frames into dst (at most cap bytes). Returns the
- * bytes copied; when the first frame alone exceeds cap, returns 0 and sets
- * *big to it (a reference the caller releases with tk_client_sent). */
-size_t tk_client_gather(tk_client_t *c, unsigned char *dst, size_t cap, tk_msg_t **big);
-void tk_client_sent(tk_msg_t *m);
+/* The transport's writable callback: writes what the client is owed.
+ * Returns 0, -1 when the connection must be dropped, or 1 when the client
+ * is closing and everything before its close frame is out: the transport
+ * writes the close frame (tk_client_t.close_code) and closes. */
+int tk_client_writable(tk_client_t *c);
 
 #endif

@@ -9,7 +9,9 @@
 #include <uv.h>
 
 #include "tickerd/config.h"
+#include "tickerd/clock.h"
 #include "tickerd/history.h"
+#include "tickerd/hub.h"
 
 struct lws_context;
 struct tk_stream;
@@ -19,6 +21,7 @@ typedef struct tk_server {
     tk_config_t *cfg;
     const char *config_path; /* NULL: defaults only */
     tk_history_t *history;
+    tk_hub_t *hub;
     struct lws_context *lws;
     struct tk_stream *stream;
     char epoch[65]; /* empty until read from Redis */
@@ -29,9 +32,5 @@ typedef struct tk_server {
 } tk_server_t;
 
 extern tk_server_t server;
-
-/* Wall-clock milliseconds (stream IDs are wall-clock ms too). */
-int64_t tk_now_ms(void);
-double tk_now_s(void);
 
 #endif

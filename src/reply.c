@@ -1,0 +1,61 @@
+/* reply.c - whole HTTP/1.1 responses written on an lws connection. */
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tickerd/reply.h"
+
+static const char *status_text(unsigned status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 414:
+        return "URI Too Long";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
+    }
+}
+
+int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const char *body,
+                    size_t len, const char *extra)
+{
+    char head[2048];
+    int hl =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
+                 status, status_text(status), type, status == 304 ? 0 : len, extra ? extra : "");
+    if (hl < 0 || (size_t)hl >= sizeof head) return -1;
+    size_t total = (size_t)hl + (status == 304 ? 0 : len);
+    unsigned char *buf = malloc(LWS_PRE + total);
+    if (!buf) return -1;
+    memcpy(buf + LWS_PRE, head, (size_t)hl);
+    if (status != 304) memcpy(buf + LWS_PRE + hl, body, len);
+    int rc = lws_write(wsi, buf + LWS_PRE, total, LWS_WRITE_RAW);
+    free(buf);
+    return rc < 0 ? -1 : 0;
+}
