@@ -425,17 +425,18 @@ void tk_client_heard(tk_client_t *c)
 
 /* --- fan-out --- */
 
-/* The oldest position a live client still needs; clients further behind
- * than max_queue_bytes are closed first. */
+/* Closes the clients more than max_queue_bytes behind, and tells the log
+ * the oldest position a live client still needs. What the log holds beyond
+ * history_size is then bounded by max_queue_bytes, however many clients
+ * stopped reading: they share it. */
 static void trim(tk_hub_t *hub)
 {
     tk_history_t *h = hub->history;
     uint64_t keep = UINT64_MAX, end = tk_history_bytes_end(h);
-    bool over = tk_history_extra_bytes(h) > hub->lim.max_queue_bytes;
     for (tk_client_t *c = hub->owed, *next; c; c = next) {
         next = c->owed_next;
         if (c->state != TK_CLIENT_LIVE) continue;
-        if (over && end - tk_history_bytes_before(h, c->cursor) > hub->lim.max_queue_bytes) {
+        if (end - tk_history_bytes_before(h, c->cursor) > hub->lim.max_queue_bytes) {
             slow_consumer(c, "too far behind");
             continue;
         }
