@@ -270,7 +270,7 @@ int tk_client_writable(tk_client_t *c)
     tk_hub_t *hub = c->hub;
     tk_msg_t *big = NULL;
     bool own_big = false;
-    if (!c->attached) return 0;
+    if (!c->attached || c->state == TK_CLIENT_PARKED) return 0; /* hello comes first */
     if (c->state == TK_CLIENT_CLOSING && !c->qlen) {
         if (!c->ops->busy(c)) return 1;
         c->ops->want_write(c); /* the transport finishes its write first */
@@ -351,13 +351,26 @@ static void send_replay(tk_client_t *c, const tk_sub_req_t *req, bool force_gap)
     tk_client_send_json(c, "replay", json_pack("{s:i, s:b}", "count", n, "gap", gap));
 }
 
+/* Serves a client: hello, its replay, then live events. What it was sent
+ * while parked (pongs, errors) goes out after its replay marker. */
 static void start(tk_client_t *c, const tk_sub_req_t *req)
 {
+    tk_msg_t **early = c->q;
+    uint32_t head = c->qhead, len = c->qlen, cap = c->qcap;
+    c->q = NULL;
+    c->qhead = c->qlen = c->qcap = 0;
     c->filter = req->filter;
     c->state = TK_CLIENT_LIVE;
     c->cursor = tk_history_next_seq(c->hub->history);
     send_hello(c);
     send_replay(c, req, false);
+    for (uint32_t i = 0; i < len; i++) {
+        tk_msg_t *m = early[(head + i) % cap];
+        enqueue(c, m);
+        tk_msg_unref(m);
+    }
+    free(early);
+    c->ops->want_write(c); /* owed already while parked: ask again */
 }
 
 /* --- clients --- */
@@ -407,6 +420,17 @@ void tk_hub_detach(tk_client_t *c)
 
 void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
 {
+    if (c->state == TK_CLIENT_PARKED && c->pending) {
+        /* Not served yet: the hello it will get answers this too. */
+        tk_sub_req_t *p = c->pending;
+        p->filter = req->filter;
+        if (req->replay >= 0 || req->has_since) {
+            p->replay = req->replay;
+            p->has_since = req->has_since;
+            p->since = req->since;
+        }
+        return;
+    }
     if (c->state != TK_CLIENT_LIVE) return;
     count_owed(c, -1);
     c->filter = req->filter;

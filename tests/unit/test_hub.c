@@ -415,6 +415,39 @@ static void test_resync_gap(void **state)
     disconnect(f);
 }
 
+/* A client that connects before the start-up load is done gets its hello
+ * first, whatever it sent meanwhile: a ping's pong comes after the replay
+ * marker, and a subscribe's filter is the one it is served with. */
+static void test_parked_client(void **state)
+{
+    tk_hub_free(hub);
+    tk_hub_limits_t lim = limits(16 << 20);
+    hub = tk_hub_create(NULL, history, &lim);
+    tk_hub_set_epoch(hub, "e1");
+    publish("europe", 10);
+    publish("mena", 10);
+    fake_t *f = connect_client("replay=5");
+    tk_client_send_json(&f->client, "pong", json_object());
+    tk_sub_req_t req;
+    char err[200];
+    tk_sub_req_init(&req);
+    assert_int_equal(tk_query_parse(cfg, "region=mena", &req, err, sizeof err), 0);
+    tk_hub_resubscribe(&f->client, &req);
+    pump(f);
+    assert_int_equal(f->outlen, 0);
+    tk_hub_ready(hub);
+    pump(f);
+    json_t *l = frames(f);
+    assert_int_equal(json_array_size(l), 4);
+    assert_string_equal(type_of(l, 0), "hello");
+    assert_string_equal(type_of(l, 1), "item");
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(l, 1), "id")), "-1"));
+    assert_string_equal(type_of(l, 2), "replay");
+    assert_string_equal(type_of(l, 3), "pong");
+    json_decref(l);
+    disconnect(f);
+}
+
 int main(void)
 {
     if (tk_metrics_init()) return 1;
@@ -425,6 +458,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bound_closes_slowest_first, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_seam, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_resync_gap, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_parked_client, start_hub, stop_hub),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tk_metrics_free();
