@@ -17,8 +17,7 @@
 #include "tickerd/http.h"
 #include "tickerd/hub.h"
 #include "tickerd/reply.h"
-#include "tickerd/server.h"
-#include "tickerd/stream.h"
+#include "tickerd/site.h"
 
 #define JSON_TYPE "application/json"
 #define TEXT_TYPE "text/plain; charset=utf-8"
@@ -27,7 +26,7 @@
 static void cors_headers(struct lws *wsi, char *out, size_t cap)
 {
     char origin[200];
-    const char *allowed = server.cfg->allowed_origins;
+    const char *allowed = tk_site_of(wsi)->cfg->allowed_origins;
     *out = 0;
     if (!*allowed) {
         snprintf(out, cap, "Access-Control-Allow-Origin: *\r\n");
@@ -71,8 +70,8 @@ static tk_sub_req_t *parse_query(struct lws *wsi, int *rc, tk_grant_t *g)
     tk_sub_req_init(req);
     for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
          i++)
-        if (tk_query_arg(server.cfg, req, arg, err, sizeof err)) goto bad;
-    if (tk_sub_req_check(server.cfg, req, err, sizeof err)) goto bad;
+        if (tk_query_arg(tk_site_of(wsi)->cfg, req, arg, err, sizeof err)) goto bad;
+    if (tk_sub_req_check(tk_site_of(wsi)->cfg, req, err, sizeof err)) goto bad;
     if (!(status = tk_guard_admit(wsi, req, g, err, sizeof err))) return req;
 bad:
     free(req);
@@ -84,6 +83,7 @@ bad:
  * as down for as long as the longest-down worker's has been. */
 static int serve_health(struct lws *wsi)
 {
+    const tk_site_t *site = tk_site_of(wsi);
     char last[TK_ID_STRLEN], body[512];
     int64_t down = 0, conns = 0, now = tk_now_ms();
     for (int i = 0; i < TK_MAX_WORKERS; i++) {
@@ -93,15 +93,15 @@ static int serve_health(struct lws *wsi)
     }
     for (int t = 0; t < TK_TRANSPORTS; t++)
         conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
-    bool up = tk_stream_up(server.stream) && down == 0;
-    bool ok = up || down <= (int64_t)server.cfg->grace_s * 1000;
-    tk_id_format(tk_history_last_id(server.history), last);
+    bool up = site->redis_up && down == 0;
+    bool ok = up || down <= (int64_t)site->cfg->grace_s * 1000;
+    tk_id_format(tk_history_last_id(site->history), last);
     int n =
         snprintf(body, sizeof body,
                  "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
                  "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
                  ok ? "ok" : "unavailable", up ? "up" : "down", (double)down / 1000,
-                 server.ready ? "true" : "false", (long long)conns, last, server.epoch, TK_VERSION);
+                 tk_hub_is_ready(site->hub) ? "true" : "false", (long long)conns, last, tk_hub_epoch(site->hub), TK_VERSION);
     return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));
 }
 
@@ -124,8 +124,8 @@ static int serve_items(struct lws *wsi)
     tk_sub_req_t *req = parse_query(wsi, &rc, &grant);
     if (!req) return rc;
     int limit = req->limit >= 0 ? req->limit : 20;
-    if (limit > server.cfg->replay_max) limit = server.cfg->replay_max;
-    tk_id_format(tk_history_last_id(server.history), last);
+    if (limit > tk_site_of(wsi)->cfg->replay_max) limit = tk_site_of(wsi)->cfg->replay_max;
+    tk_id_format(tk_history_last_id(tk_site_of(wsi)->history), last);
     snprintf(etag, sizeof etag, "\"%s\"", last);
     cors_headers(wsi, cors, sizeof cors);
     snprintf(extra, sizeof extra, "ETag: %s\r\n%s", etag, cors);
@@ -139,8 +139,8 @@ static int serve_items(struct lws *wsi)
     size_t len = 0;
     FILE *f = st ? open_memstream(&body, &len) : NULL;
     if (f) {
-        int n = tk_history_current(server.history, &req->filter, limit, tk_now_ms(), st);
-        fprintf(f, "{\"epoch\":\"%s\",\"last_id\":\"%s\",\"items\":[", server.epoch, last);
+        int n = tk_history_current(tk_site_of(wsi)->history, &req->filter, limit, tk_now_ms(), st);
+        fprintf(f, "{\"epoch\":\"%s\",\"last_id\":\"%s\",\"items\":[", tk_hub_epoch(tk_site_of(wsi)->hub), last);
         for (int i = 0; i < n; i++) {
             char *json = tk_item_encode("item", st[i]->item.id, NULL, &st[i]->item, false, NULL);
             fprintf(f, "%s%s", i ? "," : "", json ? json : "null");
@@ -203,7 +203,7 @@ static void sse_watch(sse_session_t *s)
     struct sse_watch *w = calloc(1, sizeof *w);
     if (!w) return;
     w->fd = dup(lws_get_socket_fd(s->wsi));
-    if (w->fd < 0 || uv_poll_init(server.loop, &w->poll, w->fd)) {
+    if (w->fd < 0 || uv_poll_init(tk_site_of(s->wsi)->loop, &w->poll, w->fd)) {
         if (w->fd >= 0) close(w->fd);
         free(w);
         return;
@@ -245,7 +245,7 @@ static void sse_want_write(tk_client_t *c)
 
 static void sse_closing(tk_client_t *c, uint16_t code)
 {
-    if (!server.stopping) lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    if (!tk_site_of(session_of(c)->wsi)->stopping) lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
 }
 
 static const char *sse_peer(tk_client_t *c, char *buf, size_t cap)
@@ -292,7 +292,7 @@ static int serve_events(struct lws *wsi, sse_session_t *s)
     s->ip_slot = tk_guard_ip_slot(wsi) + 1;
     tk_guard_ip_add(s->ip_slot - 1, 1);
     sse_watch(s);
-    tk_hub_attach(server.hub, &s->client, &sse_ops, req);
+    tk_hub_attach(tk_site_of(wsi)->hub, &s->client, &sse_ops, req);
     return 0;
 }
 
@@ -318,12 +318,12 @@ static const char *mime_type(const char *path)
 
 /* Resolves a URL path under static_dir; NULL when it is not a regular file
  * inside it (.., encoded dots and symlinks out of it included). */
-static char *static_path(const char *uri)
+static char *static_path(const char *dir, const char *uri)
 {
     char root[PATH_MAX], want[PATH_MAX * 2], real[PATH_MAX];
     struct stat st;
     if (strstr(uri, "..") || strchr(uri, '\\') || uri[0] != '/') return NULL;
-    if (!realpath(server.cfg->static_dir, root)) return NULL;
+    if (!realpath(dir, root)) return NULL;
     snprintf(want, sizeof want, "%s%s%s", root, uri,
              uri[strlen(uri) - 1] == '/' ? "index.html" : "");
     if (!realpath(want, real)) return NULL;
@@ -335,7 +335,7 @@ static char *static_path(const char *uri)
 
 static int serve_static(struct lws *wsi, const char *uri)
 {
-    char *path = static_path(uri);
+    char *path = static_path(tk_site_of(wsi)->cfg->static_dir, uri);
     if (!path) return respond_text(wsi, 404, "not found");
     char headers[400];
     /* CORS as for the API: overlays and other sites import ticker.js. */

@@ -142,6 +142,7 @@ static int reload(void)
     cfg->history_size = old->history_size;
     cfg->workers = old->workers;
     server.cfg = cfg;
+    server.site.cfg = cfg;
     if (server.hub) {
         tk_hub_limits_t lim;
         hub_limits(cfg, &lim);
@@ -170,7 +171,7 @@ static void on_shutdown_tick(uv_timer_t *t)
     }
     if (tk_hub_count(server.hub) > 0 && tk_now_ms() - shutdown_started < SHUTDOWN_WAIT_MS) return;
     stage2 = true;
-    tk_net_stop();
+    tk_net_stop(server.lws);
     tk_hub_free(server.hub);
     server.hub = NULL;
     tk_stream_stop(server.stream);
@@ -192,6 +193,7 @@ static void on_signal(uv_signal_t *h, int signum)
     if (server.stopping) return;
     tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum), tk_hub_count(server.hub));
     server.stopping = true;
+    server.site.stopping = true;
     if (server.notify) sd_notify(0, "STOPPING=1");
     close_handle((uv_handle_t *)&notify_timer);
     shutdown_started = tk_now_ms();
@@ -229,9 +231,10 @@ static int run(void)
     server.hub = server.history ? tk_hub_create(&loop, server.history, &lim) : NULL;
     tk_metrics->workers[server.worker].pid = getpid();
     tk_metrics->workers[server.worker].started_ms = tk_now_ms();
-    if (!server.hub || tk_net_start()) goto out;
+    server.site = (tk_site_t){&loop, server.cfg, server.hub, server.history, false, false, 0};
+    if (!server.hub || !(server.lws = tk_net_start(&server.site))) goto out;
     if (!(server.stream = tk_stream_start(&loop, server.cfg->redis_url))) {
-        tk_net_stop();
+        tk_net_stop(server.lws);
         goto drain;
     }
     uv_signal_init(&loop, &sig_term);
@@ -247,7 +250,8 @@ static int run(void)
     rc = 0;
 drain:
     uv_run(&loop, UV_RUN_DEFAULT);
-    tk_net_finish();
+    tk_net_finish(server.lws);
+    server.lws = NULL;
     for (int i = 0; i < 10 && uv_run(&loop, UV_RUN_NOWAIT); i++)
         ;
 out:

@@ -11,7 +11,7 @@
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
-#include "tickerd/server.h"
+#include "tickerd/site.h"
 #include "tickerd/ws.h"
 
 /* The request line and headers together (SPEC §6's URL/header limit). */
@@ -113,12 +113,18 @@ static void log_lws(int level, const char *line)
     tk_log_limited(level == LLL_ERR ? TK_LOG_ERROR : TK_LOG_WARN, "lws: %.*s", (int)n, line);
 }
 
-int tk_net_start(void)
+tk_site_t *tk_site_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+struct lws_context *tk_net_start(tk_site_t *site)
 {
     struct lws_context_creation_info info;
-    void *loops[1] = {server.loop};
+    struct lws_context *context = NULL;
+    void *loops[1] = {site->loop};
     struct rlimit rl;
-    const tk_config_t *cfg = server.cfg;
+    const tk_config_t *cfg = site->cfg;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
     protocols[0].per_session_data_size =
@@ -136,7 +142,8 @@ int tk_net_start(void)
         info.alpn = "http/1.1"; /* responses are written as HTTP/1.1 */
     }
     info.foreign_loops = loops;
-    info.pcontext = &server.lws;
+    info.pcontext = &context;
+    info.user = site;
     info.max_http_header_data = HEADER_BYTES;
     info.max_http_header_pool = 1024;
     info.timeout_secs = 10;
@@ -148,27 +155,25 @@ int tk_net_start(void)
      * client from a single timer instead. */
     memset(&retry_policy, 0, sizeof retry_policy);
     info.retry_and_idle_policy = &retry_policy;
-    if (!(server.lws = lws_create_context(&info))) {
+    if (!(context = lws_create_context(&info))) {
         tk_log(TK_LOG_ERROR, "cannot start libwebsockets (see its errors above)");
-        return -1;
+        return NULL;
     }
-    struct lws_vhost *vh = lws_get_vhost_by_name(server.lws, "default");
-    if (!vh || tk_listener_start(server.loop, cfg->listen_host, cfg->listen_port, vh)) {
-        lws_context_destroy(server.lws);
-        return -1;
+    struct lws_vhost *vh = lws_get_vhost_by_name(context, "default");
+    if (!vh || tk_listener_start(site->loop, cfg->listen_host, cfg->listen_port, vh)) {
+        lws_context_destroy(context);
+        return NULL;
     }
-    return 0;
+    return context;
 }
 
-void tk_net_stop(void)
+void tk_net_stop(struct lws_context *context)
 {
     tk_listener_stop();
-    if (server.lws) lws_context_destroy(server.lws);
+    if (context) lws_context_destroy(context);
 }
 
-void tk_net_finish(void)
+void tk_net_finish(struct lws_context *context)
 {
-    if (server.lws) lws_context_destroy(server.lws);
-    server.lws = NULL;
+    if (context) lws_context_destroy(context);
 }
-

@@ -71,6 +71,8 @@ static void set_up(tk_stream_t *s, bool up)
     tk_worker_stats_t *w = &tk_metrics->workers[server.worker];
     w->redis_up = up;
     w->redis_down_since_ms = s->down_since_ms;
+    server.site.redis_up = up;
+    server.site.redis_down_ms = s->down_since_ms;
 }
 
 /* The retry timer's callback gets the timer; the stream is its data. */

@@ -13,7 +13,7 @@
 #include "tickerd/guard.h"
 #include "tickerd/hub.h"
 #include "tickerd/reply.h"
-#include "tickerd/server.h"
+#include "tickerd/site.h"
 #include "tickerd/ws.h"
 
 #define MAX_BAD_MESSAGES 10
@@ -60,7 +60,7 @@ static void ws_want_write(tk_client_t *c)
  * timeout runs out. At shutdown the context goes anyway. */
 static void ws_closing(tk_client_t *c, uint16_t code)
 {
-    if (!server.stopping)
+    if (!tk_site_of(session_of(c)->wsi)->stopping)
         lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, code ? 5 : 1);
 }
 
@@ -93,9 +93,9 @@ static unsigned parse_handshake(struct lws *wsi, tk_sub_req_t **out, tk_grant_t 
     tk_sub_req_init(req);
     for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
          i++) {
-        if (tk_query_arg(server.cfg, req, arg, err, errlen)) goto bad;
+        if (tk_query_arg(tk_site_of(wsi)->cfg, req, arg, err, errlen)) goto bad;
     }
-    if (tk_sub_req_check(server.cfg, req, err, errlen)) goto bad;
+    if (tk_sub_req_check(tk_site_of(wsi)->cfg, req, err, errlen)) goto bad;
     if ((status = tk_guard_admit(wsi, req, g, err, errlen))) goto bad;
     *out = req;
     return 0;
@@ -128,8 +128,8 @@ static void send_error(ws_session_t *s, const char *code, const char *message)
 static int regrant(ws_session_t *s, tk_sub_req_t *req, char *err, size_t errlen)
 {
     tk_grant_t g = s->grant;
-    if (*server.cfg->jwt_secret && req->token[0] &&
-        tk_grant_from_token(server.cfg->jwt_secret, req->token, tk_now_ms() / 1000, &g, err,
+    if (*tk_site_of(s->wsi)->cfg->jwt_secret && req->token[0] &&
+        tk_grant_from_token(tk_site_of(s->wsi)->cfg->jwt_secret, req->token, tk_now_ms() / 1000, &g, err,
                             errlen))
         return -1;
     if (tk_grant_apply(&g, req, err, errlen)) return -1;
@@ -154,8 +154,8 @@ static void on_subscribe(ws_session_t *s, json_t *o)
     tk_sub_req_t *req = malloc(sizeof *req);
     if (!req) {
         send_error(s, "internal", "out of memory");
-    } else if (tk_subscribe_parse(server.cfg, o, req, err, sizeof err) ||
-               tk_sub_req_check(server.cfg, req, err, sizeof err)) {
+    } else if (tk_subscribe_parse(tk_site_of(s->wsi)->cfg, o, req, err, sizeof err) ||
+               tk_sub_req_check(tk_site_of(s->wsi)->cfg, req, err, sizeof err)) {
         send_error(s, "bad_request", err);
     } else if (regrant(s, req, err, sizeof err)) {
         send_error(s, "forbidden", err);
@@ -204,7 +204,7 @@ static void drop_rx(ws_session_t *s)
 int tk_ws_receive(struct lws *wsi, void *pss, const void *in, size_t len)
 {
     ws_session_t *s = pss;
-    size_t max = (size_t)server.cfg->max_frame_bytes;
+    size_t max = (size_t)tk_site_of(wsi)->cfg->max_frame_bytes;
     bool last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
     tk_client_heard(&s->client); /* any message shows the client is alive */
     if (s->client.state == TK_CLIENT_CLOSING) return 0;
@@ -280,7 +280,7 @@ int tk_ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
     tk_sub_req_t *req = NULL;
     tk_grant_t grant;
     if (strcasecmp(upgrade, "websocket") != 0) return refuse(wsi, 400, "only WebSocket upgrades");
-    if (server.stopping) return refuse(wsi, 503, "shutting down");
+    if (tk_site_of(wsi)->stopping) return refuse(wsi, 503, "shutting down");
     unsigned status = parse_handshake(wsi, &req, &grant, err, sizeof err);
     free(req);
     return status ? refuse(wsi, status, err) : 0;
@@ -310,7 +310,7 @@ int tk_ws_established(struct lws *wsi, void *pss)
     s->wsi = wsi;
     s->ip_slot = tk_guard_ip_slot(wsi) + 1;
     tk_guard_ip_add(s->ip_slot - 1, 1);
-    tk_hub_attach(server.hub, &s->client, &ws_ops, req);
+    tk_hub_attach(tk_site_of(wsi)->hub, &s->client, &ws_ops, req);
     return 0;
 }
 

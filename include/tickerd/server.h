@@ -12,6 +12,7 @@
 #include "tickerd/clock.h"
 #include "tickerd/history.h"
 #include "tickerd/hub.h"
+#include "tickerd/site.h"
 
 struct lws_context;
 struct tk_stream;
@@ -22,6 +23,7 @@ typedef struct tk_server {
     const char *config_path; /* NULL: defaults only */
     tk_history_t *history;
     tk_hub_t *hub;
+    tk_site_t site; /* what the transports see of this worker */
     struct lws_context *lws;
     struct tk_stream *stream;
     char epoch[65]; /* empty until read from Redis */
