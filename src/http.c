@@ -238,6 +238,11 @@ static bool sse_busy(tk_client_t *c)
     return lws_partial_buffered(session_of(c)->wsi);
 }
 
+static size_t sse_room(tk_client_t *c)
+{
+    return tk_socket_room(session_of(c)->wsi);
+}
+
 static void sse_want_write(tk_client_t *c)
 {
     lws_callback_on_writable(session_of(c)->wsi);
@@ -256,7 +261,7 @@ static const char *sse_peer(tk_client_t *c, char *buf, size_t cap)
 }
 
 static const tk_transport_ops_t sse_ops = {
-    TK_TRANSPORT_SSE, sse_write, sse_busy, sse_want_write, sse_closing, sse_peer,
+    TK_TRANSPORT_SSE, sse_write, sse_busy, sse_room, sse_want_write, sse_closing, sse_peer,
 };
 
 /* /v1/events: an SSE stream; Last-Event-ID resumes like since. */

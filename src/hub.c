@@ -277,10 +277,11 @@ int tk_client_writable(tk_client_t *c)
         return 0;
     }
     unsigned char *dst = hub->scratch + tk_msg_pre;
-    size_t n = gather_own(c, dst, SCRATCH_BYTES, &big);
+    size_t cap = c->ops->room ? c->ops->room(c) : SIZE_MAX;
+    if (cap > SCRATCH_BYTES) cap = SCRATCH_BYTES;
+    size_t n = gather_own(c, dst, cap, &big); /* at least one frame */
     own_big = big != NULL;
-    if (!big && !c->qlen && c->state == TK_CLIENT_LIVE)
-        n = gather_log(c, dst, n, SCRATCH_BYTES, &big);
+    if (!big && !c->qlen && c->state == TK_CLIENT_LIVE) n = gather_log(c, dst, n, cap, &big);
     int rc = 0;
     if (big) {
         rc = c->ops->write(c, big->data, big->len);

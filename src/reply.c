@@ -1,8 +1,13 @@
-/* reply.c - whole HTTP/1.1 responses written on an lws connection. */
+/* reply.c - whole HTTP/1.1 responses written on an lws connection, and the
+ * room left in a connection's socket. */
 #include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "tickerd/reply.h"
 
@@ -58,4 +63,14 @@ int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const ch
     int rc = lws_write(wsi, buf + LWS_PRE, total, LWS_WRITE_RAW);
     free(buf);
     return rc < 0 ? -1 : 0;
+}
+
+size_t tk_socket_room(struct lws *wsi)
+{
+    int fd = lws_get_socket_fd(wsi), sndbuf = 0, queued = 0;
+    socklen_t len = sizeof sndbuf;
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) ||
+        ioctl(fd, SIOCOUTQ, &queued) || sndbuf <= 0)
+        return SIZE_MAX;
+    return queued < sndbuf / 2 ? (size_t)(sndbuf / 2 - queued) : 0;
 }

@@ -51,6 +51,11 @@ static bool ws_busy(tk_client_t *c)
     return lws_partial_buffered(session_of(c)->wsi);
 }
 
+static size_t ws_room(tk_client_t *c)
+{
+    return tk_socket_room(session_of(c)->wsi);
+}
+
 static void ws_want_write(tk_client_t *c)
 {
     lws_callback_on_writable(session_of(c)->wsi);
@@ -72,7 +77,7 @@ static const char *ws_peer(tk_client_t *c, char *buf, size_t cap)
 }
 
 static const tk_transport_ops_t ws_ops = {
-    TK_TRANSPORT_WS, ws_write, ws_busy, ws_want_write, ws_closing, ws_peer,
+    TK_TRANSPORT_WS, ws_write, ws_busy, ws_room, ws_want_write, ws_closing, ws_peer,
 };
 
 /* Reads the path and query of the request into a new request and admits

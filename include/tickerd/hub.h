@@ -32,6 +32,10 @@ typedef struct tk_transport_ops {
     int (*write)(tk_client_t *c, unsigned char *data, size_t len);
     /* True while an earlier write is still partly unsent. */
     bool (*busy)(tk_client_t *c);
+    /* About how many bytes a write may carry now without the transport
+     * keeping a copy of the rest (SIZE_MAX: no idea). The hub gathers no
+     * more, so a client that stops reading pins a frame, not a buffer. */
+    size_t (*room)(tk_client_t *c);
     /* Asks for a writable callback (tk_client_writable). */
     void (*want_write)(tk_client_t *c);
     /* The hub closes c with code (0: no close frame): the transport bounds

@@ -1,5 +1,5 @@
-/* reply.h - writing a whole HTTP/1.1 response on an lws connection: the
- * one response writer of every transport and endpoint. */
+/* reply.h - writing on an lws connection: the one writer of whole HTTP/1.1
+ * responses for every transport and endpoint, and how much a socket takes. */
 #ifndef TICKERD_REPLY_H
 #define TICKERD_REPLY_H
 
@@ -12,5 +12,10 @@ struct lws;
  * transaction. */
 int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const char *body,
                     size_t len, const char *extra_headers);
+
+/* About how many bytes the socket of wsi takes now without lws having to
+ * keep a copy of the rest: half its send buffer (the kernel counts its own
+ * overhead against the rest) less what is queued. SIZE_MAX when unknown. */
+size_t tk_socket_room(struct lws *wsi);
 
 #endif

@@ -26,6 +26,7 @@ typedef struct fake {
     unsigned char *out;
     size_t outlen;
     int writes;
+    size_t room, largest; /* room: what its socket takes a write (0: any) */
     bool busy, wants, stalled, closed;
     int closing_code; /* -1: not closing */
 } fake_t;
@@ -37,6 +38,7 @@ static int fake_write(tk_client_t *c, unsigned char *data, size_t len)
     memcpy(f->out + f->outlen, data, len);
     f->outlen += len;
     f->writes++;
+    if (len > f->largest) f->largest = len;
     if (f->stalled) f->busy = true; /* the socket is full: lws keeps the rest */
     return 0;
 }
@@ -44,6 +46,12 @@ static int fake_write(tk_client_t *c, unsigned char *data, size_t len)
 static bool fake_busy(tk_client_t *c)
 {
     return ((fake_t *)c)->busy;
+}
+
+static size_t fake_room(tk_client_t *c)
+{
+    fake_t *f = (fake_t *)c;
+    return f->room ? f->room : SIZE_MAX;
 }
 
 static void fake_want_write(tk_client_t *c)
@@ -63,7 +71,7 @@ static const char *fake_peer(tk_client_t *c, char *buf, size_t cap)
 }
 
 static const tk_transport_ops_t fake_ops = {
-    TK_TRANSPORT_WS, fake_write, fake_busy, fake_want_write, fake_closing, fake_peer,
+    TK_TRANSPORT_WS, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer,
 };
 
 static tk_history_t *history;
@@ -448,6 +456,25 @@ static void test_parked_client(void **state)
     disconnect(f);
 }
 
+/* A write carries no more than the socket takes, but always a frame. */
+static void test_writes_fit_the_socket(void **state)
+{
+    fake_t *f = connect_client("replay=0");
+    pump(f);
+    f->room = 800;
+    f->largest = 0;
+    tk_hub_batch(hub, true);
+    for (int i = 0; i < 40; i++)
+        publish("", i == 20 ? 990 : 200);
+    tk_hub_batch(hub, false);
+    pump(f);
+    expect_items(f, 0, 40);
+    assert_true(f->largest > 800); /* the one big frame, alone */
+    assert_true(f->largest < 1200);
+    assert_true(f->writes > 10);
+    disconnect(f);
+}
+
 int main(void)
 {
     if (tk_metrics_init()) return 1;
@@ -459,6 +486,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seam, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_resync_gap, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_parked_client, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_writes_fit_the_socket, start_hub, stop_hub),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tk_metrics_free();
