@@ -17,6 +17,7 @@
 #include "tickerd/http.h"
 #include "tickerd/hub.h"
 #include "tickerd/reply.h"
+#include "tickerd/request.h"
 #include "tickerd/site.h"
 
 #define JSON_TYPE "application/json"
@@ -60,18 +61,14 @@ static int respond_text(struct lws *wsi, unsigned status, const char *text)
  * free; g gets what its token allows. */
 static tk_sub_req_t *parse_query(struct lws *wsi, int *rc, tk_grant_t *g)
 {
-    char arg[2048], err[256];
+    char err[256];
     unsigned status = 400;
     tk_sub_req_t *req = malloc(sizeof *req);
     if (!req) {
         *rc = -1;
         return NULL;
     }
-    tk_sub_req_init(req);
-    for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
-         i++)
-        if (tk_query_arg(tk_site_of(wsi)->cfg, req, arg, err, sizeof err)) goto bad;
-    if (tk_sub_req_check(tk_site_of(wsi)->cfg, req, err, sizeof err)) goto bad;
+    if (tk_request_query(wsi, tk_site_of(wsi)->cfg, req, err, sizeof err)) goto bad;
     if (!(status = tk_guard_admit(wsi, req, g, err, sizeof err))) return req;
 bad:
     free(req);

@@ -13,6 +13,7 @@
 #include "tickerd/guard.h"
 #include "tickerd/hub.h"
 #include "tickerd/reply.h"
+#include "tickerd/request.h"
 #include "tickerd/site.h"
 #include "tickerd/ws.h"
 
@@ -87,7 +88,7 @@ static unsigned parse_handshake(struct lws *wsi, tk_sub_req_t **out, tk_grant_t 
                                 size_t errlen)
 {
     unsigned status = 400;
-    char path[256], arg[2048];
+    char path[256];
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0 ||
         strcmp(path, "/v1/ws") != 0) {
         snprintf(err, errlen, "no WebSocket endpoint at this path (use /v1/ws)");
@@ -95,12 +96,7 @@ static unsigned parse_handshake(struct lws *wsi, tk_sub_req_t **out, tk_grant_t 
     }
     tk_sub_req_t *req = malloc(sizeof *req);
     if (!req) return 503;
-    tk_sub_req_init(req);
-    for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
-         i++) {
-        if (tk_query_arg(tk_site_of(wsi)->cfg, req, arg, err, errlen)) goto bad;
-    }
-    if (tk_sub_req_check(tk_site_of(wsi)->cfg, req, err, errlen)) goto bad;
+    if (tk_request_query(wsi, tk_site_of(wsi)->cfg, req, err, errlen)) goto bad;
     if ((status = tk_guard_admit(wsi, req, g, err, errlen))) goto bad;
     *out = req;
     return 0;

@@ -1,0 +1,101 @@
+"""Hostile input at its limits (issue 12, SPEC §2 and §6): a query value
+too long to read is a 400 on every endpoint, never a dropped parameter; a
+mixed-case Upgrade header is a WebSocket upgrade; a large binary frame is
+one bad message, and 1009 once over max_frame_bytes."""
+import json
+
+import pytest
+
+from conftest import RawWS, raw_request, ws_handshake_request
+
+QUERY_ARG_MAX = 2048  # src/request.h TK_QUERY_ARG_MAX
+
+
+def padded_query(arg_len):
+    """region=mena, then an ignored parameter of exactly arg_len bytes
+    (name=value), then lang=en: if the long one were skipped, so would
+    lang be, and the filter would widen."""
+    pad = "x=" + "a" * (arg_len - 2)
+    assert len(pad) == arg_len
+    return "region=mena&" + pad + "&lang=en"
+
+
+@pytest.mark.parametrize("arg_len,ok", [(QUERY_ARG_MAX - 1, True), (QUERY_ARG_MAX, True),
+                                        (QUERY_ARG_MAX + 1, False)])
+def test_long_query_value_on_ws(tickerd, arg_len, ok):
+    ws = RawWS(tickerd.port, "/v1/ws?" + padded_query(arg_len))
+    try:
+        if not ok:
+            assert ws.status == 400
+            return
+        assert ws.status == 101
+        hello = ws.read_json()
+        assert hello["type"] == "hello"
+        assert hello["filter"]["region"] == ["mena"]
+        assert hello["filter"]["lang"] == ["en"]
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/items"])
+@pytest.mark.parametrize("arg_len,ok", [(QUERY_ARG_MAX, True), (QUERY_ARG_MAX + 1, False)])
+def test_long_query_value_on_http(tickerd, path, arg_len, ok):
+    req = ("GET %s?%s HTTP/1.1\r\nHost: x\r\n\r\n" % (path, padded_query(arg_len))).encode()
+    status, _, body = raw_request(tickerd.port, req)
+    if ok:
+        assert status == 200
+    else:
+        assert status == 400
+        assert b"longer than" in body
+
+
+@pytest.mark.parametrize("upgrade", [b"websocket", b"WebSocket", b"WEBSOCKET"])
+def test_upgrade_header_any_case(tickerd, upgrade):
+    req = ws_handshake_request(tickerd.port, "/v1/ws").replace(b"Upgrade: websocket",
+                                                               b"Upgrade: " + upgrade)
+    import socket
+    with socket.create_connection(("127.0.0.1", tickerd.port), timeout=5) as s:
+        s.sendall(req)
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head[:80]
+
+
+def test_large_binary_frame_is_one_bad_message(tickerd):
+    ws = RawWS(tickerd.port, "/v1/ws?replay=0")
+    try:
+        assert ws.read_json()["type"] == "hello"
+        assert ws.read_json()["type"] == "replay"
+        ws.send_frame(2, b"\x00" * 3000)  # about 12 lws receive chunks
+        err = ws.read_json()
+        assert err["type"] == "error" and err["code"] == "bad_request"
+        ws.send_frame(1, json.dumps({"type": "ping"}).encode())
+        assert ws.read_json()["type"] == "pong"  # still open, one error only
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("size,code", [(4096, None), (4097, 1009)])
+def test_binary_frame_over_max_frame_bytes(tickerd, size, code):
+    ws = RawWS(tickerd.port, "/v1/ws?replay=0")
+    try:
+        ws.read_json()
+        ws.read_json()
+        ws.send_frame(2, b"\x01" * size)
+        if code:
+            assert ws.read_close() == code
+        else:
+            assert ws.read_json()["code"] == "bad_request"
+    finally:
+        ws.close()
+
+
+def test_ten_binary_frames_close_1008(tickerd):
+    ws = RawWS(tickerd.port, "/v1/ws?replay=0")
+    try:
+        ws.read_json()
+        ws.read_json()
+        for _ in range(10):
+            ws.send_frame(2, b"\x02" * 1000)
+        assert ws.read_close() == 1008
+    finally:
+        ws.close()
