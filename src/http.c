@@ -349,12 +349,40 @@ static int serve_static(struct lws *wsi, const char *uri)
     return 0;
 }
 
+/* A CORS preflight: 204 naming what a page on an allowed origin may send
+ * (the Authorization header, for a bearer token), 403 for another origin. */
+static int serve_preflight(struct lws *wsi)
+{
+    char origin[256], head[700];
+    const char *allowed = tk_site_of(wsi)->cfg->allowed_origins;
+    int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+    if (n < 0) return respond_text(wsi, 403, "Origin header too long");
+    if (n == 0) return respond_text(wsi, 400, "a preflight needs an Origin header");
+    if (*allowed && !tk_origin_listed(allowed, origin))
+        return respond_text(wsi, 403, "origin not allowed");
+    snprintf(head, sizeof head,
+             "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+             "Access-Control-Allow-Methods: GET, HEAD, POST, OPTIONS\r\n"
+             "Access-Control-Allow-Headers: Authorization, Content-Type, Idempotency-Key\r\n"
+             "Access-Control-Max-Age: 600\r\n",
+             origin);
+    return finish(wsi, tk_http_respond(wsi, 204, TEXT_TYPE, "", 0, head));
+}
+
 int tk_http_request(struct lws *wsi, void *pss, const char *uri)
 {
     char *u;
     int ulen;
-    if (lws_http_get_uri_and_method(wsi, &u, &ulen) != LWSHUMETH_GET)
-        return respond_text(wsi, 405, "only GET is served");
+    int method = lws_http_get_uri_and_method(wsi, &u, &ulen);
+    if (method == LWSHUMETH_OPTIONS) return serve_preflight(wsi);
+    if (method != LWSHUMETH_GET && method != LWSHUMETH_HEAD)
+        return respond_text(wsi, 405, "only GET, HEAD and OPTIONS are served here");
+    if (method == LWSHUMETH_HEAD && !strcmp(uri, "/v1/events")) {
+        char cors[300], head[400];
+        cors_headers(wsi, cors, sizeof cors);
+        snprintf(head, sizeof head, "%s", cors);
+        return finish(wsi, tk_http_respond(wsi, 200, "text/event-stream", "", 0, head));
+    }
     if (!strcmp(uri, "/healthz")) return serve_health(wsi);
     if (!strcmp(uri, "/metrics")) return serve_metrics(wsi);
     if (!strcmp(uri, "/v1/items")) return serve_items(wsi);

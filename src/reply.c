@@ -1,6 +1,7 @@
 /* reply.c - whole HTTP/1.1 responses written on an lws connection, and the
  * room left in a connection's socket. */
 #include <libwebsockets.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@ static const char *status_text(unsigned status)
     switch (status) {
     case 200:
         return "OK";
+    case 204:
+        return "No Content";
     case 304:
         return "Not Modified";
     case 400:
@@ -48,18 +51,24 @@ static const char *status_text(unsigned status)
 int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const char *body,
                     size_t len, const char *extra)
 {
-    char head[2048];
+    char head[2048], *u;
+    int ulen;
+    /* HEAD: the same status and headers, Content-Length included, no body;
+     * 204 and 304 never carry one. */
+    bool bodyless = status == 204 || status == 304 ||
+                    lws_http_get_uri_and_method(wsi, &u, &ulen) == LWSHUMETH_HEAD;
     int hl =
         snprintf(head, sizeof head,
                  "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                  "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
-                 status, status_text(status), type, status == 304 ? 0 : len, extra ? extra : "");
+                 status, status_text(status), type, status == 304 || status == 204 ? 0 : len,
+                 extra ? extra : "");
     if (hl < 0 || (size_t)hl >= sizeof head) return -1;
-    size_t total = (size_t)hl + (status == 304 ? 0 : len);
+    size_t total = (size_t)hl + (bodyless ? 0 : len);
     unsigned char *buf = malloc(LWS_PRE + total);
     if (!buf) return -1;
     memcpy(buf + LWS_PRE, head, (size_t)hl);
-    if (status != 304) memcpy(buf + LWS_PRE + hl, body, len);
+    if (!bodyless) memcpy(buf + LWS_PRE + hl, body, len);
     int rc = lws_write(wsi, buf + LWS_PRE, total, LWS_WRITE_RAW);
     free(buf);
     return rc < 0 ? -1 : 0;

@@ -99,3 +99,60 @@ def test_ten_binary_frames_close_1008(tickerd):
         assert ws.read_close() == 1008
     finally:
         ws.close()
+
+
+# --- HEAD and the CORS preflight (SPEC §3) ---
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics", "/v1/items", "/v1/events", "/",
+                                  "/ticker.js"])
+def test_head_has_the_get_status_and_headers_and_no_body(tickerd, path):
+    import os
+    import socket
+    for name in ("index.html", "ticker.js"):
+        with open(os.path.join(tickerd.static_dir, name), "w") as f:
+            f.write("x" * 100)
+    req = ("HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
+    with socket.create_connection(("127.0.0.1", tickerd.port), timeout=5) as s:
+        s.sendall(req)
+        s.settimeout(1.0)
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:60]
+    assert rest == b""  # no body, and nothing streamed (SSE)
+    get_status, get_headers, _ = raw_request(
+        tickerd.port, ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()) \
+        if path != "/v1/events" else (200, {"content-type": "text/event-stream"}, b"")
+    lines = head.decode().split("\r\n")[1:]
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines)}
+    assert headers["content-type"] == get_headers["content-type"]
+
+
+def test_preflight_from_an_allowed_origin(make_tickerd):
+    td = make_tickerd({"auth": {"allowed_origins": "https://news.example"}})
+    ok = (b"OPTIONS /v1/items HTTP/1.1\r\nHost: x\r\nOrigin: https://news.example\r\n"
+          b"Access-Control-Request-Method: GET\r\n"
+          b"Access-Control-Request-Headers: authorization\r\n\r\n")
+    status, headers, body = raw_request(td.port, ok)
+    assert status == 204 and body == b""
+    assert headers["access-control-allow-origin"] == "https://news.example"
+    allow = [h.strip().lower() for h in headers["access-control-allow-headers"].split(",")]
+    assert {"authorization", "content-type", "idempotency-key"} <= set(allow)
+    assert "GET" in headers["access-control-allow-methods"]
+    status, headers, _ = raw_request(td.port, ok.replace(b"news.example", b"evil.example"))
+    assert status == 403
+    assert "access-control-allow-origin" not in headers
+
+
+def test_preflight_with_any_origin_allowed_names_the_origin(tickerd):
+    req = (b"OPTIONS /v1/events HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n\r\n")
+    status, headers, _ = raw_request(tickerd.port, req)
+    assert status == 204
+    assert headers["access-control-allow-origin"] == "https://a.example"  # never a bare *
