@@ -21,9 +21,34 @@
 #define ACCEPTS_PER_WAKEUP 16
 #define SEND_BUFFER_BYTES 65536
 
+/* Out of descriptors, accept(2) fails at once and the socket stays
+ * readable: the loop would spin. Accepting pauses this long instead. */
+#define ACCEPT_PAUSE_MS 100
+
 static uv_poll_t poll_handle;
+static uv_timer_t pause_timer;
 static int listen_fd = -1;
 static struct lws_vhost *vhost;
+static unsigned long accept_pauses;
+
+static void on_acceptable(uv_poll_t *h, int status, int events);
+
+static void on_pause_over(uv_timer_t *t)
+{
+    (void)t;
+    if (listen_fd >= 0) uv_poll_start(&poll_handle, UV_READABLE, on_acceptable);
+}
+
+/* EMFILE and its kin: stop watching the listener for a moment, as libuv
+ * does for its own listeners, and say so (rate-limited). */
+static void pause_accepting(int err)
+{
+    accept_pauses++;
+    tk_log_limited(TK_LOG_WARN, "accept: %s: pausing accepts for %d ms (%lu times so far)",
+                   strerror(err), ACCEPT_PAUSE_MS, accept_pauses);
+    uv_poll_stop(&poll_handle);
+    uv_timer_start(&pause_timer, on_pause_over, ACCEPT_PAUSE_MS, 0);
+}
 
 static void on_acceptable(uv_poll_t *h, int status, int events)
 {
@@ -33,7 +58,9 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
     for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
         int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
                 tk_log_limited(TK_LOG_WARN, "accept: %s", strerror(errno));
             return;
         }
@@ -77,6 +104,7 @@ int tk_listener_start(uv_loop_t *loop, const char *host, int port, struct lws_vh
     vhost = vh;
     if ((listen_fd = open_socket(host, port, 1)) < 0) return -1;
     uv_poll_init(loop, &poll_handle, listen_fd);
+    uv_timer_init(loop, &pause_timer);
     uv_poll_start(&poll_handle, UV_READABLE, on_acceptable);
     return 0;
 }
@@ -98,6 +126,8 @@ static void on_closed(uv_handle_t *h)
 
 void tk_listener_stop(void)
 {
-    if (listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&poll_handle))
+    if (listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&poll_handle)) {
+        uv_close((uv_handle_t *)&pause_timer, NULL);
         uv_close((uv_handle_t *)&poll_handle, on_closed);
+    }
 }

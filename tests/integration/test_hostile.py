@@ -3,6 +3,7 @@ too long to read is a 400 on every endpoint, never a dropped parameter; a
 mixed-case Upgrade header is a WebSocket upgrade; a large binary frame is
 one bad message, and 1009 once over max_frame_bytes."""
 import json
+import os
 
 import pytest
 
@@ -156,3 +157,46 @@ def test_preflight_with_any_origin_allowed_names_the_origin(tickerd):
     status, headers, _ = raw_request(tickerd.port, req)
     assert status == 204
     assert headers["access-control-allow-origin"] == "https://a.example"  # never a bare *
+
+
+# --- out of descriptors ---
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_pauses_accepting_without_spinning(make_tickerd):
+    """accept() failing with EMFILE must not spin the loop: tickerd pauses
+    accepting, logs it, and serves again once descriptors are free."""
+    import resource
+    import socket
+    import time
+    td = make_tickerd(start=False)
+    limit = 48
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))  # inherited by tickerd
+    try:
+        td.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    socks = []
+    try:
+        for _ in range(limit + 20):
+            s = socket.create_connection(("127.0.0.1", td.port), timeout=2)
+            socks.append(s)
+        time.sleep(0.5)
+        before = cpu_seconds(td.proc.pid)
+        time.sleep(2.0)
+        used = cpu_seconds(td.proc.pid) - before
+        assert used < 0.5, f"tickerd used {used:.2f} s of CPU in 2 s while out of descriptors"
+        assert "pausing accepts" in td.log()
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.5)
+    ws = RawWS(td.port, "/v1/ws?replay=0")
+    assert ws.status == 101
+    assert ws.read_json()["type"] == "hello"
+    ws.close()
