@@ -28,13 +28,21 @@ static lws_retry_bo_t retry_policy;
  * refusal with the client's address. */
 static bool header_overflow;
 
+/* Logs and counts the request lws dropped: 414 when the request line
+ * itself did not fit (lws never finished the URI), 431 when the headers did
+ * not. lws 4.1.6 has already shut the socket for writing by now, so the
+ * client gets no answer (docs/operations.md). */
 static void log_header_overflow(struct lws *wsi)
 {
     const char *ip = lws_get_opaque_user_data(wsi);
+    bool uri = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0 &&
+               lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) <= 0 &&
+               lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI) <= 0 &&
+               lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0;
     header_overflow = false;
-    tk_log_limited(TK_LOG_INFO, "refused %s: request line and headers over %d bytes", ip ? ip : "?",
-                   HEADER_BYTES);
-    tk_metrics_refused(431);
+    tk_log_limited(TK_LOG_INFO, "refused %s: %s over %d bytes (dropped)", ip ? ip : "?",
+                   uri ? "request line" : "request line and headers", HEADER_BYTES);
+    tk_metrics_refused(uri ? 414 : 431);
 }
 
 /* The peer's address, kept from the accept: by the time lws reports a

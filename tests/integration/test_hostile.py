@@ -200,3 +200,4 @@ def test_out_of_descriptors_pauses_accepting_without_spinning(make_tickerd):
     assert ws.status == 101
     assert ws.read_json()["type"] == "hello"
     ws.close()
+
