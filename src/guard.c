@@ -10,7 +10,7 @@
 #include "tickerd/guard.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
-#include "tickerd/server.h"
+#include "tickerd/clock.h"
 
 /* A claim: an array of names, or a comma-separated string, as a mask. */
 static int claim_mask(jwt_t *jwt, const char *name, tk_name_kind_t kind, uint64_t *mask)
@@ -114,13 +114,14 @@ bool tk_origin_listed(const char *allowed, const char *origin)
     return false;
 }
 
-static bool origin_allowed(struct lws *wsi)
+/* An Origin too long to compare is refused, never skipped. */
+static bool origin_allowed(const char *allowed, struct lws *wsi)
 {
     char origin[256];
-    const char *allowed = server.cfg->allowed_origins;
     if (!*allowed) return true;
-    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
-        return true; /* not a browser: origins do not apply */
+    int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+    if (n < 0) return false;
+    if (n == 0) return true; /* not a browser: origins do not apply */
     return tk_origin_listed(allowed, origin);
 }
 
@@ -152,19 +153,19 @@ void tk_guard_ip_add(uint32_t slot, int delta)
     __atomic_fetch_add(&tk_metrics->per_ip[slot], delta, __ATOMIC_RELAXED);
 }
 
-unsigned tk_guard_admit(struct lws *wsi, tk_sub_req_t *req, tk_grant_t *g, char *err, size_t errlen)
+unsigned tk_guard_admit(const tk_config_t *cfg, bool stopping, struct lws *wsi, tk_sub_req_t *req,
+                        tk_grant_t *g, char *err, size_t errlen)
 {
-    const tk_config_t *cfg = server.cfg;
     int64_t conns = 0;
     g->regions = TK_ALL64;
     g->langs = TK_ALL32;
-    if (!origin_allowed(wsi)) {
+    if (!origin_allowed(cfg->allowed_origins, wsi)) {
         snprintf(err, errlen, "origin not allowed");
         return 403;
     }
     for (int t = 0; t < TK_TRANSPORTS; t++)
         conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
-    if (server.stopping) {
+    if (stopping) {
         snprintf(err, errlen, "shutting down");
         return 503;
     }

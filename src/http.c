@@ -69,7 +69,8 @@ static tk_sub_req_t *parse_query(struct lws *wsi, int *rc, tk_grant_t *g)
         return NULL;
     }
     if (tk_request_query(wsi, tk_site_of(wsi)->cfg, req, err, sizeof err)) goto bad;
-    if (!(status = tk_guard_admit(wsi, req, g, err, sizeof err))) return req;
+    if (!(status = tk_guard_admit(tk_site_of(wsi)->cfg, tk_site_of(wsi)->stopping, wsi, req, g, err,
+                                  sizeof err))) return req;
 bad:
     free(req);
     *rc = respond_text(wsi, status, err);

@@ -1,28 +1,17 @@
-/* main.c - command line, configuration and reload, signals, and the order
- * of start-up and shutdown of one tickerd process. */
+/* main.c - the command line, the configuration (file, environment, flags),
+ * and the choice between one worker in this process or a supervisor of
+ * several (supervisor.c); everything on a worker's loop is worker.c's. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <systemd/sd-daemon.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "tickerd/listener.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
-#include "tickerd/net.h"
-#include "tickerd/server.h"
-#include "tickerd/stream.h"
 #include "tickerd/supervisor.h"
-
-#define SHUTDOWN_WAIT_MS 3000
-#define SLOW_TIMEOUT_S 15   /* until [limits] slow_timeout_s lands */
-#define MAX_LIVE_ITEMS 10000 /* until [stream] max_live_items lands */
-
-tk_server_t server;
+#include "tickerd/worker.h"
 
 static struct {
     const char *config;
@@ -32,9 +21,6 @@ static struct {
     int check;
 } opts;
 
-static uv_signal_t sig_term, sig_int, sig_hup;
-static uv_timer_t shutdown_timer, notify_timer;
-static int64_t shutdown_started;
 
 static void usage(FILE *f)
 {
@@ -108,18 +94,8 @@ static int parse_args(int argc, char **argv)
     return 0;
 }
 
-/* The hub's share of the configuration. */
-static void hub_limits(const tk_config_t *cfg, tk_hub_limits_t *lim)
-{
-    lim->max_queue_bytes = (uint64_t)cfg->max_queue_bytes;
-    lim->slow_timeout_ms = (int64_t)SLOW_TIMEOUT_S * 1000;
-    lim->heartbeat_s = cfg->heartbeat_s;
-    lim->replay_default = cfg->replay_default;
-    lim->replay_max = cfg->replay_max;
-}
-
-/* SIGHUP: a new configuration for new connections; what cannot change
- * without a restart is kept and said so. */
+/* SIGHUP in the master: check the file, so that a bad one is said once;
+ * each worker then loads it for itself. */
 static int reload(void)
 {
     char err[512];
@@ -128,146 +104,19 @@ static int reload(void)
         tk_log(TK_LOG_ERROR, "reload refused, keeping the old configuration: %s", err);
         return -1;
     }
-    tk_config_t *old = server.cfg;
-    const char *fixed[][2] = {{cfg->listen, old->listen},
-                              {cfg->redis_url, old->redis_url},
-                              {cfg->stream_key, old->stream_key}};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (strcmp(fixed[i][0], fixed[i][1]))
-            tk_log(TK_LOG_WARN, "reload: '%s' takes a restart; still using '%s'", fixed[i][0],
-                   fixed[i][1]);
-    free(cfg->listen), cfg->listen = strdup(old->listen);
-    free(cfg->redis_url), cfg->redis_url = strdup(old->redis_url);
-    free(cfg->stream_key), cfg->stream_key = strdup(old->stream_key);
-    cfg->history_size = old->history_size;
-    cfg->workers = old->workers;
-    server.cfg = cfg;
-    server.site.cfg = cfg;
-    if (server.hub) {
-        tk_hub_limits_t lim;
-        hub_limits(cfg, &lim);
-        tk_hub_set_limits(server.hub, &lim);
-    }
-    tk_config_free(old);
-    tk_log(TK_LOG_INFO, "configuration reloaded from %s", opts.config ? opts.config : "defaults");
+    tk_config_free(cfg);
+    tk_log(TK_LOG_INFO, "configuration reloaded from %s (the workers load it too)",
+           opts.config ? opts.config : "defaults");
     return 0;
 }
 
-static void close_handle(uv_handle_t *h)
-{
-    if (!uv_is_closing(h)) uv_close(h, NULL);
-}
+static tk_config_t *master_cfg;
 
-/* Shutdown, after every client had its close frame (or the wait ran out):
- * the first of lws's two destroy steps, Redis, our handles; then, one tick
- * later, stop the loop (lws leaves its handles to the second step). */
-static void on_shutdown_tick(uv_timer_t *t)
-{
-    static bool stage2;
-    if (stage2) {
-        close_handle((uv_handle_t *)t);
-        uv_stop(server.loop);
-        return;
-    }
-    if (tk_hub_count(server.hub) > 0 && tk_now_ms() - shutdown_started < SHUTDOWN_WAIT_MS) return;
-    stage2 = true;
-    tk_net_stop(server.lws);
-    tk_hub_free(server.hub);
-    server.hub = NULL;
-    tk_stream_stop(server.stream);
-    server.stream = NULL;
-    close_handle((uv_handle_t *)&sig_term);
-    close_handle((uv_handle_t *)&sig_int);
-    close_handle((uv_handle_t *)&sig_hup);
-}
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-    (void)h;
-    if (signum == SIGHUP) {
-        if (server.notify) sd_notify(0, "RELOADING=1");
-        reload();
-        if (server.notify) sd_notify(0, "READY=1");
-        return;
-    }
-    if (server.stopping) return;
-    tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum), tk_hub_count(server.hub));
-    server.stopping = true;
-    server.site.stopping = true;
-    if (server.notify) sd_notify(0, "STOPPING=1");
-    close_handle((uv_handle_t *)&notify_timer);
-    shutdown_started = tk_now_ms();
-    tk_hub_close_all(server.hub, 1001);
-    uv_timer_start(&shutdown_timer, on_shutdown_tick, 20, 20);
-}
-
-static void on_notify_tick(uv_timer_t *t)
-{
-    (void)t;
-    tk_notify_status();
-    sd_notify(0, "WATCHDOG=1");
-}
-
-/* Single-process mode: READY now, then STATUS and WATCHDOG on a timer. */
-static void start_notify(uv_loop_t *loop)
-{
-    uint64_t us = 0, every = 5000;
-    uv_timer_init(loop, &notify_timer);
-    if (!server.notify) return;
-    if (sd_watchdog_enabled(0, &us) > 0 && us / 2000 < every) every = us / 2000;
-    uv_timer_start(&notify_timer, on_notify_tick, every ? every : 1, every ? every : 1);
-    sd_notify(0, "READY=1");
-}
-
-static int run(void)
-{
-    uv_loop_t loop;
-    int rc = 1;
-    uv_loop_init(&loop);
-    server.loop = &loop;
-    server.history = tk_history_create(server.cfg->history_size, MAX_LIVE_ITEMS);
-    tk_hub_limits_t lim;
-    hub_limits(server.cfg, &lim);
-    server.hub = server.history ? tk_hub_create(&loop, server.history, &lim) : NULL;
-    tk_metrics->workers[server.worker].pid = getpid();
-    tk_metrics->workers[server.worker].started_ms = tk_now_ms();
-    server.site = (tk_site_t){&loop, server.cfg, server.hub, server.history, false, false, 0};
-    if (!server.hub || !(server.lws = tk_net_start(&server.site))) goto out;
-    if (!(server.stream = tk_stream_start(&loop, server.cfg->redis_url))) {
-        tk_net_stop(server.lws);
-        goto drain;
-    }
-    uv_signal_init(&loop, &sig_term);
-    uv_signal_init(&loop, &sig_int);
-    uv_signal_init(&loop, &sig_hup);
-    uv_timer_init(&loop, &shutdown_timer);
-    uv_signal_start(&sig_term, on_signal, SIGTERM);
-    uv_signal_start(&sig_int, on_signal, SIGINT);
-    uv_signal_start(&sig_hup, on_signal, SIGHUP);
-    start_notify(&loop);
-    tk_log(TK_LOG_INFO, "tickerd %s listening on %s, stream %s", TK_VERSION, server.cfg->listen,
-           server.cfg->stream_key);
-    rc = 0;
-drain:
-    uv_run(&loop, UV_RUN_DEFAULT);
-    tk_net_finish(server.lws);
-    server.lws = NULL;
-    for (int i = 0; i < 10 && uv_run(&loop, UV_RUN_NOWAIT); i++)
-        ;
-out:
-    /* lws 4.1.6 on a foreign loop leaves a few of its handles behind;
-     * the process ends here, so that is logged only when debugging. */
-    if (uv_loop_close(&loop)) tk_log(TK_LOG_DEBUG, "loop closed with lws handles still open");
-    tk_history_free(server.history);
-    return rc;
-}
-
+/* In the forked worker: the master's configuration is its own copy. */
 static int run_worker(int index)
 {
-    server.worker = index;
-    int rc = run();
+    int rc = tk_worker_run(index, master_cfg, load_config, false);
     tk_metrics_free();
-    tk_config_free(server.cfg);
     return rc;
 }
 
@@ -275,15 +124,14 @@ int main(int argc, char **argv)
 {
     char err[512];
     if (parse_args(argc, argv)) return 2;
-    server.cfg = load_config(err, sizeof err);
-    if (!server.cfg) {
+    tk_config_t *cfg = load_config(err, sizeof err);
+    if (!cfg) {
         fprintf(stderr, "tickerd: %s\n", err);
         return 2;
     }
-    server.config_path = opts.config;
-    if (opts.check) {
+        if (opts.check) {
         printf("%s: ok\n", opts.config ? opts.config : "defaults");
-        tk_config_free(server.cfg);
+        tk_config_free(cfg);
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -292,19 +140,19 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc;
-    if (tk_listener_probe(server.cfg->listen_host, server.cfg->listen_port)) {
+    if (tk_listener_probe(cfg->listen_host, cfg->listen_port)) {
         tk_metrics_free();
-        tk_config_free(server.cfg);
+        tk_config_free(cfg);
         return 1;
     }
-    if (server.cfg->workers > 1) {
-        rc = tk_supervise(server.cfg->workers, run_worker, reload);
+    if (cfg->workers > 1) {
+        master_cfg = cfg;
+        rc = tk_supervise(cfg->workers, run_worker, reload);
+        tk_config_free(cfg);
     } else {
-        server.notify = true;
-        rc = run();
+        rc = tk_worker_run(0, cfg, load_config, true); /* takes cfg over */
     }
     tk_metrics_free();
-    tk_config_free(server.cfg);
     tk_log(TK_LOG_INFO, "stopped");
     return rc;
 }

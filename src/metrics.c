@@ -6,7 +6,6 @@
 #include <sys/mman.h>
 
 #include "tickerd/metrics.h"
-#include "tickerd/server.h"
 
 tk_metrics_t *tk_metrics;
 

@@ -12,12 +12,10 @@
 
 #include "tickerd/clock.h"
 #include "tickerd/config.h"
-#include "tickerd/hub.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/redis_uv.h"
 #include "tickerd/sentinel.h"
-#include "tickerd/server.h"
 #include "tickerd/stream.h"
 
 #define BACKOFF_MIN_MS 100
@@ -31,6 +29,11 @@
 
 struct tk_stream {
     uv_loop_t *loop;
+    const tk_config_t *cfg;
+    const tk_stream_events_t *ev;
+    void *ud;
+    int worker;
+    char epoch[65]; /* the last epoch read; empty before the first */
     redisAsyncContext *ac;
     uv_timer_t retry;
     uv_timer_t watchdog;
@@ -57,10 +60,6 @@ bool tk_stream_up(const tk_stream_t *s)
     return s && s->up;
 }
 
-int64_t tk_stream_down_ms(const tk_stream_t *s)
-{
-    return s && !s->up ? tk_now_ms() - s->down_since_ms : 0;
-}
 
 static void set_up(tk_stream_t *s, bool up)
 {
@@ -68,11 +67,10 @@ static void set_up(tk_stream_t *s, bool up)
     if (up == s->up && (up || s->down_since_ms)) return;
     s->up = up;
     s->down_since_ms = up ? 0 : tk_now_ms();
-    tk_worker_stats_t *w = &tk_metrics->workers[server.worker];
+    tk_worker_stats_t *w = &tk_metrics->workers[s->worker];
     w->redis_up = up;
     w->redis_down_since_ms = s->down_since_ms;
-    server.site.redis_up = up;
-    server.site.redis_down_ms = s->down_since_ms;
+    s->ev->status(s->ud, up, s->down_since_ms);
 }
 
 /* The retry timer's callback gets the timer; the stream is its data. */
@@ -89,33 +87,6 @@ static void schedule_reconnect(tk_stream_t *s)
     tk_log(TK_LOG_INFO, "redis: reconnecting in %d ms", s->backoff_ms);
     uv_timer_start(&s->retry, on_retry, (uint64_t)s->backoff_ms, 0);
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
-}
-
-void tk_stream_ingest(const char *id, size_t idlen, const char *const *fv, const size_t *fvlen,
-                      size_t nfv, bool live)
-{
-    tk_id_t sid;
-    tk_item_t item;
-    tk_reject_t rej = {0};
-    tk_field_t stack[32], *fields = stack;
-    size_t n = nfv / 2;
-    if (tk_id_parse(id, idlen, &sid)) return;
-    if (n > 32 && !(fields = malloc(n * sizeof *fields))) return;
-    for (size_t i = 0; i < n; i++)
-        fields[i] = (tk_field_t){fv[2 * i], fvlen[2 * i], fv[2 * i + 1], fvlen[2 * i + 1]};
-    int rc = tk_item_parse(server.cfg, sid, fields, n, &item, &rej);
-    if (fields != stack) free(fields);
-    tk_event_t *ev = rc == 0 ? tk_history_add(server.history, &item, &rej) : NULL;
-    if (!ev) {
-        if (rc == 0) tk_item_clear(&item);
-        if (rej.reason == TK_REJECT_OUT_OF_ORDER) return; /* already have it */
-        tk_log(TK_LOG_WARN, "entry %.*s rejected: %s: %s", (int)idlen, id,
-               tk_reason_names[rej.reason], rej.detail);
-        if (server.worker == 0) TK_COUNT(items_rejected_total[rej.reason], 1);
-        return;
-    }
-    if (server.worker == 0) TK_COUNT(items_ingested_total, 1);
-    if (live) tk_hub_publish(server.hub, ev);
 }
 
 /* One entry of an XRANGE/XREAD reply: [id, [field, value, ...]]. */
@@ -138,7 +109,7 @@ static void ingest_reply_entry(tk_stream_t *s, redisReply *e, bool live)
             fv[k] = kv->element[i]->str;
             fvlen[k++] = kv->element[i]->len;
         }
-        tk_stream_ingest(id->str, id->len, fv, fvlen, k & ~(size_t)1, live);
+        s->ev->entry(s->ud, id->str, id->len, fv, fvlen, k & ~(size_t)1, live);
     }
     free(fv);
     free(fvlen);
@@ -161,11 +132,12 @@ static void on_xread(redisAsyncContext *ac, void *r, void *priv)
     s->backoff_ms = BACKOFF_MIN_MS;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
         redisReply *entries = reply->element[0]->element[1];
-        tk_hub_batch(server.hub, entries->elements > 1);
+        bool burst = entries->elements > 1;
+        if (burst) s->ev->batch(s->ud, true);
         for (size_t i = 0; i < entries->elements; i++)
             ingest_reply_entry(s, entries->element[i], true);
-        tk_hub_batch(server.hub, false);
-        tk_id_format(s->last_read, tk_metrics->workers[server.worker].last_id);
+        if (burst) s->ev->batch(s->ud, false);
+        tk_id_format(s->last_read, tk_metrics->workers[s->worker].last_id);
     }
     read_next(s);
 }
@@ -189,7 +161,7 @@ static void read_next(tk_stream_t *s)
     tk_id_format(s->last_read, last);
     snprintf(block, sizeof block, "%d", XREAD_BLOCK_MS);
     const char *argv[] = {
-        "XREAD", "COUNT", XREAD_COUNT, "BLOCK", block, "STREAMS", server.cfg->stream_key, last};
+        "XREAD", "COUNT", XREAD_COUNT, "BLOCK", block, "STREAMS", s->cfg->stream_key, last};
     if (!s->ac || redisAsyncCommandArgv(s->ac, on_xread, s, 8, argv, NULL) != REDIS_OK) return;
     uv_timer_start(&s->watchdog, on_watchdog, XREAD_BLOCK_MS + WATCHDOG_SLACK_MS, 0);
 }
@@ -201,45 +173,39 @@ static void on_load(redisAsyncContext *ac, void *r, void *priv)
     (void)ac;
     if (!reply) return;
     if (reply->type != REDIS_REPLY_ARRAY) {
-        tk_log(TK_LOG_ERROR, "redis: XREVRANGE %s: %s", server.cfg->stream_key,
+        tk_log(TK_LOG_ERROR, "redis: XREVRANGE %s: %s", s->cfg->stream_key,
                reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
         redisAsyncDisconnect(s->ac);
         return;
     }
     size_t n = reply->elements, first = n;
-    if (n > (size_t)server.cfg->history_size) {
+    if (n > (size_t)s->cfg->history_size) {
         /* One more than the history holds: its ID is the horizon. */
         redisReply *oldest = reply->element[n - 1];
         tk_id_t hid;
         if (oldest->type == REDIS_REPLY_ARRAY && oldest->elements == 2 &&
             !tk_id_parse(oldest->element[0]->str, oldest->element[0]->len, &hid)) {
-            tk_history_set_horizon(server.history, hid);
+            s->ev->horizon(s->ud, hid);
             if (tk_id_cmp(hid, s->last_read) > 0) s->last_read = hid;
         }
         first = n - 1;
     }
     for (size_t i = first; i-- > 0;)
         ingest_reply_entry(s, reply->element[i], false);
-    tk_id_format(s->last_read, tk_metrics->workers[server.worker].last_id);
+    tk_id_format(s->last_read, tk_metrics->workers[s->worker].last_id);
     bool reloaded = s->loaded;
     s->loaded = true;
-    tk_log(TK_LOG_INFO, "redis: loaded %d events of %s, reading after %s",
-           tk_history_count(server.history), server.cfg->stream_key,
-           tk_metrics->workers[server.worker].last_id);
-    if (!server.ready) {
-        server.ready = true;
-        tk_hub_ready(server.hub);
-    } else if (reloaded) {
-        tk_hub_resync(server.hub, false);
-    }
+    tk_log(TK_LOG_INFO, "redis: loaded %zu entries of %s, reading after %s", first,
+           s->cfg->stream_key, tk_metrics->workers[s->worker].last_id);
+    s->ev->loaded(s->ud, reloaded);
     read_next(s);
 }
 
 static void load_history(tk_stream_t *s)
 {
     char count[16];
-    snprintf(count, sizeof count, "%d", server.cfg->history_size + 1);
-    const char *argv[] = {"XREVRANGE", server.cfg->stream_key, "+", "-", "COUNT", count};
+    snprintf(count, sizeof count, "%d", s->cfg->history_size + 1);
+    const char *argv[] = {"XREVRANGE", s->cfg->stream_key, "+", "-", "COUNT", count};
     redisAsyncCommandArgv(s->ac, on_load, s, 6, argv, NULL);
 }
 
@@ -249,7 +215,7 @@ static void on_epoch(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     (void)ac;
     if (!reply) return;
-    if (reply->type != REDIS_REPLY_STRING || reply->len == 0 || reply->len >= sizeof server.epoch) {
+    if (reply->type != REDIS_REPLY_STRING || reply->len == 0 || reply->len >= sizeof s->epoch) {
         tk_log(TK_LOG_ERROR, "redis: GET %s: %s", s->epoch_key,
                reply->type == REDIS_REPLY_ERROR ? reply->str : "not a usable epoch");
         redisAsyncDisconnect(s->ac);
@@ -257,18 +223,17 @@ static void on_epoch(redisAsyncContext *ac, void *r, void *priv)
     }
     set_up(s, true);
     tk_log(TK_LOG_INFO, "redis: connected, epoch %s", reply->str);
-    if (server.epoch[0] && strcmp(server.epoch, reply->str) != 0) {
+    if (s->epoch[0] && strcmp(s->epoch, reply->str) != 0) {
         tk_log(TK_LOG_WARN, "redis: epoch changed from %s: the stream was recreated, reloading",
-               server.epoch);
-        tk_history_reset(server.history);
+               s->epoch);
         s->last_read = (tk_id_t){0, 0};
-        memcpy(server.epoch, reply->str, reply->len + 1);
-        tk_hub_set_epoch(server.hub, server.epoch);
-        load_history(s); /* clients stay; on_load sends them the reload as a gap */
+        memcpy(s->epoch, reply->str, reply->len + 1);
+        s->ev->epoch(s->ud, s->epoch, true);
+        load_history(s); /* clients stay; the reload reaches them as a gap */
         return;
     }
-    memcpy(server.epoch, reply->str, reply->len + 1);
-    tk_hub_set_epoch(server.hub, server.epoch);
+    memcpy(s->epoch, reply->str, reply->len + 1);
+    s->ev->epoch(s->ud, s->epoch, false);
     if (s->loaded)
         read_next(s);
     else
@@ -405,7 +370,7 @@ static void on_master_found(void *data, const char *ip, int port)
     tk_stream_t *s = data;
     if (s->stopping || s->ac) return;
     if (!ip) {
-        tk_log(TK_LOG_WARN, "redis: no sentinel names master '%s'", server.cfg->master_name);
+        tk_log(TK_LOG_WARN, "redis: no sentinel names master '%s'", s->cfg->master_name);
         schedule_reconnect(s);
         return;
     }
@@ -450,8 +415,10 @@ static void connect_now(tk_stream_t *s)
     connect_to(s);
 }
 
-tk_stream_t *tk_stream_start(uv_loop_t *loop, const char *url)
+tk_stream_t *tk_stream_start(uv_loop_t *loop, const tk_config_t *cfg, int worker,
+                             const tk_stream_events_t *ev, void *ud)
 {
+    const char *url = cfg->redis_url;
     char err[256];
     tk_stream_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -461,14 +428,18 @@ tk_stream_t *tk_stream_start(uv_loop_t *loop, const char *url)
         return NULL;
     }
     s->loop = loop;
+    s->cfg = cfg;
+    s->worker = worker;
+    s->ev = ev;
+    s->ud = ud;
     s->backoff_ms = BACKOFF_MIN_MS;
-    snprintf(s->epoch_key, sizeof s->epoch_key, "%s:epoch", server.cfg->stream_key);
+    snprintf(s->epoch_key, sizeof s->epoch_key, "%s:epoch", s->cfg->stream_key);
     uv_timer_init(loop, &s->retry);
     uv_timer_init(loop, &s->watchdog);
     s->retry.data = s->watchdog.data = s;
     s->open_handles = 2;
-    if (*server.cfg->sentinels &&
-        !(s->sentinel = tk_sentinel_create(loop, server.cfg->sentinels, server.cfg->master_name,
+    if (*s->cfg->sentinels &&
+        !(s->sentinel = tk_sentinel_create(loop, s->cfg->sentinels, s->cfg->master_name,
                                            &s->url, on_master_switch, s))) {
         tk_stream_stop(s); /* freed once its timers have closed */
         return NULL;
@@ -485,6 +456,11 @@ static void on_timer_closed(uv_handle_t *h)
         tk_redis_url_clear(&s->url);
         free(s);
     }
+}
+
+void tk_stream_set_config(tk_stream_t *s, const tk_config_t *cfg)
+{
+    if (s) s->cfg = cfg;
 }
 
 void tk_stream_stop(tk_stream_t *s)

@@ -97,7 +97,7 @@ static unsigned parse_handshake(struct lws *wsi, tk_sub_req_t **out, tk_grant_t 
     tk_sub_req_t *req = malloc(sizeof *req);
     if (!req) return 503;
     if (tk_request_query(wsi, tk_site_of(wsi)->cfg, req, err, errlen)) goto bad;
-    if ((status = tk_guard_admit(wsi, req, g, err, errlen))) goto bad;
+    if ((status = tk_guard_admit(tk_site_of(wsi)->cfg, tk_site_of(wsi)->stopping, wsi, req, g, err, errlen))) goto bad;
     *out = req;
     return 0;
 bad:

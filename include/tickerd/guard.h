@@ -30,11 +30,12 @@ int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t err
 /* True when origin is one of the comma/space-separated allowed list. */
 bool tk_origin_listed(const char *allowed, const char *origin);
 
-/* Admission of an HTTP/WebSocket request: origin, token (query `token` or
+/* Admission of an HTTP/WebSocket request under cfg (stopping: refuse all
+ * with 503): origin (one too long to compare is refused), token (query `token` or
  * Authorization: Bearer), limits. Returns 0 or the HTTP status to refuse
  * with (401, 403, 429, 503) and the reason in err; fills g. */
-unsigned tk_guard_admit(struct lws *wsi, tk_sub_req_t *req, tk_grant_t *g, char *err,
-                        size_t errlen);
+unsigned tk_guard_admit(const tk_config_t *cfg, bool stopping, struct lws *wsi, tk_sub_req_t *req,
+                        tk_grant_t *g, char *err, size_t errlen);
 
 /* Per-IP accounting of admitted clients; the slot is kept by the client. */
 uint32_t tk_guard_ip_slot(struct lws *wsi);

@@ -3,23 +3,17 @@
  * client sends it; odd, the rest is a claims object that the harness signs
  * (HS256 with the right or a wrong key, HS384 or alg none by bits 1-2), so
  * the claim parsing is reached past the signature check. guard.c's
- * connection-level parts need the daemon's globals: stubs below. */
+ * connection-level parts need the metrics block: a NULL one below. */
 #include <jwt.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/clock.h"
 #include "tickerd/guard.h"
 #include "tickerd/metrics.h"
-#include "tickerd/server.h"
 
-tk_server_t server;
 tk_metrics_t *tk_metrics;
-
-int64_t tk_now_ms(void)
-{
-    return 1732752000000LL;
-}
 
 static const char secret[] = "fuzz-secret-0123456789";
 

@@ -1,0 +1,296 @@
+/* worker.c - one tickerd worker: its loop, its current configuration, the
+ * history, the hub, the stream reader and the lws context, and the wiring
+ * stream -> item -> history -> hub. Signals, reload and the order of
+ * shutdown. Nothing below it reaches up here: it hands each module what it
+ * needs. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "tickerd/clock.h"
+#include "tickerd/history.h"
+#include "tickerd/hub.h"
+#include "tickerd/log.h"
+#include "tickerd/metrics.h"
+#include "tickerd/net.h"
+#include "tickerd/site.h"
+#include "tickerd/stream.h"
+#include "tickerd/supervisor.h"
+#include "tickerd/worker.h"
+
+#define SHUTDOWN_WAIT_MS 3000
+#define SLOW_TIMEOUT_S 15    /* until [limits] slow_timeout_s lands */
+#define MAX_LIVE_ITEMS 10000 /* until [stream] max_live_items lands */
+
+typedef struct tk_worker {
+    uv_loop_t loop;
+    int index;
+    bool notify; /* this process speaks to systemd (single-process mode) */
+    tk_config_t *cfg;
+    tk_config_loader_t load;
+    tk_history_t *history;
+    tk_hub_t *hub;
+    tk_stream_t *stream;
+    struct lws_context *lws;
+    tk_site_t site; /* what the transports see of this worker */
+    bool stopping;
+    bool stage2;
+    int64_t shutdown_started;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t shutdown_timer, notify_timer;
+} tk_worker_t;
+
+/* --- configuration --- */
+
+/* The hub's share of the configuration. */
+static void hub_limits(const tk_config_t *cfg, tk_hub_limits_t *lim)
+{
+    lim->max_queue_bytes = (uint64_t)cfg->max_queue_bytes;
+    lim->slow_timeout_ms = (int64_t)SLOW_TIMEOUT_S * 1000;
+    lim->heartbeat_s = cfg->heartbeat_s;
+    lim->replay_default = cfg->replay_default;
+    lim->replay_max = cfg->replay_max;
+}
+
+/* What cannot change without a restart is kept, and a log line says so. */
+static void keep_fixed(tk_config_t *cfg, const tk_config_t *old)
+{
+    const char *fixed[][2] = {{cfg->listen, old->listen},
+                              {cfg->redis_url, old->redis_url},
+                              {cfg->stream_key, old->stream_key}};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (strcmp(fixed[i][0], fixed[i][1]))
+            tk_log(TK_LOG_WARN, "reload: '%s' takes a restart; still using '%s'", fixed[i][0],
+                   fixed[i][1]);
+    free(cfg->listen), cfg->listen = strdup(old->listen);
+    free(cfg->redis_url), cfg->redis_url = strdup(old->redis_url);
+    free(cfg->stream_key), cfg->stream_key = strdup(old->stream_key);
+    cfg->history_size = old->history_size;
+    cfg->workers = old->workers;
+}
+
+/* SIGHUP: a new configuration for every module that reads one. */
+static void reload(tk_worker_t *w)
+{
+    char err[512];
+    tk_config_t *cfg = w->load(err, sizeof err);
+    if (!cfg) {
+        tk_log(TK_LOG_ERROR, "reload refused, keeping the old configuration: %s", err);
+        return;
+    }
+    keep_fixed(cfg, w->cfg);
+    tk_hub_limits_t lim;
+    hub_limits(cfg, &lim);
+    tk_hub_set_limits(w->hub, &lim);
+    tk_history_set_max_live(w->history, MAX_LIVE_ITEMS);
+    tk_stream_set_config(w->stream, cfg);
+    w->site.cfg = cfg;
+    tk_config_free(w->cfg);
+    w->cfg = cfg;
+    tk_log(TK_LOG_INFO, "configuration reloaded");
+}
+
+/* --- the stream's reports: stream -> item -> history -> hub --- */
+
+static void on_entry(void *ud, const char *id, size_t idlen, const char *const *fv,
+                     const size_t *fvlen, size_t nfv, bool live)
+{
+    tk_worker_t *w = ud;
+    tk_id_t sid;
+    tk_item_t item;
+    tk_reject_t rej = {0};
+    tk_field_t stack[32], *fields = stack;
+    size_t n = nfv / 2;
+    if (tk_id_parse(id, idlen, &sid)) return;
+    if (n > 32 && !(fields = malloc(n * sizeof *fields))) return;
+    for (size_t i = 0; i < n; i++)
+        fields[i] = (tk_field_t){fv[2 * i], fvlen[2 * i], fv[2 * i + 1], fvlen[2 * i + 1]};
+    int rc = tk_item_parse(w->cfg, sid, fields, n, &item, &rej);
+    if (fields != stack) free(fields);
+    tk_event_t *ev = rc == 0 ? tk_history_add(w->history, &item, &rej) : NULL;
+    if (!ev) {
+        if (rc == 0) tk_item_clear(&item);
+        if (rej.reason == TK_REJECT_OUT_OF_ORDER) return; /* already have it */
+        /* Every worker reads every entry: the first one speaks for all. */
+        if (w->index != 0) return;
+        tk_log(TK_LOG_WARN, "entry %.*s rejected: %s: %s", (int)idlen, id,
+               tk_reason_names[rej.reason], rej.detail);
+        TK_COUNT(items_rejected_total[rej.reason], 1);
+        return;
+    }
+    if (w->index == 0) TK_COUNT(items_ingested_total, 1);
+    if (live) tk_hub_publish(w->hub, ev);
+}
+
+static void on_batch(void *ud, bool begin)
+{
+    tk_worker_t *w = ud;
+    tk_hub_batch(w->hub, begin);
+}
+
+static void on_horizon(void *ud, tk_id_t id)
+{
+    tk_worker_t *w = ud;
+    tk_history_set_horizon(w->history, id);
+}
+
+static void on_loaded(void *ud, bool reload)
+{
+    tk_worker_t *w = ud;
+    if (!tk_hub_is_ready(w->hub)) tk_hub_ready(w->hub);
+    else if (reload) tk_hub_resync(w->hub, false);
+}
+
+static void on_epoch(void *ud, const char *epoch, bool changed)
+{
+    tk_worker_t *w = ud;
+    if (changed) tk_history_reset(w->history); /* old IDs mean nothing */
+    tk_hub_set_epoch(w->hub, epoch);
+}
+
+static void on_status(void *ud, bool up, int64_t down_since_ms)
+{
+    tk_worker_t *w = ud;
+    w->site.redis_up = up;
+    w->site.redis_down_ms = down_since_ms;
+}
+
+static const tk_stream_events_t stream_events = {
+    on_entry, on_batch, on_horizon, on_loaded, on_epoch, on_status,
+};
+
+/* --- signals and shutdown --- */
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Shutdown, after every client had its close frame (or the wait ran out):
+ * the first of lws's two destroy steps, Redis, our handles; then, one tick
+ * later, stop the loop (lws leaves its handles to the second step). */
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    tk_worker_t *w = t->data;
+    if (w->stage2) {
+        close_handle((uv_handle_t *)t);
+        uv_stop(&w->loop);
+        return;
+    }
+    if (tk_hub_count(w->hub) > 0 && tk_now_ms() - w->shutdown_started < SHUTDOWN_WAIT_MS) return;
+    w->stage2 = true;
+    tk_net_stop(w->lws);
+    tk_hub_free(w->hub);
+    w->hub = NULL;
+    tk_stream_stop(w->stream);
+    w->stream = NULL;
+    close_handle((uv_handle_t *)&w->sig_term);
+    close_handle((uv_handle_t *)&w->sig_int);
+    close_handle((uv_handle_t *)&w->sig_hup);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    tk_worker_t *w = h->data;
+    if (signum == SIGHUP) {
+        if (w->notify) sd_notify(0, "RELOADING=1");
+        reload(w);
+        if (w->notify) sd_notify(0, "READY=1");
+        return;
+    }
+    if (w->stopping) return;
+    tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum),
+           tk_hub_count(w->hub));
+    w->stopping = w->site.stopping = true;
+    if (w->notify) sd_notify(0, "STOPPING=1");
+    close_handle((uv_handle_t *)&w->notify_timer);
+    w->shutdown_started = tk_now_ms();
+    tk_hub_close_all(w->hub, 1001);
+    uv_timer_start(&w->shutdown_timer, on_shutdown_tick, 20, 20);
+}
+
+static void on_notify_tick(uv_timer_t *t)
+{
+    (void)t;
+    tk_notify_status();
+    sd_notify(0, "WATCHDOG=1");
+}
+
+/* Single-process mode: READY now, then STATUS and WATCHDOG on a timer. */
+static void start_notify(tk_worker_t *w)
+{
+    uint64_t us = 0, every = 5000;
+    uv_timer_init(&w->loop, &w->notify_timer);
+    if (!w->notify) return;
+    if (sd_watchdog_enabled(0, &us) > 0 && us / 2000 < every) every = us / 2000;
+    uv_timer_start(&w->notify_timer, on_notify_tick, every ? every : 1, every ? every : 1);
+    sd_notify(0, "READY=1");
+}
+
+static void start_signals(tk_worker_t *w)
+{
+    uv_signal_t *sigs[] = {&w->sig_term, &w->sig_int, &w->sig_hup};
+    int nums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&w->loop, sigs[i]);
+        sigs[i]->data = w;
+        uv_signal_start(sigs[i], on_signal, nums[i]);
+    }
+    uv_timer_init(&w->loop, &w->shutdown_timer);
+    w->shutdown_timer.data = w;
+}
+
+/* --- the worker --- */
+
+int tk_worker_run(int index, tk_config_t *cfg, tk_config_loader_t load, bool notify)
+{
+    tk_worker_t *w = calloc(1, sizeof *w);
+    int rc = 1;
+    if (!w) {
+        tk_config_free(cfg);
+        return 1;
+    }
+    uv_loop_init(&w->loop);
+    w->index = index;
+    w->notify = notify;
+    w->cfg = cfg;
+    w->load = load;
+    tk_metrics->workers[index].pid = getpid();
+    tk_metrics->workers[index].started_ms = tk_now_ms();
+    tk_hub_limits_t lim;
+    hub_limits(cfg, &lim);
+    w->history = tk_history_create(cfg->history_size, MAX_LIVE_ITEMS);
+    w->hub = w->history ? tk_hub_create(&w->loop, w->history, &lim) : NULL;
+    w->site = (tk_site_t){&w->loop, cfg, w->hub, w->history, false, false, 0};
+    if (!w->hub || !(w->lws = tk_net_start(&w->site))) goto out;
+    if (!(w->stream = tk_stream_start(&w->loop, cfg, index, &stream_events, w))) {
+        tk_net_stop(w->lws);
+        tk_hub_free(w->hub);
+        w->hub = NULL;
+        goto drain;
+    }
+    start_signals(w);
+    start_notify(w);
+    tk_log(TK_LOG_INFO, "tickerd %s listening on %s, stream %s", TK_VERSION, cfg->listen,
+           cfg->stream_key);
+    rc = 0;
+drain:
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    tk_net_finish(w->lws);
+    for (int i = 0; i < 10 && uv_run(&w->loop, UV_RUN_NOWAIT); i++)
+        ;
+out:
+    if (w->hub) { /* start-up failed before the loop ran */
+        tk_hub_free(w->hub);
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+    /* lws 4.1.6 on a foreign loop leaves a few of its handles behind; the
+     * process ends here, so that is logged only when debugging. */
+    if (uv_loop_close(&w->loop)) tk_log(TK_LOG_DEBUG, "loop closed with lws handles still open");
+    tk_history_free(w->history);
+    tk_config_free(w->cfg);
+    free(w);
+    return rc;
+}
