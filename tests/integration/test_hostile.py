@@ -201,3 +201,29 @@ def test_out_of_descriptors_pauses_accepting_without_spinning(make_tickerd):
     assert ws.read_json()["type"] == "hello"
     ws.close()
 
+
+
+# --- an Origin too long to compare (SPEC §6) ---
+
+ORIGIN_MAX = 255  # src/guard.c compares origins of up to 255 bytes
+
+
+@pytest.mark.parametrize("length,listed,status", [
+    (len("https://news.example"), True, 101),  # listed: admitted
+    (ORIGIN_MAX, False, 403),       # at the limit, not listed: compared, refused
+    (ORIGIN_MAX + 1, False, 403),   # over it: refused, not skipped (0.1 let it through)
+    (2000, False, 403),
+])
+def test_long_origin_is_refused_not_skipped(make_tickerd, length, listed, status):
+    origin = "https://" + "o" * (length - len("https://") - len(".example")) + ".example"
+    if listed:
+        origin = "https://news.example"
+    assert len(origin) == length
+    allowed = "https://news.example"
+    td = make_tickerd({"auth": {"allowed_origins": allowed}})
+    req = ws_handshake_request(td.port, "/v1/ws", b"Origin: " + origin.encode() + b"\r\n")
+    import socket
+    with socket.create_connection(("127.0.0.1", td.port), timeout=5) as s:
+        s.sendall(req)
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 %d" % status), head[:60]
