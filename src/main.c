@@ -94,8 +94,11 @@ static int parse_args(int argc, char **argv)
     return 0;
 }
 
-/* SIGHUP in the master: check the file, so that a bad one is said once;
- * each worker then loads it for itself. */
+static tk_config_t *master_cfg;
+
+/* SIGHUP in the master: check the file, so that a bad one is said once, and
+ * keep it for the workers started from now on (a restarted worker binds the
+ * same address as the others); each running worker loads it for itself. */
 static int reload(void)
 {
     char err[512];
@@ -104,13 +107,13 @@ static int reload(void)
         tk_log(TK_LOG_ERROR, "reload refused, keeping the old configuration: %s", err);
         return -1;
     }
-    tk_config_free(cfg);
+    tk_worker_keep_fixed(cfg, master_cfg);
+    tk_config_free(master_cfg);
+    master_cfg = cfg;
     tk_log(TK_LOG_INFO, "configuration reloaded from %s (the workers load it too)",
            opts.config ? opts.config : "defaults");
     return 0;
 }
-
-static tk_config_t *master_cfg;
 
 /* In the forked worker: the master's configuration is its own copy. */
 static int run_worker(int index)
@@ -148,7 +151,7 @@ int main(int argc, char **argv)
     if (cfg->workers > 1) {
         master_cfg = cfg;
         rc = tk_supervise(cfg->workers, run_worker, reload);
-        tk_config_free(cfg);
+        tk_config_free(master_cfg);
     } else {
         rc = tk_worker_run(0, cfg, load_config, true); /* takes cfg over */
     }

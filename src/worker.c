@@ -54,21 +54,36 @@ static void hub_limits(const tk_config_t *cfg, tk_hub_limits_t *lim)
     lim->replay_max = cfg->replay_max;
 }
 
-/* What cannot change without a restart is kept, and a log line says so. */
-static void keep_fixed(tk_config_t *cfg, const tk_config_t *old)
+/* Keeps in cfg the string key *slot of old, saying so when they differ. */
+static void keep_string(char **slot, const char *old, const char *key)
 {
-    const char *fixed[][2] = {{cfg->listen, old->listen},
-                              {cfg->redis_url, old->redis_url},
-                              {cfg->stream_key, old->stream_key}};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (strcmp(fixed[i][0], fixed[i][1]))
-            tk_log(TK_LOG_WARN, "reload: '%s' takes a restart; still using '%s'", fixed[i][0],
-                   fixed[i][1]);
-    free(cfg->listen), cfg->listen = strdup(old->listen);
-    free(cfg->redis_url), cfg->redis_url = strdup(old->redis_url);
-    free(cfg->stream_key), cfg->stream_key = strdup(old->stream_key);
-    cfg->history_size = old->history_size;
-    cfg->workers = old->workers;
+    if (strcmp(*slot, old) == 0) return;
+    tk_log(TK_LOG_WARN, "reload: %s = '%s' takes a restart; still using '%s'", key, *slot, old);
+    free(*slot);
+    *slot = strdup(old);
+}
+
+static void keep_int(int *slot, int old, const char *key)
+{
+    if (*slot == old) return;
+    tk_log(TK_LOG_WARN, "reload: %s = %d takes a restart; still using %d", key, *slot, old);
+    *slot = old;
+}
+
+void tk_worker_keep_fixed(tk_config_t *cfg, const tk_config_t *old)
+{
+    keep_string(&cfg->listen, old->listen, "listen");
+    free(cfg->listen_host); /* parts of listen, said above */
+    cfg->listen_host = strdup(old->listen_host);
+    cfg->listen_port = old->listen_port;
+    keep_string(&cfg->redis_url, old->redis_url, "[redis] url");
+    keep_string(&cfg->sentinels, old->sentinels, "[redis] sentinels");
+    keep_string(&cfg->master_name, old->master_name, "[redis] master_name");
+    keep_string(&cfg->stream_key, old->stream_key, "[stream] key");
+    keep_string(&cfg->tls_cert, old->tls_cert, "tls_cert");
+    keep_string(&cfg->tls_key, old->tls_key, "tls_key");
+    keep_int(&cfg->history_size, old->history_size, "[stream] history_size");
+    keep_int(&cfg->workers, old->workers, "workers");
 }
 
 /* SIGHUP: a new configuration for every module that reads one. */
@@ -80,7 +95,7 @@ static void reload(tk_worker_t *w)
         tk_log(TK_LOG_ERROR, "reload refused, keeping the old configuration: %s", err);
         return;
     }
-    keep_fixed(cfg, w->cfg);
+    tk_worker_keep_fixed(cfg, w->cfg);
     tk_hub_limits_t lim;
     hub_limits(cfg, &lim);
     tk_hub_set_limits(w->hub, &lim);

@@ -17,4 +17,9 @@ typedef tk_config_t *(*tk_config_loader_t)(char *err, size_t errlen);
  * the exit code. */
 int tk_worker_run(int index, tk_config_t *cfg, tk_config_loader_t load, bool notify);
 
+/* A reload keeps what cannot change without a restart (listen, Redis URL
+ * and sentinels, stream key, TLS files, history_size, workers) from old,
+ * with a log line for each that differs. */
+void tk_worker_keep_fixed(tk_config_t *cfg, const tk_config_t *old);
+
 #endif
