@@ -75,6 +75,7 @@ int tk_grant_from_token(const char *secret, const char *token, int64_t now_s, tk
     } else {
         g->regions = regions;
         g->langs = (uint32_t)langs;
+        g->exp_s = has_exp ? exp : 0;
         rc = 0;
     }
     jwt_free(jwt);
@@ -159,6 +160,7 @@ unsigned tk_guard_admit(const tk_config_t *cfg, bool stopping, struct lws *wsi, 
     int64_t conns = 0;
     g->regions = TK_ALL64;
     g->langs = TK_ALL32;
+    g->exp_s = 0;
     if (!origin_allowed(cfg->allowed_origins, wsi)) {
         snprintf(err, errlen, "origin not allowed");
         return 403;

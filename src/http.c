@@ -295,6 +295,7 @@ static int serve_events(struct lws *wsi, sse_session_t *s)
     s->ip_slot = tk_guard_ip_slot(wsi) + 1;
     tk_guard_ip_add(s->ip_slot - 1, 1);
     sse_watch(s);
+    s->client.expires_s = grant.exp_s; /* the token holds for the whole stream */
     tk_hub_attach(tk_site_of(wsi)->hub, &s->client, &sse_ops, req);
     return 0;
 }

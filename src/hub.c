@@ -190,6 +190,12 @@ int tk_client_send_json(tk_client_t *c, const char *type, json_t *obj)
     return rc;
 }
 
+void tk_client_close_why(tk_client_t *c, uint16_t code, const char *reason)
+{
+    if (c->state != TK_CLIENT_CLOSING) c->close_reason = reason;
+    tk_client_close(c, code);
+}
+
 void tk_client_close(tk_client_t *c, uint16_t code)
 {
     if (c->state == TK_CLIENT_CLOSING) return;
@@ -577,6 +583,16 @@ static void check_slow(tk_hub_t *hub, int64_t now)
     }
 }
 
+/* A token's exp holds for the whole connection (SPEC §6). */
+static void check_expiry(tk_hub_t *hub, int64_t now_s)
+{
+    for (tk_client_t *c = hub->clients, *next; c; c = next) {
+        next = c->next;
+        if (c->expires_s && c->expires_s <= now_s && c->state != TK_CLIENT_CLOSING)
+            tk_client_close_why(c, 1008, "token expired");
+    }
+}
+
 /* A ping to each WebSocket client (dropping those silent for twice the
  * heartbeat), a comment line to each SSE client. */
 static void heartbeat(tk_hub_t *hub, int64_t now)
@@ -604,6 +620,7 @@ void tk_hub_tick(tk_hub_t *hub)
 {
     int64_t now = loop_ms(hub);
     check_slow(hub, now);
+    check_expiry(hub, tk_now_ms() / 1000);
     trim(hub);
     tk_history_expire(hub->history, tk_now_ms());
     if (++hub->ticks >= (uint32_t)hub->lim.heartbeat_s) {

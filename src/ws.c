@@ -135,7 +135,43 @@ static int regrant(ws_session_t *s, tk_sub_req_t *req, char *err, size_t errlen)
         return -1;
     if (tk_grant_apply(&g, req, err, errlen)) return -1;
     s->grant = g;
+    s->client.expires_s = g.exp_s;
     return 0;
+}
+
+/* {"type":"auth","token":...}: a fresh token for the same subscription.
+ * It must allow the filter in force; on any error the old token stays. */
+static void on_auth(ws_session_t *s, json_t *o)
+{
+    char err[256];
+    const tk_config_t *cfg = tk_site_of(s->wsi)->cfg;
+    const char *token = json_string_value(json_object_get(o, "token"));
+    tk_grant_t g;
+    tk_sub_req_t req;
+    if (!*cfg->jwt_secret) {
+        send_error(s, "bad_request", "auth is off: no token needed");
+        return;
+    }
+    if (!token) {
+        send_error(s, "bad_request", "auth needs a \"token\" string");
+        return;
+    }
+    if (tk_grant_from_token(cfg->jwt_secret, token, tk_now_ms() / 1000, &g, err, sizeof err)) {
+        send_error(s, "unauthorized", err);
+        return;
+    }
+    tk_sub_req_init(&req);
+    req.filter = s->client.filter;
+    if ((req.filter.regions & ~g.regions) || (req.filter.langs & ~g.langs)) {
+        send_error(s, "forbidden", "the new token does not allow the current filter");
+        return;
+    }
+    s->grant = g;
+    s->client.expires_s = g.exp_s;
+    s->bad_msgs = 0;
+    tk_client_send_json(&s->client, "auth",
+                        g.exp_s ? json_pack("{s:I}", "exp", (json_int_t)g.exp_s)
+                                : json_pack("{s:n}", "exp"));
 }
 
 /* Too many messages in one second count as bad input. */
@@ -185,6 +221,8 @@ static void on_message(ws_session_t *s, const char *text, size_t len)
         tk_client_send_json(&s->client, "pong", json_object());
     } else if (strcmp(type, "subscribe") == 0) {
         on_subscribe(s, o);
+    } else if (strcmp(type, "auth") == 0) {
+        on_auth(s, o);
     } else {
         snprintf(err, sizeof err, "unknown message type '%.40s'", type);
         send_error(s, "unknown_type", err);
@@ -260,11 +298,11 @@ static const char *close_text(uint16_t code)
 /* Writes the close frame itself: Debian's lws 4.1.6 on libuv drops the one
  * lws_close_reason() would queue when the callback returns -1. The hub
  * calls for it only once the socket has taken everything before it. */
-static int write_close(struct lws *wsi, uint16_t code)
+static int write_close(struct lws *wsi, uint16_t code, const char *reason)
 {
     if (!code) return -1; /* dropped: no close handshake with a dead peer */
     unsigned char buf[LWS_PRE + 128], *q = buf + LWS_PRE;
-    const char *text = close_text(code);
+    const char *text = reason ? reason : close_text(code);
     size_t n = strlen(text);
     q[0] = 0x88;
     q[1] = (unsigned char)(2 + n);
@@ -311,6 +349,7 @@ int tk_ws_established(struct lws *wsi, void *pss)
     s->wsi = wsi;
     s->ip_slot = tk_guard_ip_slot(wsi) + 1;
     tk_guard_ip_add(s->ip_slot - 1, 1);
+    s->client.expires_s = s->grant.exp_s;
     tk_hub_attach(tk_site_of(wsi)->hub, &s->client, &ws_ops, req);
     return 0;
 }
@@ -326,7 +365,7 @@ int tk_ws_writable(struct lws *wsi, void *pss)
 {
     ws_session_t *s = pss;
     int rc = tk_client_writable(&s->client);
-    return rc > 0 ? write_close(wsi, s->client.close_code) : rc;
+    return rc > 0 ? write_close(wsi, s->client.close_code, s->client.close_reason) : rc;
 }
 
 /* CLOSED, and WSI_DESTROY for a connection that never got that far. */

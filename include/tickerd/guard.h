@@ -16,6 +16,7 @@ struct lws;
 typedef struct tk_grant {
     uint64_t regions;
     uint32_t langs;
+    int64_t exp_s; /* the token's exp (unix s); 0: none, or no token */
 } tk_grant_t;
 
 /* Checks a token against secret and now (seconds). Returns 0 and fills g,

@@ -74,6 +74,8 @@ struct tk_client {
     uint32_t qhead, qlen, qcap;
     tk_sub_req_t *pending; /* the handshake request, while parked */
     int64_t progress_ms;   /* loop time the client last took bytes */
+    int64_t expires_s;     /* wall time its token expires (1008); 0: never */
+    const char *close_reason; /* for the close frame; NULL: the code's own */
     uint32_t heard_s;      /* loop time (s) of the last frame received */
     uint16_t close_code;
     uint8_t transport;
@@ -117,7 +119,8 @@ bool tk_hub_is_ready(const tk_hub_t *hub);
 void tk_hub_resync(tk_hub_t *hub, bool gap_frame);
 /* Closes every client with code (1001 at shutdown). */
 void tk_hub_close_all(tk_hub_t *hub, uint16_t code);
-/* Once a second: slow consumers, the heartbeat, trimming the log. */
+/* Once a second: slow consumers, expired tokens, the heartbeat, trimming
+ * the log. */
 void tk_hub_tick(tk_hub_t *hub);
 /* Unit tests: the loop time in ms, when the hub has no loop. */
 void tk_hub_set_time(tk_hub_t *hub, int64_t ms);
@@ -130,6 +133,8 @@ int tk_client_send_json(tk_client_t *c, const char *type, json_t *obj);
 /* Closes c with code (0: drop without a close frame); its next writable
  * callback finishes it. */
 void tk_client_close(tk_client_t *c, uint16_t code);
+/* The same with the close frame's reason text (a static string). */
+void tk_client_close_why(tk_client_t *c, uint16_t code, const char *reason);
 /* The transport's writable callback: writes what the client is owed.
  * Returns 0, -1 when the connection must be dropped, or 1 when the client
  * is closing and everything before its close frame is out: the transport
