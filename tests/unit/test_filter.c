@@ -202,7 +202,11 @@ static void test_query_defaults(void **state)
     assert_int_equal(query("", &req), 0);
     tk_filter_t all;
     tk_filter_all(&all);
-    assert_memory_equal(&req.filter, &all, sizeof all);
+    /* Field by field: a memcmp would compare the struct's padding too. */
+    assert_int_equal(req.filter.langs, all.langs);
+    assert_int_equal(req.filter.categories, all.categories);
+    assert_int_equal(req.filter.regions, all.regions);
+    assert_int_equal(req.filter.min_priority, all.min_priority);
     assert_int_equal(req.replay, -1);
     assert_int_equal(req.limit, -1);
     assert_false(req.has_since);
