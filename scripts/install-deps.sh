@@ -10,7 +10,7 @@ python3-prometheus-client python3-jwt openssl systemd"
 # tests (Debian 12: /usr/sbin/nginx is in "nginx"; nginx-light is only a
 # metapackage), Chromium for the browser tests (node and npm only where missing).
 if [ "$1" = "--test" ]; then
-    PKGS="$PKGS valgrind openssl redis-sentinel nginx chromium"
+    PKGS="$PKGS valgrind openssl redis-sentinel nginx chromium python3-hypothesis"
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 fi
 [ "$1" = "--fuzz" ] && PKGS="$PKGS clang"
