@@ -72,8 +72,8 @@ FUZZ_CC      ?= clang
 FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -std=gnu11 -D_GNU_SOURCE -Wall -Wextra \
                 -Wno-unused-parameter -Iinclude $(PKG_CFLAGS)
-FUZZ_EXTRA_token := src/guard.c
-FUZZ_DEPS    := $(CORE_SRC) src/guard.c $(wildcard include/tickerd/*.h)
+FUZZ_EXTRA_token := src/guard.c src/metrics.c
+FUZZ_DEPS    := $(CORE_SRC) src/guard.c src/metrics.c $(wildcard include/tickerd/*.h)
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS)
 	@mkdir -p $(@D)

@@ -86,8 +86,7 @@ static int serve_health(struct lws *wsi)
         if (w->pid && !w->redis_up && w->redis_down_since_ms && now - w->redis_down_since_ms > down)
             down = now - w->redis_down_since_ms;
     }
-    for (int t = 0; t < TK_TRANSPORTS; t++)
-        conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
+    conns = tk_metrics_connections();
     bool up = tk_stream_up(server.stream) && down == 0;
     bool ok = up || down <= (int64_t)server.cfg->grace_s * 1000;
     tk_id_format(tk_history_last_id(server.history), last);

@@ -216,11 +216,10 @@ static int run(void)
 {
     uv_loop_t loop;
     int rc = 1;
+    tk_metrics_bind(server.worker);
     uv_loop_init(&loop);
     server.loop = &loop;
     server.history = tk_history_create(server.cfg->history_size);
-    tk_metrics->workers[server.worker].pid = getpid();
-    tk_metrics->workers[server.worker].started_ms = tk_now_ms();
     if (!server.history || tk_net_start()) goto out;
     if (!(server.stream = tk_stream_start(&loop, server.cfg->redis_url))) {
         tk_net_stop();
@@ -275,7 +274,7 @@ int main(int argc, char **argv)
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (tk_metrics_init()) {
+    if (tk_metrics_init(server.cfg->workers)) {
         fprintf(stderr, "tickerd: cannot map shared metrics\n");
         return 1;
     }

@@ -3,7 +3,8 @@
  * client sends it; odd, the rest is a claims object that the harness signs
  * (HS256 with the right or a wrong key, HS384 or alg none by bits 1-2), so
  * the claim parsing is reached past the signature check. guard.c's
- * connection-level parts need the daemon's globals: stubs below. */
+ * connection-level parts need the daemon's globals: stubs below (the metrics
+ * block itself is src/metrics.c, linked in). */
 #include <jwt.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +15,6 @@
 #include "tickerd/server.h"
 
 tk_server_t server;
-tk_metrics_t *tk_metrics;
 
 int64_t tk_now_ms(void)
 {
