@@ -51,6 +51,9 @@ $(BUILD)/tickerctl: $(CTL_OBJ)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/fixture.h $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# Unit tests of daemon modules link that module's object too.
+$(BUILD)/tests/test_metrics: $(BUILD)/obj/metrics.o
+
 deps:
 	@scripts/install-deps.sh
 
