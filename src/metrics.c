@@ -14,6 +14,7 @@
 tk_metrics_t *tk_metrics;
 tk_metrics_slot_t *tk_metrics_slot;
 static int32_t *ip_row; /* this worker's row of per-IP counts */
+static int bound = -1;  /* this worker's index; -1: not bound (master) */
 
 #define SLOT_WORDS (sizeof(tk_metrics_slot_t) / sizeof(uint64_t))
 #define IP_ROW_BYTES ((size_t)TK_IP_SLOTS * sizeof(int32_t))
@@ -63,6 +64,7 @@ void tk_metrics_free(void)
     tk_metrics = NULL;
     tk_metrics_slot = NULL;
     ip_row = NULL;
+    bound = -1;
 }
 
 /* Rows start page-aligned and are a whole number of pages long (256 KiB). */
@@ -74,6 +76,7 @@ static int32_t *row_of(int worker)
 void tk_metrics_bind(int worker)
 {
     if (worker < 0 || worker >= tk_metrics->nworkers) worker = 0;
+    bound = worker;
     tk_metrics_slot = &tk_metrics->slots[worker];
     ip_row = row_of(worker);
     tk_worker_stats_t *w = &tk_metrics->workers[worker];
@@ -146,6 +149,21 @@ int tk_metrics_ip_count(uint32_t slot)
     for (int i = 0; i < tk_metrics->nworkers; i++)
         n += __atomic_load_n(&row_of(i)[slot], __ATOMIC_RELAXED);
     return n;
+}
+
+/* Only worker 0 reads and writes `counted`, and only one worker 0 lives
+ * at a time (the master reaps it before it starts the next). */
+bool tk_metrics_first_count(tk_id_t id)
+{
+    tk_metrics_t *m = tk_metrics;
+    if (bound != 0) return false;
+    if (strcmp(m->counted_epoch, server.epoch)) {
+        m->counted = (tk_id_t){0, 0};
+        snprintf(m->counted_epoch, sizeof m->counted_epoch, "%s", server.epoch);
+    }
+    if (tk_id_cmp(id, m->counted) <= 0) return false;
+    m->counted = id;
+    return true;
 }
 
 /* The daemon-wide figures: every slot summed, word by word. Each slot only

@@ -13,9 +13,11 @@
 #ifndef TICKERD_METRICS_H
 #define TICKERD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tickerd/id.h"
 #include "tickerd/item.h"
 #include "tickerd/msg.h"
 
@@ -75,6 +77,8 @@ typedef struct tk_metrics_slot {
 typedef struct tk_metrics {
     int nworkers;
     uint64_t worker_restarts_total; /* written by the master only */
+    tk_id_t counted;                /* tk_metrics_first_count: worker 0's */
+    char counted_epoch[65];         /* the epoch `counted` belongs to */
     tk_worker_stats_t workers[TK_MAX_WORKERS];
     tk_metrics_slot_t *slots; /* [nworkers] */
     int32_t *per_ip;          /* [nworkers][TK_IP_SLOTS] */
@@ -117,6 +121,15 @@ int64_t tk_metrics_connections(void);
  * changes by delta; tk_metrics_ip_count is the daemon-wide count. */
 void tk_metrics_ip_add(uint32_t slot, int delta);
 int tk_metrics_ip_count(uint32_t slot);
+
+/* Counting stream entries once per daemon. True when this process is
+ * worker 0 and no worker 0 before it counted entry id: a restarted worker 0
+ * re-reads the last history_size entries at start-up (as does a reload
+ * after a reconnect), and those were counted by the one that died. IDs of
+ * another epoch (server.epoch) start the count over. Entries reach a
+ * worker in ID order; one being counted at the moment worker 0 is killed
+ * may be counted twice or not at all. */
+bool tk_metrics_first_count(tk_id_t id);
 
 /* Renders the text exposition; returns a malloc'd string (length in *len),
  * NULL when out of memory. */

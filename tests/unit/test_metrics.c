@@ -16,8 +16,11 @@
 
 #include "tickerd/config.h"
 #include "tickerd/metrics.h"
+#include "tickerd/server.h"
 
 #define IP_ROW_BYTES ((size_t)TK_IP_SLOTS * sizeof(int32_t))
+
+tk_server_t server;
 
 int64_t tk_now_ms(void)
 {
@@ -199,6 +202,36 @@ static void test_exposition_format(void **state)
     free(text);
 }
 
+/* A restarted worker 0 re-reads entries the one before it counted. */
+static void test_first_count(void **state)
+{
+    (void)state;
+    strcpy(server.epoch, "e1");
+    tk_metrics_bind(1);
+    assert_false(tk_metrics_first_count((tk_id_t){5, 0})); /* not worker 0 */
+    pid_t pid = fork();
+    if (pid == 0) {
+        tk_metrics_bind(0);
+        int n = 0;
+        for (uint64_t seq = 1; seq <= 5; seq++)
+            n += tk_metrics_first_count((tk_id_t){100, seq});
+        n += tk_metrics_first_count((tk_id_t){100, 5}); /* again: no */
+        _exit(n == 5 ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    tk_metrics_bind(0); /* the restarted worker 0 loads 100-3 .. 100-7 */
+    assert_false(tk_metrics_first_count((tk_id_t){100, 3}));
+    assert_false(tk_metrics_first_count((tk_id_t){100, 5}));
+    assert_true(tk_metrics_first_count((tk_id_t){100, 6}));
+    assert_true(tk_metrics_first_count((tk_id_t){101, 0}));
+    assert_false(tk_metrics_first_count((tk_id_t){99, 9}));
+    strcpy(server.epoch, "e2"); /* the stream was recreated */
+    assert_true(tk_metrics_first_count((tk_id_t){1, 1}));
+    assert_false(tk_metrics_first_count((tk_id_t){1, 1}));
+}
+
 /* workers = 256 fits; more is clamped; the parts are page-aligned so
  * that a per-IP row can be dropped on its own. */
 static void test_sizes(void **state)
@@ -234,6 +267,7 @@ int main(void)
                                         teardown_block),
         cmocka_unit_test_setup_teardown(test_release_keeps_counters, setup_block, teardown_block),
         cmocka_unit_test_setup_teardown(test_exposition_format, setup_block, teardown_block),
+        cmocka_unit_test_setup_teardown(test_first_count, setup_block, teardown_block),
         cmocka_unit_test_setup_teardown(test_sizes, setup_block, teardown_block),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
