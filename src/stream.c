@@ -108,10 +108,10 @@ void tk_stream_ingest(const char *id, size_t idlen, const char *const *fv, const
         if (rej.reason == TK_REJECT_OUT_OF_ORDER) return; /* already have it */
         tk_log(TK_LOG_WARN, "entry %.*s rejected: %s: %s", (int)idlen, id,
                tk_reason_names[rej.reason], rej.detail);
-        if (server.worker == 0) TK_COUNT(items_rejected_total[rej.reason], 1);
+        if (tk_metrics_first_count(sid)) TK_COUNT(items_rejected_total[rej.reason], 1);
         return;
     }
-    if (server.worker == 0) TK_COUNT(items_ingested_total, 1);
+    if (tk_metrics_first_count(sid)) TK_COUNT(items_ingested_total, 1);
     if (live) tk_hub_publish(ev);
 }
 
