@@ -43,7 +43,7 @@ int tk_metrics_init(int workers)
     if (workers > TK_MAX_WORKERS) workers = TK_MAX_WORKERS;
     /* Page-aligned parts: each per-IP row can be dropped on its own. */
     size_t head = round_up(sizeof(tk_metrics_t), page);
-    size_t slots = round_up((size_t)workers * sizeof(tk_metrics_slot_t), page);
+    size_t slots = round_up((size_t)(workers + 1) * sizeof(tk_metrics_slot_t), page);
     size_t rows = (size_t)workers * IP_ROW_BYTES;
     size_t size = head + slots + rows;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -53,8 +53,8 @@ int tk_metrics_init(int workers)
     tk_metrics->slots = (tk_metrics_slot_t *)((char *)p + head);
     tk_metrics->per_ip = (int32_t *)((char *)p + head + slots);
     tk_metrics->size = size;
-    tk_metrics_slot = &tk_metrics->slots[0];
-    ip_row = tk_metrics->per_ip;
+    tk_metrics_slot = &tk_metrics->slots[workers]; /* the master's */
+    ip_row = NULL;
     return 0;
 }
 
@@ -130,7 +130,7 @@ void tk_metrics_refused(unsigned status)
 int64_t tk_metrics_connections(void)
 {
     int64_t n = 0;
-    for (int i = 0; i < tk_metrics->nworkers; i++)
+    for (int i = 0; i <= tk_metrics->nworkers; i++)
         for (int t = 0; t < TK_TRANSPORTS; t++)
             n += __atomic_load_n(&tk_metrics->slots[i].connections[t], __ATOMIC_RELAXED);
     return n;
@@ -138,6 +138,7 @@ int64_t tk_metrics_connections(void)
 
 void tk_metrics_ip_add(uint32_t slot, int delta)
 {
+    if (!ip_row) return; /* not a worker */
     slot %= TK_IP_SLOTS;
     __atomic_store_n(&ip_row[slot], ip_row[slot] + delta, __ATOMIC_RELAXED);
 }
@@ -173,7 +174,7 @@ static void sum_slots(tk_metrics_slot_t *out)
 {
     uint64_t *o = (uint64_t *)out;
     memset(out, 0, sizeof *out);
-    for (int i = 0; i < tk_metrics->nworkers; i++) {
+    for (int i = 0; i <= tk_metrics->nworkers; i++) {
         const uint64_t *w = (const uint64_t *)&tk_metrics->slots[i];
         for (size_t k = 0; k < SLOT_WORDS; k++)
             o[k] += __atomic_load_n(&w[k], __ATOMIC_RELAXED);

@@ -70,8 +70,10 @@ typedef struct tk_metrics_slot {
     uint64_t fanout_sum_us;
 } __attribute__((aligned(64))) tk_metrics_slot_t;
 
-/* The shared block: this header, then nworkers slots, then nworkers rows
- * of TK_IP_SLOTS per-IP counts (one page-aligned row per worker). The
+/* The shared block: this header, then nworkers + 1 slots (the last one is
+ * the master's, which counts nothing today: it only keeps TK_COUNT before
+ * tk_metrics_bind harmless), then nworkers rows of TK_IP_SLOTS per-IP
+ * counts (one page-aligned row per worker). The
  * pointers are valid in every process because the block is mapped before
  * the workers are forked. */
 typedef struct tk_metrics {
@@ -80,17 +82,17 @@ typedef struct tk_metrics {
     tk_id_t counted;                /* tk_metrics_first_count: worker 0's */
     char counted_epoch[65];         /* the epoch `counted` belongs to */
     tk_worker_stats_t workers[TK_MAX_WORKERS];
-    tk_metrics_slot_t *slots; /* [nworkers] */
+    tk_metrics_slot_t *slots; /* [nworkers + 1] */
     int32_t *per_ip;          /* [nworkers][TK_IP_SLOTS] */
     size_t size;              /* of the whole mapping */
 } tk_metrics_t;
 
 extern tk_metrics_t *tk_metrics;
-/* This process's slot (worker 0's until tk_metrics_bind). */
+/* This process's slot (the master's until tk_metrics_bind). */
 extern tk_metrics_slot_t *tk_metrics_slot;
 
-/* Maps the shared block for `workers` workers (clamped to 1..TK_MAX_WORKERS)
- * and binds this process to slot 0; call once, before forking workers.
+/* Maps the shared block for `workers` workers (clamped to 1..TK_MAX_WORKERS),
+ * this process on the master's slot; call once, before forking workers.
  * Returns 0 or -errno. */
 int tk_metrics_init(int workers);
 void tk_metrics_free(void);

@@ -61,6 +61,9 @@ static char *render(void)
 static void test_slots_are_summed(void **state)
 {
     (void)state;
+    TK_COUNT(client_errors_total, 1); /* before bind: the master's slot */
+    tk_metrics_ip_add(3, 1);          /* not a worker: nothing */
+    assert_int_equal(tk_metrics_ip_count(3), 0);
     for (int w = 0; w < 4; w++) {
         tk_metrics_bind(w);
         assert_ptr_equal(tk_metrics_slot, &tk_metrics->slots[w]);
@@ -74,6 +77,7 @@ static void test_slots_are_summed(void **state)
     assert_int_equal(tk_metrics_connections(), 4);
     char *text = render();
     assert_true(sample(text, "tickerd_messages_sent_total") == 10 + 11 + 12 + 13);
+    assert_true(sample(text, "tickerd_client_errors_total") == 1);
     assert_true(sample(text, "tickerd_connections{transport=\"websocket\"}") == 4);
     assert_true(sample(text, "tickerd_items_rejected_total{reason=\"missing_text\"}") == 4);
     assert_true(sample(text, "tickerd_fanout_seconds_bucket{le=\"0.0025\"}") == 0);
