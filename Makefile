@@ -55,6 +55,7 @@ UNIT_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/hub.o $(BUILD)/obj
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/fixture.h $(UNIT_OBJ) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+
 deps:
 	@scripts/install-deps.sh
 
@@ -76,8 +77,8 @@ FUZZ_CC      ?= clang
 FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -std=gnu11 -D_GNU_SOURCE -Wall -Wextra \
                 -Wno-unused-parameter -Iinclude $(PKG_CFLAGS)
-FUZZ_EXTRA_token := src/guard.c
-FUZZ_DEPS    := $(CORE_SRC) src/guard.c $(wildcard include/tickerd/*.h)
+FUZZ_EXTRA_token := src/guard.c src/metrics.c
+FUZZ_DEPS    := $(CORE_SRC) src/guard.c src/metrics.c $(wildcard include/tickerd/*.h)
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS)
 	@mkdir -p $(@D)

@@ -8,9 +8,10 @@ redis-server redis-tools python3 python3-pytest python3-websockets python3-redis
 python3-prometheus-client python3-jwt openssl systemd"
 # make test: valgrind, TLS certificates, sentinels and nginx for the cluster
 # tests (Debian 12: /usr/sbin/nginx is in "nginx"; nginx-light is only a
-# metapackage), Chromium for the browser tests (node and npm only where missing).
+# metapackage), promtool (in "prometheus") for the /metrics test, Chromium for
+# the browser tests (node and npm only where missing).
 if [ "$1" = "--test" ]; then
-    PKGS="$PKGS valgrind openssl redis-sentinel nginx chromium python3-hypothesis"
+    PKGS="$PKGS valgrind openssl redis-sentinel nginx chromium python3-hypothesis prometheus"
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 fi
 [ "$1" = "--fuzz" ] && PKGS="$PKGS clang"

@@ -151,7 +151,7 @@ uint32_t tk_guard_ip_slot(struct lws *wsi)
 
 void tk_guard_ip_add(uint32_t slot, int delta)
 {
-    __atomic_fetch_add(&tk_metrics->per_ip[slot], delta, __ATOMIC_RELAXED);
+    tk_metrics_ip_add(slot, delta);
 }
 
 unsigned tk_guard_admit(const tk_config_t *cfg, bool stopping, struct lws *wsi, tk_sub_req_t *req,
@@ -165,8 +165,7 @@ unsigned tk_guard_admit(const tk_config_t *cfg, bool stopping, struct lws *wsi, 
         snprintf(err, errlen, "origin not allowed");
         return 403;
     }
-    for (int t = 0; t < TK_TRANSPORTS; t++)
-        conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
+    conns = tk_metrics_connections();
     if (stopping) {
         snprintf(err, errlen, "shutting down");
         return 503;
@@ -175,8 +174,7 @@ unsigned tk_guard_admit(const tk_config_t *cfg, bool stopping, struct lws *wsi, 
         snprintf(err, errlen, "server full, try again later");
         return 503;
     }
-    if (cfg->max_per_ip && __atomic_load_n(&tk_metrics->per_ip[tk_guard_ip_slot(wsi)],
-                                           __ATOMIC_RELAXED) >= cfg->max_per_ip) {
+    if (cfg->max_per_ip && tk_metrics_ip_count(tk_guard_ip_slot(wsi)) >= cfg->max_per_ip) {
         snprintf(err, errlen, "too many connections from this address");
         return 429;
     }

@@ -89,8 +89,7 @@ static int serve_health(struct lws *wsi)
         if (w->pid && !w->redis_up && w->redis_down_since_ms && now - w->redis_down_since_ms > down)
             down = now - w->redis_down_since_ms;
     }
-    for (int t = 0; t < TK_TRANSPORTS; t++)
-        conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
+    conns = tk_metrics_connections();
     bool up = site->redis_up && down == 0;
     bool ok = up || down <= (int64_t)site->cfg->grace_s * 1000;
     tk_id_format(tk_history_last_id(site->history), last);

@@ -138,7 +138,7 @@ int main(int argc, char **argv)
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (tk_metrics_init()) {
+    if (tk_metrics_init(cfg->workers)) {
         fprintf(stderr, "tickerd: cannot map shared metrics\n");
         return 1;
     }

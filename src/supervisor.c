@@ -1,4 +1,9 @@
-/* supervisor.c - master process: fork, watch, restart, signal, notify. */
+/* supervisor.c - master process: fork, watch, restart, signal, notify.
+ *
+ * The master never blocks for long: a worker that died is reaped as soon as
+ * SIGCHLD arrives and its gauges and per-IP counts are released at once
+ * (tk_metrics_release), even when its restart has to wait for the one-a-
+ * second limit; that wait is a deadline the main loop sleeps towards. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,80 +20,135 @@
 #include "tickerd/supervisor.h"
 
 #define STOP_WAIT_S 8
-#define RESTART_MIN_INTERVAL_S 1
+#define RESTART_MIN_INTERVAL_MS 1000
+#define TICK_MS 1000
 
-static pid_t pids[TK_MAX_WORKERS];
-static time_t started[TK_MAX_WORKERS];
+typedef struct child {
+    pid_t pid;             /* 0: not running */
+    int64_t started_ms;    /* monotonic time of the last fork */
+    int64_t restart_at_ms; /* monotonic; 0: no restart pending */
+} child_t;
+
+static child_t *kids; /* [nkids], one per worker slot */
+static int nkids;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 void tk_notify_status(void)
 {
-    int64_t conns = 0;
     const char *last = "";
-    for (int t = 0; t < TK_TRANSPORTS; t++)
-        conns += __atomic_load_n(&tk_metrics->connections[t], __ATOMIC_RELAXED);
-    for (int i = 0; i < TK_MAX_WORKERS; i++)
+    for (int i = 0; i < tk_metrics->nworkers; i++)
         if (tk_metrics->workers[i].pid && strcmp(tk_metrics->workers[i].last_id, last) > 0)
             last = tk_metrics->workers[i].last_id;
-    sd_notifyf(0, "STATUS=%lld clients, last id %s", (long long)conns, *last ? last : "-");
+    sd_notifyf(0, "STATUS=%lld clients, last id %s", (long long)tk_metrics_connections(),
+               *last ? last : "-");
 }
 
-static pid_t spawn(int i, int (*worker)(int), const sigset_t *old)
+/* Forks worker i; on failure, tries again in a second. */
+static void spawn(int i, int (*worker)(int), const sigset_t *old)
 {
-    if (time(NULL) - started[i] < RESTART_MIN_INTERVAL_S) sleep(RESTART_MIN_INTERVAL_S);
+    child_t *k = &kids[i];
+    k->restart_at_ms = 0;
+    k->started_ms = mono_ms();
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         sigprocmask(SIG_SETMASK, old, NULL);
+        free(kids); /* the master's; i is all this worker needs */
+        kids = NULL;
         _exit(worker(i));
     }
-    if (pid < 0) tk_log(TK_LOG_ERROR, "fork: %s", strerror(errno));
-    started[i] = time(NULL);
-    return pid;
+    if (pid < 0) {
+        tk_log(TK_LOG_ERROR, "fork of worker %d: %s; trying again in 1 s", i, strerror(errno));
+        k->pid = 0;
+        k->restart_at_ms = k->started_ms + RESTART_MIN_INTERVAL_MS;
+        return;
+    }
+    k->pid = pid;
 }
 
-static int index_of(pid_t pid, int n)
+static int index_of(pid_t pid)
 {
-    for (int i = 0; i < n; i++)
-        if (pids[i] == pid) return i;
+    for (int i = 0; i < nkids; i++)
+        if (kids[i].pid == pid) return i;
     return -1;
 }
 
-/* Reaps exited workers; restarts them unless stopping. Returns how many
- * are still running. */
-static int reap(int n, int stopping, int (*worker)(int), const sigset_t *old)
+/* Reaps exited workers and releases what they held; schedules their
+ * restart unless stopping. */
+static void reap(int stopping)
 {
-    int status, alive = 0;
+    int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        int i = index_of(pid, n);
+        int i = index_of(pid);
         if (i < 0) continue;
-        tk_metrics->workers[i].pid = 0;
-        pids[i] = 0;
+        kids[i].pid = 0;
+        tk_metrics_release(i);
         if (stopping) continue;
+        int64_t at = kids[i].started_ms + RESTART_MIN_INTERVAL_MS, now = mono_ms();
+        kids[i].restart_at_ms = at > now ? at : now;
         tk_log(TK_LOG_ERROR, "worker %d (pid %d) %s %d: restarting", i, (int)pid,
                WIFSIGNALED(status) ? "killed by signal" : "exited with",
                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        pids[i] = spawn(i, worker, old);
     }
-    for (int i = 0; i < n; i++)
-        alive += pids[i] > 0;
-    return alive;
 }
 
-static void signal_all(int n, int sig)
+/* Starts the restarts that are due; returns the ms until the next one
+ * (TICK_MS when none is pending). */
+static int64_t restart_due(int (*worker)(int), const sigset_t *old)
 {
-    for (int i = 0; i < n; i++)
-        if (pids[i] > 0) kill(pids[i], sig);
+    int64_t wait = TICK_MS;
+    for (int i = 0; i < nkids; i++) {
+        if (!kids[i].restart_at_ms || kids[i].pid) continue;
+        int64_t left = kids[i].restart_at_ms - mono_ms();
+        if (left <= 0) {
+            spawn(i, worker, old);
+            if (kids[i].pid)
+                __atomic_fetch_add(&tk_metrics->worker_restarts_total, 1, __ATOMIC_RELAXED);
+            left = kids[i].restart_at_ms ? RESTART_MIN_INTERVAL_MS : TICK_MS;
+        }
+        if (left < wait) wait = left;
+    }
+    return wait;
+}
+
+static int alive(void)
+{
+    int n = 0;
+    for (int i = 0; i < nkids; i++)
+        n += kids[i].pid > 0;
+    return n;
+}
+
+static void signal_all(int sig)
+{
+    for (int i = 0; i < nkids; i++)
+        if (kids[i].pid > 0) kill(kids[i].pid, sig);
 }
 
 int tk_supervise(int n, int (*worker)(int), int (*reload)(void))
 {
     sigset_t set, old;
     siginfo_t info;
-    struct timespec tick = {1, 0};
+    int64_t tick_ms = TICK_MS, next_watchdog = 0;
     uint64_t watchdog_us = 0;
     int stopping = 0;
     time_t stop_started = 0;
+    if (n < 1 || n > tk_metrics->nworkers) {
+        tk_log(TK_LOG_ERROR, "%d workers: the metrics block has %d slots", n, tk_metrics->nworkers);
+        return 1;
+    }
+    if (!(kids = calloc((size_t)n, sizeof *kids))) {
+        tk_log(TK_LOG_ERROR, "out of memory for %d workers", n);
+        return 1;
+    }
+    nkids = n;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGTERM);
@@ -96,34 +156,47 @@ int tk_supervise(int n, int (*worker)(int), int (*reload)(void))
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, &old);
     for (int i = 0; i < n; i++)
-        pids[i] = spawn(i, worker, &old);
+        spawn(i, worker, &old);
     sd_notify(0, "READY=1");
-    if (sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us / 2 < 1000000)
-        tick = (struct timespec){0, (long)(watchdog_us / 2 * 1000)};
+    if (sd_watchdog_enabled(0, &watchdog_us) > 0 && (int64_t)(watchdog_us / 2000) < tick_ms)
+        tick_ms = watchdog_us / 2000 ? (int64_t)(watchdog_us / 2000) : 1;
+    int64_t wait = tick_ms;
     for (;;) {
-        int sig = sigtimedwait(&set, &info, &tick);
+        struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
+        int sig = sigtimedwait(&set, &info, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
             if (!stopping) {
                 tk_log(TK_LOG_INFO, "%s: stopping %d workers", strsignal(sig), n);
                 sd_notify(0, "STOPPING=1");
-                signal_all(n, SIGTERM);
+                signal_all(SIGTERM);
                 stopping = 1;
                 stop_started = time(NULL);
             }
         } else if (sig == SIGHUP) {
             sd_notify(0, "RELOADING=1");
-            if (reload() == 0) signal_all(n, SIGHUP);
+            if (reload() == 0) signal_all(SIGHUP);
             sd_notify(0, "READY=1");
         }
-        if (reap(n, stopping, worker, &old) == 0 && stopping) break;
-        if (stopping && time(NULL) - stop_started > STOP_WAIT_S) {
-            tk_log(TK_LOG_WARN, "workers did not stop in %d s: killing", STOP_WAIT_S);
-            signal_all(n, SIGKILL);
+        reap(stopping);
+        if (stopping) {
+            if (alive() == 0) break;
+            if (time(NULL) - stop_started > STOP_WAIT_S) {
+                tk_log(TK_LOG_WARN, "workers did not stop in %d s: killing", STOP_WAIT_S);
+                signal_all(SIGKILL);
+            }
+            wait = tick_ms;
+            continue;
         }
-        if (!stopping) {
+        wait = restart_due(worker, &old);
+        if (wait > tick_ms) wait = tick_ms;
+        if (mono_ms() >= next_watchdog) {
             tk_notify_status();
             if (watchdog_us) sd_notify(0, "WATCHDOG=1");
+            next_watchdog = mono_ms() + tick_ms;
         }
     }
+    free(kids);
+    kids = NULL;
+    nkids = 0;
     return 0;
 }

@@ -128,14 +128,15 @@ static void on_entry(void *ud, const char *id, size_t idlen, const char *const *
     if (!ev) {
         if (rc == 0) tk_item_clear(&item);
         if (rej.reason == TK_REJECT_OUT_OF_ORDER) return; /* already have it */
-        /* Every worker reads every entry: the first one speaks for all. */
-        if (w->index != 0) return;
+        /* Every worker reads every entry, and a restarted one reads the
+         * last history_size again: worker 0 speaks, once per entry. */
+        if (!tk_metrics_first_count(tk_hub_epoch(w->hub), sid)) return;
         tk_log(TK_LOG_WARN, "entry %.*s rejected: %s: %s", (int)idlen, id,
                tk_reason_names[rej.reason], rej.detail);
         TK_COUNT(items_rejected_total[rej.reason], 1);
         return;
     }
-    if (w->index == 0) TK_COUNT(items_ingested_total, 1);
+    if (tk_metrics_first_count(tk_hub_epoch(w->hub), sid)) TK_COUNT(items_ingested_total, 1);
     if (live) tk_hub_publish(w->hub, ev);
 }
 
@@ -272,8 +273,7 @@ int tk_worker_run(int index, tk_config_t *cfg, tk_config_loader_t load, bool not
     w->notify = notify;
     w->cfg = cfg;
     w->load = load;
-    tk_metrics->workers[index].pid = getpid();
-    tk_metrics->workers[index].started_ms = tk_now_ms();
+    tk_metrics_bind(index);
     tk_hub_limits_t lim;
     hub_limits(cfg, &lim);
     w->history = tk_history_create(cfg->history_size, MAX_LIVE_ITEMS);

@@ -13,7 +13,6 @@
 #include "tickerd/guard.h"
 #include "tickerd/metrics.h"
 
-tk_metrics_t *tk_metrics;
 
 static const char secret[] = "fuzz-secret-0123456789";
 

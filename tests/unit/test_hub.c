@@ -477,7 +477,8 @@ static void test_writes_fit_the_socket(void **state)
 
 int main(void)
 {
-    if (tk_metrics_init()) return 1;
+    if (tk_metrics_init(1)) return 1;
+    tk_metrics_bind(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_burst, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_stalled_client_is_slow, start_hub, stop_hub),
