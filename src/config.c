@@ -248,7 +248,7 @@ tk_config_t *tk_config_create(void)
     cfg->replay_max = 200;
     cfg->max_connections = 100000;
     cfg->max_per_ip = 0;
-    cfg->max_queue_bytes = 262144;
+    cfg->max_queue_bytes = 16777216;
     cfg->max_frame_bytes = 4096;
     static const char *const defaults[][3] = {
         {"server", "listen", "127.0.0.1:8080"},
