@@ -94,7 +94,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->replay_max, 200);
     assert_int_equal(cfg->max_connections, 100000);
     assert_int_equal(cfg->max_per_ip, 0);
-    assert_int_equal(cfg->max_queue_bytes, 262144);
+    assert_int_equal(cfg->max_queue_bytes, 16777216);
     assert_int_equal(cfg->max_frame_bytes, 4096);
     assert_string_equal(cfg->jwt_secret, "");
     assert_string_equal(cfg->allowed_origins, "");
