@@ -16,6 +16,18 @@ void tk_filter_all(tk_filter_t *f)
     f->min_priority = TK_PRIO_NORMAL;
 }
 
+bool tk_filter_equal(const tk_filter_t *a, const tk_filter_t *b)
+{
+    return a->langs == b->langs && a->categories == b->categories && a->regions == b->regions &&
+           a->min_priority == b->min_priority;
+}
+
+bool tk_match_key_equal(const tk_match_key_t *a, const tk_match_key_t *b)
+{
+    return a->regions == b->regions && a->lang == b->lang && a->priority == b->priority &&
+           a->category == b->category;
+}
+
 bool tk_filter_match(const tk_filter_t *f, const tk_match_key_t *k)
 {
     if (k->lang != TK_KEY_ANY_LANG && !(f->langs >> (k->lang & 31) & 1)) return false;

@@ -46,6 +46,11 @@ typedef struct tk_sub_req {
 } tk_sub_req_t;
 
 void tk_filter_all(tk_filter_t *f);
+
+/* Field-by-field equality. The structs have padding bytes, whose values C
+ * leaves unspecified: never compare them with memcmp. */
+bool tk_filter_equal(const tk_filter_t *a, const tk_filter_t *b);
+bool tk_match_key_equal(const tk_match_key_t *a, const tk_match_key_t *b);
 bool tk_filter_match(const tk_filter_t *f, const tk_match_key_t *k);
 bool tk_filter_match_any(const tk_filter_t *f, const tk_match_key_t *keys, int nkeys);
 

@@ -196,13 +196,55 @@ static void test_match_combined_and_any_keys(void **state)
 
 /* --- query strings --- */
 
+static void test_filter_equal(void **state)
+{
+    /* Same fields, different padding bytes: equal. */
+    tk_filter_t a, b;
+    memset(&a, 0x00, sizeof a);
+    memset(&b, 0xa5, sizeof b);
+    tk_filter_all(&a);
+    tk_filter_all(&b);
+    assert_true(tk_filter_equal(&a, &b));
+    b.min_priority = TK_PRIO_URGENT;
+    assert_false(tk_filter_equal(&a, &b));
+    b = a;
+    b.regions &= ~1ULL;
+    assert_false(tk_filter_equal(&a, &b));
+    b = a;
+    b.langs = 1;
+    assert_false(tk_filter_equal(&a, &b));
+    b = a;
+    b.categories = 0;
+    assert_false(tk_filter_equal(&a, &b));
+
+    tk_match_key_t k1, k2;
+    memset(&k1, 0x00, sizeof k1);
+    memset(&k2, 0xff, sizeof k2);
+    k1.regions = k2.regions = region("mena");
+    k1.lang = k2.lang = (uint8_t)idx(TK_NAME_LANG, "en");
+    k1.priority = k2.priority = TK_PRIO_FLASH;
+    k1.category = k2.category = TK_KEY_NO_CATEGORY;
+    assert_true(tk_match_key_equal(&k1, &k2));
+    k2.category = TK_KEY_ANY_CATEGORY;
+    assert_false(tk_match_key_equal(&k1, &k2));
+    k2 = k1;
+    k2.lang = TK_KEY_ANY_LANG;
+    assert_false(tk_match_key_equal(&k1, &k2));
+    k2 = k1;
+    k2.priority = TK_PRIO_NORMAL;
+    assert_false(tk_match_key_equal(&k1, &k2));
+    k2 = k1;
+    k2.regions = 0;
+    assert_false(tk_match_key_equal(&k1, &k2));
+}
+
 static void test_query_defaults(void **state)
 {
     tk_sub_req_t req;
     assert_int_equal(query("", &req), 0);
     tk_filter_t all;
     tk_filter_all(&all);
-    assert_memory_equal(&req.filter, &all, sizeof all);
+    assert_true(tk_filter_equal(&req.filter, &all));
     assert_int_equal(req.replay, -1);
     assert_int_equal(req.limit, -1);
     assert_false(req.has_since);
@@ -482,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_match_priority),
         cmocka_unit_test(test_match_category),
         cmocka_unit_test(test_match_combined_and_any_keys),
+        cmocka_unit_test(test_filter_equal),
         cmocka_unit_test(test_query_defaults),
         cmocka_unit_test(test_query_all_params),
         cmocka_unit_test(test_query_percent_decoding),
