@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tickerd/parse.h"
+
 #define TK_VERSION "0.1.0"
 
 /* The kinds of names an item or filter refers to by index. */
@@ -75,10 +77,37 @@ int tk_config_set(tk_config_t *cfg, const char *section, const char *key, const 
 int tk_config_validate(const tk_config_t *cfg, char *err, size_t errlen);
 
 /* Name tables shared by every configuration of the process. Indices never
- * change once given out, so items and filters stay valid across reloads. */
+ * change once given out, so items and filters stay valid across reloads.
+ *
+ * Names (languages, regions, categories) are slugs of 1..TK_NAME_MAX bytes
+ * of [a-z0-9-]. They match ASCII case-insensitively in every input (stream
+ * entries, queries, subscribe frames, token claims, config lists) and the
+ * tables hold, and report, their lower-case form. */
+#define TK_NAME_MAX 32
+
+/* The index of name[0..len) (exact bytes but for ASCII case), or -1. */
 int tk_name_lookup(tk_name_kind_t kind, const char *name, size_t len);
+/* The index of name, added in lower case if new; -1 when the table is
+ * full or out of memory. The caller checks that name is a slug. */
 int tk_name_intern(tk_name_kind_t kind, const char *name, size_t len);
+/* The canonical (lower-case) name at idx, or NULL. */
 const char *tk_name_of(tk_name_kind_t kind, int idx);
+
+/* One name from an input: s[0..len) trimmed of ASCII whitespace (parse.h),
+ * looked up ignoring case. Returns its index when bit idx of allowed is
+ * set, else -1 (empty, too long, unknown or not allowed). */
+int tk_name_parse(tk_name_kind_t kind, uint64_t allowed, const char *s, size_t len);
+
+/* Flags of tk_name_list_parse(). */
+#define TK_NAMES_SKIP_UNKNOWN 1u /* an unknown name adds nothing (token claims) */
+
+/* A comma-separated list of names (the rules of parse.h) as a mask over
+ * the table of kind. Returns 0 with *mask set, 0 for an empty or blank
+ * list: the caller decides what that means; -EINVAL for an empty element
+ * and -ENOENT for a name that tk_name_parse refuses, with *bad (if not
+ * NULL) the element at fault. *mask is not touched on error. */
+int tk_name_list_parse(tk_name_kind_t kind, uint64_t allowed, const char *s, size_t len,
+                       unsigned flags, uint64_t *mask, tk_span_t *bad);
 
 /* A parsed Redis URL: redis://[[user]:password@]host[:port][/db] or
  * unix:///path. Strings are owned by the struct. */

@@ -148,12 +148,14 @@ static void test_set_int_keys(void **state)
         /* Out of range or not a number: refused, value unchanged, and the
          * message says what was wrong. */
         const int below = keys[i].min - 1, above = keys[i].max + 1;
-        const char *bad[] = {"", "abc", "12x", "1.5", "99999999999999999999", NULL, NULL};
+        const char *bad[] = {"",   "abc",  "12x", "1.5", "99999999999999999999",
+                             "+1", "0x10", "1e3", "1 2", " ",
+                             NULL, NULL};
         char b1[32], b2[32];
         snprintf(b1, sizeof b1, "%d", below);
         snprintf(b2, sizeof b2, "%d", above);
-        bad[5] = b1;
-        bad[6] = b2;
+        bad[10] = b1;
+        bad[11] = b2;
         for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
             assert_int_equal(set(cfg, keys[i].section, keys[i].key, bad[k]), -1);
             snprintf(want, sizeof want, "'%s' is not a whole number in %d..%d", bad[k], keys[i].min,
@@ -161,6 +163,10 @@ static void test_set_int_keys(void **state)
             assert_string_equal(err, want);
             assert_int_equal(*field, keys[i].max);
         }
+        /* The one trimming rule: whitespace around a number is fine. */
+        snprintf(v, sizeof v, " %d\t", keys[i].min);
+        assert_int_equal(set(cfg, keys[i].section, keys[i].key, v), 0);
+        assert_int_equal(*field, keys[i].min);
     }
     tk_config_free(cfg);
 }
@@ -172,15 +178,10 @@ static void test_set_string_keys(void **state)
         size_t off;
     } keys[] = {
 #define K(s, k, f) {s, k, offsetof(tk_config_t, f)}
-        K("server", "static_dir", static_dir),
-        K("server", "tls_cert", tls_cert),
-        K("server", "tls_key", tls_key),
-        K("redis", "url", redis_url),
-        K("redis", "sentinels", sentinels),
-        K("redis", "master_name", master_name),
-        K("stream", "key", stream_key),
-        K("auth", "jwt_secret", jwt_secret),
-        K("auth", "allowed_origins", allowed_origins),
+        K("server", "static_dir", static_dir), K("server", "tls_cert", tls_cert),
+        K("server", "tls_key", tls_key),       K("redis", "url", redis_url),
+        K("redis", "sentinels", sentinels),    K("redis", "master_name", master_name),
+        K("stream", "key", stream_key),        K("auth", "jwt_secret", jwt_secret),
 #undef K
     };
     tk_config_t *cfg = tk_config_create();
@@ -190,6 +191,33 @@ static void test_set_string_keys(void **state)
         assert_string_equal(*field, "some value");
         assert_int_equal(set(cfg, keys[i].section, keys[i].key, ""), 0);
         assert_string_equal(*field, "");
+    }
+    tk_config_free(cfg);
+}
+
+static void test_set_allowed_origins(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    assert_int_equal(set(cfg, "auth", "allowed_origins", "https://news.example"), 0);
+    assert_string_equal(cfg->allowed_origins, "https://news.example");
+    assert_int_equal(set(cfg, "auth", "allowed_origins", " https://a.example , http://b:8080 "), 0);
+    assert_string_equal(cfg->allowed_origins, " https://a.example , http://b:8080 ");
+    assert_int_equal(set(cfg, "auth", "allowed_origins", ""), 0);
+    assert_string_equal(cfg->allowed_origins, "");
+    assert_int_equal(set(cfg, "auth", "allowed_origins", "  "), 0);
+    static const struct {
+        const char *v, *err;
+    } bad[] = {
+        {"https://a.example https://b.example",
+         "'https://a.example https://b.example' is not one origin (the list is comma-separated)"},
+        {"https://a.example,", "the list has an empty element"},
+        {",https://a.example", "the list has an empty element"},
+        {"https://a.example,,https://b.example", "the list has an empty element"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(set(cfg, "auth", "allowed_origins", bad[i].v), -1);
+        assert_string_equal(err, bad[i].err);
+        assert_string_equal(cfg->allowed_origins, "  ");
     }
     tk_config_free(cfg);
 }
@@ -241,9 +269,13 @@ static void test_set_lists(void **state)
         const char *key, *value, *err;
     } bad[] = {
         {"languages", "", "the list is empty"},
-        {"languages", "en,,ar", "'' is not a slug ([a-z0-9-], 1..32 characters)"},
-        {"languages", ",en", "'' is not a slug ([a-z0-9-], 1..32 characters)"},
-        {"languages", "EN", "'EN' is not a slug ([a-z0-9-], 1..32 characters)"},
+        {"languages", " \t ", "the list is empty"},
+        {"languages", "en,,ar", "the list has an empty element"},
+        {"languages", ",en", "the list has an empty element"},
+        {"languages", "en,", "the list has an empty element"},
+        {"languages", "en, ,ar", "the list has an empty element"},
+        {"languages", "zz,Bad!", "'Bad!' is not a slug ([a-z0-9-], 1..32 characters)"},
+        {"languages", "zz,,", "the list has an empty element"},
         {"regions", "us_canada", "'us_canada' is not a slug ([a-z0-9-], 1..32 characters)"},
         {"regions", "middle east", "'middle east' is not a slug ([a-z0-9-], 1..32 characters)"},
         {"categories", "abcdefghijklmnopqrstuvwxyz0123456",
@@ -251,6 +283,8 @@ static void test_set_lists(void **state)
         {"default_lang", "", "'' is not a language slug"},
         {"default_lang", "Bad!", "'Bad!' is not a language slug"},
         {"default_lang", "en,ar", "'en,ar' is not a language slug"},
+        {"default_lang", "abcdefghijklmnopqrstuvwxyz0123456",
+         "'abcdefghijklmnopqrstuvwxyz0123456' is not a language slug"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(set(cfg, "lists", bad[i].key, bad[i].value), -1);
@@ -261,8 +295,32 @@ static void test_set_lists(void **state)
     assert_int_equal(cfg->default_lang, fr);
     assert_int_equal(tk_name_lookup(TK_NAME_LANG, "Bad!", 4), -1);
     assert_int_equal(tk_name_lookup(TK_NAME_LANG, "en,ar", 5), -1);
+    /* A refused list adds none of its names, not even the good ones. */
+    assert_int_equal(tk_name_lookup(TK_NAME_LANG, "zz", 2), -1);
     /* A 32-character slug is fine. */
     assert_int_equal(set(cfg, "lists", "categories", "abcdefghijklmnopqrstuvwxyz012345"), 0);
+    tk_config_free(cfg);
+}
+
+/* Names in a config list match whatever their case and are kept in lower
+ * case: the same name as the one a stream entry, a query or a token gives. */
+static void test_set_lists_case(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    assert_int_equal(set(cfg, "lists", "languages", "EN, Ar,es"), 0);
+    assert_string_equal(names_of(TK_NAME_LANG, cfg->langs), "en,ar,es");
+    assert_int_equal(set(cfg, "lists", "regions", "MENA,Palestine,Gulf-States,gulf-states"), 0);
+    assert_string_equal(names_of(TK_NAME_REGION, cfg->regions), "mena,palestine,gulf-states");
+    assert_int_equal(set(cfg, "lists", "categories", "\tPolitics\r,SPORTS\n"), 0);
+    assert_string_equal(names_of(TK_NAME_CATEGORY, cfg->categories), "politics,sports");
+    /* A new name in upper case is stored in lower case. */
+    assert_int_equal(set(cfg, "lists", "languages", "en,FR-CA"), 0);
+    assert_string_equal(names_of(TK_NAME_LANG, cfg->langs), "en,fr-ca");
+    assert_int_equal(tk_name_lookup(TK_NAME_LANG, "fr-ca", 5),
+                     tk_name_lookup(TK_NAME_LANG, "FR-CA", 5));
+    assert_int_equal(set(cfg, "lists", "default_lang", " FR-CA "), 0);
+    assert_string_equal(tk_name_of(TK_NAME_LANG, cfg->default_lang), "fr-ca");
+    assert_int_equal(tk_config_validate(cfg, err, sizeof err), 0);
     tk_config_free(cfg);
 }
 
@@ -516,15 +574,37 @@ static void test_redis_url(void **state)
 static void test_name_table_full(void **state)
 {
     tk_config_t *cfg = tk_config_create();
-    char list[2048] = "", name[16];
-    for (int i = 0; i < TK_MAX_CATEGORIES + 1; i++) {
-        snprintf(name, sizeof name, "%scat-%d", i ? "," : "", i);
+    char list[2048] = "", name[24];
+    int used = 0;
+    while (tk_name_of(TK_NAME_CATEGORY, used))
+        used++;
+    int room = TK_MAX_CATEGORIES - used;
+    assert_true(room > 2);
+    /* One more new name than there is room for: refused, and none of them
+     * (nor the known one) enters the table. */
+    strcat(list, "politics");
+    for (int i = 0; i < room + 1; i++) {
+        snprintf(name, sizeof name, ",cat-%d", i);
         strcat(list, name);
     }
     assert_int_equal(set(cfg, "lists", "categories", list), -1);
     assert_string_equal(err, "too many distinct names (at most 32)");
+    assert_null(tk_name_of(TK_NAME_CATEGORY, used));
+    /* A name given twice, in two cases, counts once. */
+    list[0] = 0;
+    for (int i = 0; i < room; i++) {
+        snprintf(name, sizeof name, "%scat-%d", i ? "," : "", i);
+        strcat(list, name);
+    }
+    strcat(list, ",CAT-0,cat-1");
+    assert_int_equal(set(cfg, "lists", "categories", list), 0);
+    assert_non_null(tk_name_of(TK_NAME_CATEGORY, TK_MAX_CATEGORIES - 1));
+    assert_null(tk_name_of(TK_NAME_CATEGORY, TK_MAX_CATEGORIES));
+    assert_int_equal(set(cfg, "lists", "categories", "Brand-New"), -1);
+    assert_string_equal(err, "too many distinct names (at most 32)");
     /* Known names still resolve. */
     assert_int_equal(set(cfg, "lists", "categories", "politics"), 0);
+    assert_int_equal(set(cfg, "lists", "categories", "POLITICS,Cat-3"), 0);
     tk_config_free(cfg);
 }
 
@@ -532,8 +612,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),        cmocka_unit_test(test_set_int_keys),
-        cmocka_unit_test(test_set_string_keys), cmocka_unit_test(test_set_listen),
-        cmocka_unit_test(test_set_lists),       cmocka_unit_test(test_set_unknown_keys),
+        cmocka_unit_test(test_set_string_keys), cmocka_unit_test(test_set_allowed_origins),
+        cmocka_unit_test(test_set_listen),      cmocka_unit_test(test_set_lists),
+        cmocka_unit_test(test_set_lists_case),  cmocka_unit_test(test_set_unknown_keys),
         cmocka_unit_test(test_validate),        cmocka_unit_test(test_load_good_file),
         cmocka_unit_test(test_load_bad_files),  cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_name_table_full),
