@@ -188,17 +188,57 @@ typedef struct int_key {
 static const int_key_t int_keys[] = {
     IK("server", "workers", workers, 1, 256),
     IK("server", "heartbeat_s", heartbeat_s, 1, 3600),
+    IK("server", "drain_s", drain_s, 0, 3600),
     IK("redis", "grace_s", grace_s, 0, 86400),
+    IK("redis", "timeout_s", redis_timeout_s, 1, 300),
     IK("stream", "history_size", history_size, 1, 1000000),
     IK("stream", "default_ttl_s", default_ttl_s, 1, 2592000),
     IK("stream", "max_text_bytes", max_text_bytes, 1, 65536),
+    IK("stream", "max_live_items", max_live_items, 1, 1000000),
     IK("replay", "default", replay_default, 0, 100000),
     IK("replay", "max", replay_max, 0, 100000),
     IK("limits", "max_connections", max_connections, 1, 10000000),
     IK("limits", "max_per_ip", max_per_ip, 0, 10000000),
     IK("limits", "max_queue_bytes", max_queue_bytes, 1024, 1 << 30),
+    IK("limits", "slow_timeout_s", slow_timeout_s, 1, 3600),
     IK("limits", "max_frame_bytes", max_frame_bytes, 64, 1 << 20),
 };
+
+/* Keys that take one of a few words (any case), stored as an int. */
+typedef struct word_key {
+    const char *section, *key;
+    size_t offset;
+    const char *const *words; /* NULL-terminated */
+    const int *values;
+    const char *list; /* for the error message */
+} word_key_t;
+
+static const char *const log_level_words[] = {"error", "warn", "info", "debug", NULL};
+static const int log_level_values[] = {TK_LOG_ERROR, TK_LOG_WARN, TK_LOG_INFO, TK_LOG_DEBUG};
+static const char *const log_format_words[] = {"text", "json", NULL};
+static const int log_format_values[] = {TK_LOG_FORMAT_TEXT, TK_LOG_FORMAT_JSON};
+
+static const word_key_t word_keys[] = {
+    {"log", "level", offsetof(tk_config_t, log_level), log_level_words, log_level_values,
+     "error, warn, info, debug"},
+    {"log", "format", offsetof(tk_config_t, log_format), log_format_words, log_format_values,
+     "text, json"},
+};
+
+static int set_word(const word_key_t *k, tk_config_t *cfg, const char *value, char *err,
+                    size_t errlen)
+{
+    int n = 0;
+    while (k->words[n])
+        n++;
+    int i = tk_keyword(value, strlen(value), k->words, n);
+    if (i < 0) {
+        snprintf(err, errlen, "'%s' is not one of %s", value, k->list);
+        return -1;
+    }
+    *(int *)((char *)cfg + k->offset) = k->values[i];
+    return 0;
+}
 
 typedef struct str_key {
     const char *section, *key;
@@ -210,15 +250,11 @@ typedef struct str_key {
         s, k, offsetof(tk_config_t, field)                                                         \
     }
 static const str_key_t str_keys[] = {
-    SK("server", "static_dir", static_dir),
-    SK("server", "tls_cert", tls_cert),
-    SK("server", "tls_key", tls_key),
-    SK("redis", "url", redis_url),
-    SK("redis", "sentinels", sentinels),
-    SK("redis", "master_name", master_name),
-    SK("stream", "key", stream_key),
-    SK("auth", "jwt_secret", jwt_secret),
-    SK("auth", "allowed_origins", allowed_origins),
+    SK("server", "static_dir", static_dir),  SK("server", "tls_cert", tls_cert),
+    SK("server", "tls_key", tls_key),        SK("server", "trusted_proxies", trusted_proxies),
+    SK("redis", "url", redis_url),           SK("redis", "sentinels", sentinels),
+    SK("redis", "master_name", master_name), SK("stream", "key", stream_key),
+    SK("auth", "jwt_secret", jwt_secret),    SK("auth", "allowed_origins", allowed_origins),
 };
 
 static int set_list(tk_config_t *cfg, const char *key, const char *value, char *err, size_t errlen)
@@ -276,12 +312,44 @@ static int check_origins(const char *value, char *err, size_t errlen)
     return 0;
 }
 
+/* trusted_proxies: a comma-separated list of addresses and CIDRs, each
+ * checked here so that a typo is an error at load, not a proxy that is
+ * silently never trusted. */
+static int check_proxies(const char *value, char *err, size_t errlen)
+{
+    tk_list_iter_t it;
+    tk_span_t el;
+    tk_cidr_t c;
+    int rc;
+    tk_list_init(&it, value, strlen(value));
+    while ((rc = tk_list_next(&it, &el)) > 0) {
+        if (tk_cidr_parse(el.s, el.len, &c)) {
+            snprintf(err, errlen, "'%.*s' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)",
+                     (int)(el.len > 100 ? 100 : el.len), el.s);
+            return -1;
+        }
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "the list has an empty element");
+        return -1;
+    }
+    return 0;
+}
+
 int tk_config_set(tk_config_t *cfg, const char *section, const char *key, const char *value,
                   char *err, size_t errlen)
 {
     if (strcmp(section, "auth") == 0 && strcmp(key, "allowed_origins") == 0 &&
         check_origins(value, err, errlen))
         return -1;
+    if (strcmp(section, "server") == 0 && strcmp(key, "trusted_proxies") == 0 &&
+        check_proxies(value, err, errlen))
+        return -1;
+    for (size_t i = 0; i < sizeof word_keys / sizeof *word_keys; i++) {
+        const word_key_t *k = &word_keys[i];
+        if (strcmp(section, k->section) || strcmp(key, k->key)) continue;
+        return set_word(k, cfg, value, err, errlen);
+    }
     for (size_t i = 0; i < sizeof int_keys / sizeof *int_keys; i++) {
         const int_key_t *k = &int_keys[i];
         if (strcmp(section, k->section) || strcmp(key, k->key)) continue;
@@ -322,8 +390,14 @@ tk_config_t *tk_config_create(void)
     cfg->replay_max = 200;
     cfg->max_connections = 100000;
     cfg->max_per_ip = 0;
-    cfg->max_queue_bytes = 262144;
+    cfg->max_queue_bytes = 16777216;
+    cfg->slow_timeout_s = 15;
     cfg->max_frame_bytes = 4096;
+    cfg->max_live_items = 10000;
+    cfg->redis_timeout_s = 5;
+    cfg->drain_s = 0;
+    cfg->log_level = TK_LOG_INFO;
+    cfg->log_format = TK_LOG_FORMAT_TEXT;
     static const char *const defaults[][3] = {
         {"server", "listen", "127.0.0.1:8080"},
         {"server", "static_dir", "clients/web"},
@@ -335,6 +409,7 @@ tk_config_t *tk_config_create(void)
         {"auth", "allowed_origins", ""},
         {"server", "tls_cert", ""},
         {"server", "tls_key", ""},
+        {"server", "trusted_proxies", ""},
         {"lists", "languages", "en,ar,es"},
         {"lists", "regions",
          "africa,asia,asia-pacific,europe,latin-america,mena,palestine,us-canada"},
@@ -359,6 +434,7 @@ void tk_config_free(tk_config_t *cfg)
     free(cfg->static_dir);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->trusted_proxies);
     free(cfg->redis_url);
     free(cfg->sentinels);
     free(cfg->master_name);

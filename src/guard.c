@@ -92,6 +92,18 @@ bool tk_origin_listed(const char *allowed, const char *origin)
     return false;
 }
 
+bool tk_proxy_trusted(const char *list, const struct sockaddr *peer)
+{
+    tk_list_iter_t it;
+    tk_span_t el;
+    tk_cidr_t c;
+    if (!list || !peer) return false;
+    tk_list_init(&it, list, strlen(list));
+    while (tk_list_next(&it, &el) > 0)
+        if (tk_cidr_parse(el.s, el.len, &c) == 0 && tk_cidr_contains(&c, peer)) return true;
+    return false;
+}
+
 static bool origin_allowed(struct lws *wsi)
 {
     char origin[256];

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tickerd/log.h"
 #include "tickerd/parse.h"
 
 #define TK_VERSION "0.1.0"
@@ -20,6 +21,9 @@ typedef enum { TK_NAME_LANG, TK_NAME_REGION, TK_NAME_CATEGORY, TK_NAME_KINDS } t
 #define TK_MAX_LANGS 32
 #define TK_MAX_CATEGORIES 32
 
+/* [log] format. */
+enum { TK_LOG_FORMAT_TEXT = 0, TK_LOG_FORMAT_JSON = 1 };
+
 typedef struct tk_config {
     /* [server] */
     char *listen; /* "host:port" as given */
@@ -30,9 +34,12 @@ typedef struct tk_config {
     char *static_dir;
     char *tls_cert;
     char *tls_key;
+    int drain_s;           /* SIGTERM spreads the closes over this; 0 = at once */
+    char *trusted_proxies; /* as given; checked at load (tk_proxy_trusted) */
     /* [redis] */
     char *redis_url;
     int grace_s;
+    int redis_timeout_s; /* no command, connect or reply waited for longer */
     char *sentinels;
     char *master_name;
     /* [stream] */
@@ -40,6 +47,7 @@ typedef struct tk_config {
     int history_size;
     int default_ttl_s;
     int max_text_bytes;
+    int max_live_items;
     /* [replay] */
     int replay_default;
     int replay_max;
@@ -47,10 +55,14 @@ typedef struct tk_config {
     int max_connections;
     int max_per_ip;
     int max_queue_bytes;
+    int slow_timeout_s;
     int max_frame_bytes;
     /* [auth] */
     char *jwt_secret;
     char *allowed_origins;
+    /* [log] */
+    int log_level;  /* a tk_log_level_t (log.h) */
+    int log_format; /* TK_LOG_FORMAT_* */
     /* [lists]: masks over the process-wide name tables */
     uint32_t langs;
     uint64_t regions;

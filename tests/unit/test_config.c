@@ -94,8 +94,15 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->replay_max, 200);
     assert_int_equal(cfg->max_connections, 100000);
     assert_int_equal(cfg->max_per_ip, 0);
-    assert_int_equal(cfg->max_queue_bytes, 262144);
+    assert_int_equal(cfg->max_queue_bytes, 16777216);
+    assert_int_equal(cfg->slow_timeout_s, 15);
     assert_int_equal(cfg->max_frame_bytes, 4096);
+    assert_int_equal(cfg->max_live_items, 10000);
+    assert_int_equal(cfg->redis_timeout_s, 5);
+    assert_int_equal(cfg->drain_s, 0);
+    assert_string_equal(cfg->trusted_proxies, "");
+    assert_int_equal(cfg->log_level, TK_LOG_INFO);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_TEXT);
     assert_string_equal(cfg->jwt_secret, "");
     assert_string_equal(cfg->allowed_origins, "");
     assert_string_equal(names_of(TK_NAME_LANG, cfg->langs), "en,ar,es");
@@ -122,15 +129,19 @@ static void test_set_int_keys(void **state)
 #define K(s, k, f, lo, hi) {s, k, offsetof(tk_config_t, f), lo, hi}
         K("server", "workers", workers, 1, 256),
         K("server", "heartbeat_s", heartbeat_s, 1, 3600),
+        K("server", "drain_s", drain_s, 0, 3600),
         K("redis", "grace_s", grace_s, 0, 86400),
+        K("redis", "timeout_s", redis_timeout_s, 1, 300),
         K("stream", "history_size", history_size, 1, 1000000),
         K("stream", "default_ttl_s", default_ttl_s, 1, 2592000),
         K("stream", "max_text_bytes", max_text_bytes, 1, 65536),
+        K("stream", "max_live_items", max_live_items, 1, 1000000),
         K("replay", "default", replay_default, 0, 100000),
         K("replay", "max", replay_max, 0, 100000),
         K("limits", "max_connections", max_connections, 1, 10000000),
         K("limits", "max_per_ip", max_per_ip, 0, 10000000),
         K("limits", "max_queue_bytes", max_queue_bytes, 1024, 1 << 30),
+        K("limits", "slow_timeout_s", slow_timeout_s, 1, 3600),
         K("limits", "max_frame_bytes", max_frame_bytes, 64, 1 << 20),
 #undef K
     };
@@ -191,6 +202,80 @@ static void test_set_string_keys(void **state)
         assert_string_equal(*field, "some value");
         assert_int_equal(set(cfg, keys[i].section, keys[i].key, ""), 0);
         assert_string_equal(*field, "");
+    }
+    tk_config_free(cfg);
+}
+
+static void test_set_log(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    static const struct {
+        const char *v;
+        int level;
+    } levels[] = {{"error", TK_LOG_ERROR}, {"warn", TK_LOG_WARN},   {"info", TK_LOG_INFO},
+                  {"debug", TK_LOG_DEBUG}, {"DEBUG", TK_LOG_DEBUG}, {" Warn ", TK_LOG_WARN}};
+    for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
+        assert_int_equal(set(cfg, "log", "level", levels[i].v), 0);
+        assert_int_equal(cfg->log_level, levels[i].level);
+    }
+    static const char *const bad_levels[] = {"", "warning", "trace", "3", "info,debug", "err"};
+    for (size_t i = 0; i < sizeof bad_levels / sizeof *bad_levels; i++) {
+        assert_int_equal(set(cfg, "log", "level", bad_levels[i]), -1);
+        char want[128];
+        snprintf(want, sizeof want, "'%s' is not one of error, warn, info, debug", bad_levels[i]);
+        assert_string_equal(err, want);
+        assert_int_equal(cfg->log_level, TK_LOG_WARN);
+    }
+    assert_int_equal(set(cfg, "log", "format", "json"), 0);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_JSON);
+    assert_int_equal(set(cfg, "log", "format", "TEXT"), 0);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_TEXT);
+    assert_int_equal(set(cfg, "log", "format", "JSON"), 0);
+    assert_int_equal(set(cfg, "log", "format", "yaml"), -1);
+    assert_string_equal(err, "'yaml' is not one of text, json");
+    assert_int_equal(set(cfg, "log", "format", ""), -1);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_JSON);
+    assert_int_equal(set(cfg, "log", "colour", "yes"), -1);
+    assert_string_equal(err, "unknown key [log] colour");
+    tk_config_free(cfg);
+}
+
+static void test_set_trusted_proxies(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    static const char *const ok[] = {
+        "10.0.0.1",
+        "10.0.0.0/8",
+        "0.0.0.0/0",
+        "::/0",
+        "::1/128",
+        "192.0.2.7/32",
+        " 10.0.0.0/8 , 2001:db8::/32,127.0.0.1 ",
+        "",
+        "  ",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        assert_int_equal(set(cfg, "server", "trusted_proxies", ok[i]), 0);
+        assert_string_equal(cfg->trusted_proxies, ok[i]); /* kept as given */
+    }
+    assert_int_equal(set(cfg, "server", "trusted_proxies", "10.0.0.0/8"), 0);
+    static const struct {
+        const char *v, *err;
+    } bad[] = {
+        {"10.0.0.0/33", "'10.0.0.0/33' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"::/129", "'::/129' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.1,lb.internal", "'lb.internal' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.1 10.0.0.2",
+         "'10.0.0.1 10.0.0.2' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.0/-1", "'10.0.0.0/-1' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.0/", "'10.0.0.0/' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.1,", "the list has an empty element"},
+        {",10.0.0.1", "the list has an empty element"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(set(cfg, "server", "trusted_proxies", bad[i].v), -1);
+        assert_string_equal(err, bad[i].err);
+        assert_string_equal(cfg->trusted_proxies, "10.0.0.0/8");
     }
     tk_config_free(cfg);
 }
@@ -395,18 +480,28 @@ static void test_load_good_file(void **state)
                                                "listen = 0.0.0.0:8081\n"
                                                "heartbeat_s = 5\n"
                                                "tls_cert =\n"
+                                               "drain_s = 3600\n"
+                                               "workers = 256\n"
+                                               "trusted_proxies = 10.0.0.0/8, ::1\n"
                                                "\n"
                                                "[redis]\n"
                                                "url = redis://:secret@10.0.0.5:6380/3\n"
                                                "grace_s = 0\n"
+                                               "timeout_s = 300\n"
                                                "[stream]\n"
                                                "key = news:breaking\n"
                                                "history_size = 50\n"
+                                               "max_live_items = 1\n"
                                                "[replay]\n"
                                                "default = 3\n"
                                                "max = 20\n"
                                                "[limits]\n"
                                                "max_per_ip = 8\n"
+                                               "slow_timeout_s = 3600\n"
+                                               "max_queue_bytes = 1073741824\n"
+                                               "[log]\n"
+                                               "level = debug\n"
+                                               "format = json\n"
                                                "[auth]\n"
                                                "allowed_origins = https://news.example\n"
                                                "[lists]\n"
@@ -426,6 +521,15 @@ static void test_load_good_file(void **state)
     assert_int_equal(cfg->replay_default, 3);
     assert_int_equal(cfg->replay_max, 20);
     assert_int_equal(cfg->max_per_ip, 8);
+    assert_int_equal(cfg->slow_timeout_s, 3600);
+    assert_int_equal(cfg->max_queue_bytes, 1 << 30);
+    assert_int_equal(cfg->log_level, TK_LOG_DEBUG);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_JSON);
+    assert_int_equal(cfg->redis_timeout_s, 300);
+    assert_int_equal(cfg->max_live_items, 1);
+    assert_int_equal(cfg->drain_s, 3600);
+    assert_int_equal(cfg->workers, 256);
+    assert_string_equal(cfg->trusted_proxies, "10.0.0.0/8, ::1");
     assert_string_equal(cfg->allowed_origins, "https://news.example");
     assert_string_equal(names_of(TK_NAME_LANG, cfg->langs), "en,ar");
     assert_string_equal(names_of(TK_NAME_REGION, cfg->regions), "europe,mena");
@@ -464,6 +568,37 @@ static void test_load_bad_files(void **state)
              "%s:2: [stream] history_size: 'lots' is not a whole number in 1..1000000", path);
     assert_string_equal(err, want);
 
+    /* Each new key, one past its range: the file, line, key and range. */
+    static const struct {
+        const char *text, *what;
+    } over[] = {
+        {"[limits]\nslow_timeout_s = 3601\n",
+         "[limits] slow_timeout_s: '3601' is not a whole number in 1..3600"},
+        {"[limits]\nslow_timeout_s = 0\n",
+         "[limits] slow_timeout_s: '0' is not a whole number in 1..3600"},
+        {"[limits]\nmax_queue_bytes = 1073741825\n",
+         "[limits] max_queue_bytes: '1073741825' is not a whole number in 1024..1073741824"},
+        {"[limits]\nmax_queue_bytes = 1023\n",
+         "[limits] max_queue_bytes: '1023' is not a whole number in 1024..1073741824"},
+        {"[stream]\nmax_live_items = 1000001\n",
+         "[stream] max_live_items: '1000001' is not a whole number in 1..1000000"},
+        {"[redis]\ntimeout_s = 301\n", "[redis] timeout_s: '301' is not a whole number in 1..300"},
+        {"[server]\ndrain_s = 3601\n", "[server] drain_s: '3601' is not a whole number in 0..3600"},
+        {"[server]\nworkers = 257\n", "[server] workers: '257' is not a whole number in 1..256"},
+        {"[server]\nworkers = 0\n", "[server] workers: '0' is not a whole number in 1..256"},
+        {"[log]\nlevel = verbose\n",
+         "[log] level: 'verbose' is not one of error, warn, info, debug"},
+        {"[log]\nformat = xml\n", "[log] format: 'xml' is not one of text, json"},
+        {"[server]\ntrusted_proxies = 10.0.0.0/8, 300.1.1.1\n",
+         "[server] trusted_proxies: '300.1.1.1' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+    };
+    for (size_t i = 0; i < sizeof over / sizeof *over; i++) {
+        path = write_file("badvalue.conf", over[i].text);
+        assert_int_equal(tk_config_load_file(cfg, path, err, sizeof err), -1);
+        snprintf(want, sizeof want, "%s:2: %s", path, over[i].what);
+        assert_string_equal(err, want);
+    }
+
     path = write_file("syntax.conf", "[server]\n"
                                      "heartbeat_s = 5\n"
                                      "this line has no value\n");
@@ -485,6 +620,35 @@ static void test_load_bad_files(void **state)
     assert_int_equal(tk_config_load_file(cfg, missing, err, sizeof err), -1);
     snprintf(want, sizeof want, "%s: cannot open: No such file or directory", missing);
     assert_string_equal(err, want);
+    tk_config_free(cfg);
+}
+
+/* The file shipped in config/ loads as it is and holds every default. */
+static void test_load_shipped_file(void **state)
+{
+    const char *path = "config/tickerd.conf";
+    if (access(path, R_OK)) skip(); /* run from the top of the tree */
+    tk_config_t *cfg = tk_config_create();
+    assert_int_equal(tk_config_load_file(cfg, path, err, sizeof err), 0);
+    tk_config_t *def = tk_config_create();
+    static const size_t ints[] = {
+        offsetof(tk_config_t, heartbeat_s),     offsetof(tk_config_t, drain_s),
+        offsetof(tk_config_t, grace_s),         offsetof(tk_config_t, redis_timeout_s),
+        offsetof(tk_config_t, history_size),    offsetof(tk_config_t, default_ttl_s),
+        offsetof(tk_config_t, max_text_bytes),  offsetof(tk_config_t, max_live_items),
+        offsetof(tk_config_t, replay_default),  offsetof(tk_config_t, replay_max),
+        offsetof(tk_config_t, max_connections), offsetof(tk_config_t, max_per_ip),
+        offsetof(tk_config_t, max_queue_bytes), offsetof(tk_config_t, slow_timeout_s),
+        offsetof(tk_config_t, max_frame_bytes), offsetof(tk_config_t, log_level),
+        offsetof(tk_config_t, log_format),      offsetof(tk_config_t, workers),
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+        assert_int_equal(*(int *)((char *)cfg + ints[i]), *(int *)((char *)def + ints[i]));
+    assert_string_equal(cfg->trusted_proxies, def->trusted_proxies);
+    assert_string_equal(cfg->allowed_origins, def->allowed_origins);
+    assert_true(cfg->langs == def->langs && cfg->regions == def->regions &&
+                cfg->categories == def->categories && cfg->default_lang == def->default_lang);
+    tk_config_free(def);
     tk_config_free(cfg);
 }
 
@@ -611,12 +775,21 @@ static void test_name_table_full(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_set_int_keys),
-        cmocka_unit_test(test_set_string_keys), cmocka_unit_test(test_set_allowed_origins),
-        cmocka_unit_test(test_set_listen),      cmocka_unit_test(test_set_lists),
-        cmocka_unit_test(test_set_lists_case),  cmocka_unit_test(test_set_unknown_keys),
-        cmocka_unit_test(test_validate),        cmocka_unit_test(test_load_good_file),
-        cmocka_unit_test(test_load_bad_files),  cmocka_unit_test(test_redis_url),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_set_int_keys),
+        cmocka_unit_test(test_set_string_keys),
+        cmocka_unit_test(test_set_log),
+        cmocka_unit_test(test_set_trusted_proxies),
+        cmocka_unit_test(test_set_allowed_origins),
+        cmocka_unit_test(test_set_listen),
+        cmocka_unit_test(test_set_lists),
+        cmocka_unit_test(test_set_lists_case),
+        cmocka_unit_test(test_set_unknown_keys),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_load_good_file),
+        cmocka_unit_test(test_load_bad_files),
+        cmocka_unit_test(test_load_shipped_file),
+        cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_name_table_full),
     };
     return cmocka_run_group_tests_name("config", tests, setup, teardown);
