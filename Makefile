@@ -22,7 +22,7 @@ CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
-CORE_SRC := src/clock.c src/id.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c
+CORE_SRC := src/clock.c src/id.c src/parse.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c
 DAEMON_SRC := $(CORE_SRC) src/metrics.c src/guard.c src/listener.c src/hub.c src/redis_uv.c src/sentinel.c src/stream.c src/net.c src/reply.c src/request.c \
               src/ws.c src/http.c src/supervisor.c src/worker.c src/main.c
 CTL_SRC  := $(CORE_SRC) src/tickerctl.c
@@ -55,6 +55,8 @@ UNIT_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/hub.o $(BUILD)/obj
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/fixture.h $(UNIT_OBJ) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# guard.c is daemon code: its test links it too.
+$(BUILD)/tests/test_guard: $(BUILD)/obj/guard.o
 
 deps:
 	@scripts/install-deps.sh

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ static int name_count[TK_NAME_KINDS];
 int tk_name_lookup(tk_name_kind_t kind, const char *name, size_t len)
 {
     for (int i = 0; i < name_count[kind]; i++)
-        if (strlen(names[kind][i]) == len && memcmp(names[kind][i], name, len) == 0) return i;
+        if (strlen(names[kind][i]) == len && strncasecmp(names[kind][i], name, len) == 0) return i;
     return -1;
 }
 
@@ -29,6 +30,8 @@ int tk_name_intern(tk_name_kind_t kind, const char *name, size_t len)
     if (name_count[kind] == name_max[kind]) return -1;
     char *copy = strndup(name, len);
     if (!copy) return -1;
+    for (char *c = copy; *c; c++)
+        if (*c >= 'A' && *c <= 'Z') *c = (char)(*c + ('a' - 'A'));
     names[kind][name_count[kind]] = copy;
     return name_count[kind]++;
 }
@@ -36,6 +39,38 @@ int tk_name_intern(tk_name_kind_t kind, const char *name, size_t len)
 const char *tk_name_of(tk_name_kind_t kind, int idx)
 {
     return idx >= 0 && idx < name_count[kind] ? names[kind][idx] : NULL;
+}
+
+int tk_name_parse(tk_name_kind_t kind, uint64_t allowed, const char *s, size_t len)
+{
+    tk_span_t t = tk_trim(s, len);
+    if (t.len == 0 || t.len > TK_NAME_MAX) return -1;
+    int idx = tk_name_lookup(kind, t.s, t.len);
+    return idx >= 0 && (allowed >> idx & 1) ? idx : -1;
+}
+
+int tk_name_list_parse(tk_name_kind_t kind, uint64_t allowed, const char *s, size_t len,
+                       unsigned flags, uint64_t *mask, tk_span_t *bad)
+{
+    tk_list_iter_t it;
+    tk_span_t el;
+    uint64_t m = 0;
+    int rc;
+    tk_list_init(&it, s, len);
+    while ((rc = tk_list_next(&it, &el)) > 0) {
+        int idx = tk_name_parse(kind, allowed, el.s, el.len);
+        if (idx >= 0)
+            m |= 1ULL << idx;
+        else if (!(flags & TK_NAMES_SKIP_UNKNOWN))
+            rc = -ENOENT;
+        if (rc < 0) break;
+    }
+    if (rc < 0) {
+        if (bad) *bad = el;
+        return rc;
+    }
+    *mask = m;
+    return 0;
 }
 
 static int set_str(char **dst, const char *value)
@@ -47,43 +82,58 @@ static int set_str(char **dst, const char *value)
     return 0;
 }
 
-/* A slug: 1..32 of [a-z0-9-]. */
+/* A slug: 1..TK_NAME_MAX of [a-z0-9-], in any ASCII case. */
 static int is_slug(const char *s, size_t len)
 {
-    if (len == 0 || len > 32) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return 0;
+    if (len == 0 || len > TK_NAME_MAX) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = (char)(s[i] | 0x20);
+        if (!((c >= 'a' && c <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-')) return 0;
+    }
     return 1;
 }
 
-/* Parses "a,b,c" into a mask over the name table of kind, interning. */
+/* Parses a config list of names into a mask over the table of kind,
+ * interning new names. The whole list is checked first, so a refused
+ * list adds nothing to the process-wide table. */
 static int parse_name_list(tk_name_kind_t kind, const char *value, uint64_t *mask, char *err,
                            size_t errlen)
 {
+    tk_list_iter_t it, prev;
+    tk_span_t el, seen;
+    int rc, fresh = 0;
     uint64_t m = 0;
-    const char *p = value;
-    while (*p) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if (!is_slug(start, (size_t)(end - start))) {
-            snprintf(err, errlen, "'%.*s' is not a slug ([a-z0-9-], 1..32 characters)",
-                     (int)(end - start), start);
+    tk_list_init(&it, value, strlen(value));
+    while ((rc = tk_list_next(&it, &el)) > 0) {
+        if (!is_slug(el.s, el.len)) {
+            snprintf(err, errlen, "'%.*s' is not a slug ([a-z0-9-], 1..%d characters)",
+                     (int)(el.len > 64 ? 64 : el.len), el.s, TK_NAME_MAX);
             return -1;
         }
-        int idx = tk_name_intern(kind, start, (size_t)(end - start));
+        if (tk_name_lookup(kind, el.s, el.len) >= 0) continue;
+        /* New to the table: count it once, however often the list has it. */
+        bool again = false;
+        tk_list_init(&prev, value, (size_t)(el.s - value));
+        while (!again && tk_list_next(&prev, &seen) > 0)
+            again = seen.len == el.len && strncasecmp(seen.s, el.s, el.len) == 0;
+        if (!again) fresh++;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "the list has an empty element");
+        return -1;
+    }
+    if (name_count[kind] + fresh > name_max[kind]) {
+        snprintf(err, errlen, "too many distinct names (at most %d)", name_max[kind]);
+        return -1;
+    }
+    tk_list_init(&it, value, strlen(value));
+    while (tk_list_next(&it, &el) > 0) {
+        int idx = tk_name_intern(kind, el.s, el.len);
         if (idx < 0) {
-            snprintf(err, errlen, "too many distinct names (at most %d)", name_max[kind]);
+            snprintf(err, errlen, "out of memory");
             return -1;
         }
         m |= 1ULL << idx;
-        if (*p == ',') p++;
     }
     if (!m) {
         snprintf(err, errlen, "the list is empty");
@@ -95,14 +145,10 @@ static int parse_name_list(tk_name_kind_t kind, const char *value, uint64_t *mas
 
 static int parse_int(const char *value, int min, int max, int *out, char *err, size_t errlen)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(value, &end, 10);
-    if (errno || end == value || *end || v < min || v > max) {
+    if (tk_parse_int(value, strlen(value), min, max, out)) {
         snprintf(err, errlen, "'%s' is not a whole number in %d..%d", value, min, max);
         return -1;
     }
-    *out = (int)v;
     return 0;
 }
 
@@ -142,17 +188,57 @@ typedef struct int_key {
 static const int_key_t int_keys[] = {
     IK("server", "workers", workers, 1, 256),
     IK("server", "heartbeat_s", heartbeat_s, 1, 3600),
+    IK("server", "drain_s", drain_s, 0, 3600),
     IK("redis", "grace_s", grace_s, 0, 86400),
+    IK("redis", "timeout_s", redis_timeout_s, 1, 300),
     IK("stream", "history_size", history_size, 1, 1000000),
     IK("stream", "default_ttl_s", default_ttl_s, 1, 2592000),
     IK("stream", "max_text_bytes", max_text_bytes, 1, 65536),
+    IK("stream", "max_live_items", max_live_items, 1, 1000000),
     IK("replay", "default", replay_default, 0, 100000),
     IK("replay", "max", replay_max, 0, 100000),
     IK("limits", "max_connections", max_connections, 1, 10000000),
     IK("limits", "max_per_ip", max_per_ip, 0, 10000000),
     IK("limits", "max_queue_bytes", max_queue_bytes, 1024, 1 << 30),
+    IK("limits", "slow_timeout_s", slow_timeout_s, 1, 3600),
     IK("limits", "max_frame_bytes", max_frame_bytes, 64, 1 << 20),
 };
+
+/* Keys that take one of a few words (any case), stored as an int. */
+typedef struct word_key {
+    const char *section, *key;
+    size_t offset;
+    const char *const *words; /* NULL-terminated */
+    const int *values;
+    const char *list; /* for the error message */
+} word_key_t;
+
+static const char *const log_level_words[] = {"error", "warn", "info", "debug", NULL};
+static const int log_level_values[] = {TK_LOG_ERROR, TK_LOG_WARN, TK_LOG_INFO, TK_LOG_DEBUG};
+static const char *const log_format_words[] = {"text", "json", NULL};
+static const int log_format_values[] = {TK_LOG_FORMAT_TEXT, TK_LOG_FORMAT_JSON};
+
+static const word_key_t word_keys[] = {
+    {"log", "level", offsetof(tk_config_t, log_level), log_level_words, log_level_values,
+     "error, warn, info, debug"},
+    {"log", "format", offsetof(tk_config_t, log_format), log_format_words, log_format_values,
+     "text, json"},
+};
+
+static int set_word(const word_key_t *k, tk_config_t *cfg, const char *value, char *err,
+                    size_t errlen)
+{
+    int n = 0;
+    while (k->words[n])
+        n++;
+    int i = tk_keyword(value, strlen(value), k->words, n);
+    if (i < 0) {
+        snprintf(err, errlen, "'%s' is not one of %s", value, k->list);
+        return -1;
+    }
+    *(int *)((char *)cfg + k->offset) = k->values[i];
+    return 0;
+}
 
 typedef struct str_key {
     const char *section, *key;
@@ -164,15 +250,11 @@ typedef struct str_key {
         s, k, offsetof(tk_config_t, field)                                                         \
     }
 static const str_key_t str_keys[] = {
-    SK("server", "static_dir", static_dir),
-    SK("server", "tls_cert", tls_cert),
-    SK("server", "tls_key", tls_key),
-    SK("redis", "url", redis_url),
-    SK("redis", "sentinels", sentinels),
-    SK("redis", "master_name", master_name),
-    SK("stream", "key", stream_key),
-    SK("auth", "jwt_secret", jwt_secret),
-    SK("auth", "allowed_origins", allowed_origins),
+    SK("server", "static_dir", static_dir),  SK("server", "tls_cert", tls_cert),
+    SK("server", "tls_key", tls_key),        SK("server", "trusted_proxies", trusted_proxies),
+    SK("redis", "url", redis_url),           SK("redis", "sentinels", sentinels),
+    SK("redis", "master_name", master_name), SK("stream", "key", stream_key),
+    SK("auth", "jwt_secret", jwt_secret),    SK("auth", "allowed_origins", allowed_origins),
 };
 
 static int set_list(tk_config_t *cfg, const char *key, const char *value, char *err, size_t errlen)
@@ -181,8 +263,8 @@ static int set_list(tk_config_t *cfg, const char *key, const char *value, char *
     if (strcmp(key, "default_lang") == 0) {
         /* Check before interning: a bad value must not enter the table. */
         int idx = -1;
-        if (!is_slug(value, strlen(value)) ||
-            (idx = tk_name_intern(TK_NAME_LANG, value, strlen(value))) < 0) {
+        tk_span_t v = tk_trim(value, strlen(value));
+        if (!is_slug(v.s, v.len) || (idx = tk_name_intern(TK_NAME_LANG, v.s, v.len)) < 0) {
             snprintf(err, errlen, "'%s' is not a language slug", value);
             return -1;
         }
@@ -205,9 +287,69 @@ static int set_list(tk_config_t *cfg, const char *key, const char *value, char *
     return 0;
 }
 
+/* allowed_origins: a comma-separated list of origins, each one token
+ * (scheme://host[:port] as browsers send it). An origin with whitespace
+ * inside would never match: refused here rather than at every request. */
+static int check_origins(const char *value, char *err, size_t errlen)
+{
+    tk_list_iter_t it;
+    tk_span_t el;
+    int rc;
+    tk_list_init(&it, value, strlen(value));
+    while ((rc = tk_list_next(&it, &el)) > 0) {
+        for (size_t i = 0; i < el.len; i++) {
+            if (tk_is_space((unsigned char)el.s[i])) {
+                snprintf(err, errlen, "'%.*s' is not one origin (the list is comma-separated)",
+                         (int)(el.len > 100 ? 100 : el.len), el.s);
+                return -1;
+            }
+        }
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "the list has an empty element");
+        return -1;
+    }
+    return 0;
+}
+
+/* trusted_proxies: a comma-separated list of addresses and CIDRs, each
+ * checked here so that a typo is an error at load, not a proxy that is
+ * silently never trusted. */
+static int check_proxies(const char *value, char *err, size_t errlen)
+{
+    tk_list_iter_t it;
+    tk_span_t el;
+    tk_cidr_t c;
+    int rc;
+    tk_list_init(&it, value, strlen(value));
+    while ((rc = tk_list_next(&it, &el)) > 0) {
+        if (tk_cidr_parse(el.s, el.len, &c)) {
+            snprintf(err, errlen, "'%.*s' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)",
+                     (int)(el.len > 100 ? 100 : el.len), el.s);
+            return -1;
+        }
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "the list has an empty element");
+        return -1;
+    }
+    return 0;
+}
+
 int tk_config_set(tk_config_t *cfg, const char *section, const char *key, const char *value,
                   char *err, size_t errlen)
 {
+    if (strcmp(section, "auth") == 0 && strcmp(key, "allowed_origins") == 0 &&
+        check_origins(value, err, errlen))
+        return -1;
+    if (strcmp(section, "server") == 0 && strcmp(key, "trusted_proxies") == 0 &&
+        check_proxies(value, err, errlen))
+        return -1;
+    for (size_t i = 0; i < sizeof word_keys / sizeof *word_keys; i++) {
+        const word_key_t *k = &word_keys[i];
+        if (strcmp(section, k->section) || strcmp(key, k->key)) continue;
+        return set_word(k, cfg, value, err, errlen);
+    }
     for (size_t i = 0; i < sizeof int_keys / sizeof *int_keys; i++) {
         const int_key_t *k = &int_keys[i];
         if (strcmp(section, k->section) || strcmp(key, k->key)) continue;
@@ -249,7 +391,13 @@ tk_config_t *tk_config_create(void)
     cfg->max_connections = 100000;
     cfg->max_per_ip = 0;
     cfg->max_queue_bytes = 16777216;
+    cfg->slow_timeout_s = 15;
     cfg->max_frame_bytes = 4096;
+    cfg->max_live_items = 10000;
+    cfg->redis_timeout_s = 5;
+    cfg->drain_s = 0;
+    cfg->log_level = TK_LOG_INFO;
+    cfg->log_format = TK_LOG_FORMAT_TEXT;
     static const char *const defaults[][3] = {
         {"server", "listen", "127.0.0.1:8080"},
         {"server", "static_dir", "clients/web"},
@@ -261,6 +409,7 @@ tk_config_t *tk_config_create(void)
         {"auth", "allowed_origins", ""},
         {"server", "tls_cert", ""},
         {"server", "tls_key", ""},
+        {"server", "trusted_proxies", ""},
         {"lists", "languages", "en,ar,es"},
         {"lists", "regions",
          "africa,asia,asia-pacific,europe,latin-america,mena,palestine,us-canada"},
@@ -285,6 +434,7 @@ void tk_config_free(tk_config_t *cfg)
     free(cfg->static_dir);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->trusted_proxies);
     free(cfg->redis_url);
     free(cfg->sentinels);
     free(cfg->master_name);

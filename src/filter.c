@@ -1,5 +1,7 @@
 /* filter.c - subscription requests (query strings and subscribe frames)
  * and the match of an item's key against a client's filter. Pure. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,18 @@ void tk_filter_all(tk_filter_t *f)
     f->categories = TK_ALL32;
     f->regions = TK_ALL64;
     f->min_priority = TK_PRIO_NORMAL;
+}
+
+bool tk_filter_equal(const tk_filter_t *a, const tk_filter_t *b)
+{
+    return a->langs == b->langs && a->categories == b->categories && a->regions == b->regions &&
+           a->min_priority == b->min_priority;
+}
+
+bool tk_match_key_equal(const tk_match_key_t *a, const tk_match_key_t *b)
+{
+    return a->regions == b->regions && a->lang == b->lang && a->priority == b->priority &&
+           a->category == b->category;
 }
 
 bool tk_filter_match(const tk_filter_t *f, const tk_match_key_t *k)
@@ -42,79 +56,112 @@ void tk_sub_req_init(tk_sub_req_t *req)
     req->limit = -1;
 }
 
-/* Parses a comma-separated list of names of kind, each allowed by `allowed`,
- * into *mask. An empty list is an error: it never means "all". */
-static int parse_list(tk_name_kind_t kind, uint64_t allowed, const char *what, const char *v,
-                      size_t n, uint64_t *mask, char *err, size_t errlen)
+/* Up to 40 bytes of a value, for a one-line reason. */
+#define SHOW(n) ((int)((n) > 40 ? 40 : (n)))
+
+/* Writes the reason for a list that tk_name_list_parse or
+ * tk_names_from_json refused (rc), or that came out empty (rc 0). */
+static int list_error(const char *what, int rc, tk_span_t bad, char *err, size_t errlen)
 {
+    if (rc == -ENOENT)
+        snprintf(err, errlen, "unknown %s '%.*s'", what, SHOW(bad.len), bad.s);
+    else if (rc == -EINVAL)
+        snprintf(err, errlen, "%s list has an empty element", what);
+    else if (rc == -EBADMSG)
+        snprintf(err, errlen, "%s has the wrong type", what);
+    else
+        snprintf(err, errlen, "%s list is empty", what);
+    return -1;
+}
+
+int tk_names_from_json(tk_name_kind_t kind, uint64_t allowed, json_t *v, unsigned flags,
+                       uint64_t *mask, tk_span_t *bad)
+{
+    tk_span_t none = {"", 0};
+    if (!bad) bad = &none;
+    if (json_is_string(v))
+        return tk_name_list_parse(kind, allowed, json_string_value(v), json_string_length(v), flags,
+                                  mask, bad);
+    if (!json_is_array(v)) return -EBADMSG;
     uint64_t m = 0;
-    size_t i = 0;
-    while (i <= n) {
-        size_t start = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t len = i - start;
-        while (len && v[start] == ' ')
-            start++, len--;
-        while (len && v[start + len - 1] == ' ')
-            len--;
-        int idx = len ? tk_name_lookup(kind, v + start, len) : -1;
-        if (idx < 0 || !(allowed >> idx & 1)) {
-            snprintf(err, errlen, "unknown %s '%.*s'", what, (int)(len > 40 ? 40 : len), v + start);
-            return -1;
+    size_t i;
+    json_t *el;
+    json_array_foreach(v, i, el)
+    {
+        if (!json_is_string(el)) return -EBADMSG;
+        const char *s = json_string_value(el);
+        size_t n = json_string_length(el);
+        tk_span_t t = tk_trim(s, n);
+        /* Each element is one name: "a,b" in an array is not two. */
+        int idx = t.len ? tk_name_parse(kind, allowed, s, n) : -1;
+        if (idx >= 0) {
+            m |= 1ULL << idx;
+        } else if (!t.len) {
+            *bad = t;
+            return -EINVAL;
+        } else if (!(flags & TK_NAMES_SKIP_UNKNOWN)) {
+            *bad = t;
+            return -ENOENT;
         }
-        m |= 1ULL << idx;
-        i++;
     }
     *mask = m;
     return 0;
 }
 
-static int parse_count(const char *v, size_t n, int *out)
+/* A region/lang/category parameter: a non-empty list of allowed names. */
+static int apply_list(tk_name_kind_t kind, uint64_t allowed, const char *what, const char *v,
+                      size_t n, json_t *jv, uint64_t *mask, char *err, size_t errlen)
 {
-    int x = 0;
-    if (n == 0 || n > 7) return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] < '0' || v[i] > '9') return -1;
-        x = x * 10 + (v[i] - '0');
-    }
-    *out = x;
+    tk_span_t bad = {"", 0};
+    uint64_t m = 0;
+    int rc = jv ? tk_names_from_json(kind, allowed, jv, 0, &m, &bad)
+                : tk_name_list_parse(kind, allowed, v, n, 0, &m, &bad);
+    if (rc || !m) return list_error(what, rc, bad, err, errlen);
+    *mask = m;
     return 0;
 }
 
-/* Applies one parameter; shared by the query and subscribe frames. */
+/* Applies one parameter; shared by the query and subscribe frames. A list
+ * parameter from a frame comes as jv (a string or an array of strings);
+ * everything else as text v[0..n). */
 static int apply_param(const tk_config_t *cfg, tk_sub_req_t *req, const char *name, const char *v,
-                       size_t n, char *err, size_t errlen)
+                       size_t n, json_t *jv, char *err, size_t errlen)
 {
     uint64_t mask;
     if (strcmp(name, "region") == 0) {
-        if (parse_list(TK_NAME_REGION, cfg->regions, "region", v, n, &mask, err, errlen)) return -1;
+        if (apply_list(TK_NAME_REGION, cfg->regions, "region", v, n, jv, &mask, err, errlen))
+            return -1;
         req->filter.regions = mask;
     } else if (strcmp(name, "lang") == 0) {
-        if (parse_list(TK_NAME_LANG, cfg->langs, "lang", v, n, &mask, err, errlen)) return -1;
+        if (apply_list(TK_NAME_LANG, cfg->langs, "lang", v, n, jv, &mask, err, errlen)) return -1;
         req->filter.langs = (uint32_t)mask;
     } else if (strcmp(name, "category") == 0) {
-        if (parse_list(TK_NAME_CATEGORY, cfg->categories, "category", v, n, &mask, err, errlen))
+        if (apply_list(TK_NAME_CATEGORY, cfg->categories, "category", v, n, jv, &mask, err, errlen))
             return -1;
         req->filter.categories = (uint32_t)mask;
     } else if (strcmp(name, "priority") == 0) {
         int p = tk_priority_lookup(v, n);
         if (p < 0) {
-            snprintf(err, errlen, "unknown priority '%.*s'", (int)(n > 40 ? 40 : n), v);
+            snprintf(err, errlen, "unknown priority '%.*s'", SHOW(n), v);
             return -1;
         }
         req->filter.min_priority = (uint8_t)p;
     } else if (strcmp(name, "replay") == 0 || strcmp(name, "limit") == 0) {
-        int x;
-        if (parse_count(v, n, &x)) {
-            snprintf(err, errlen, "%s '%.*s' is not a whole number", name, (int)(n > 40 ? 40 : n),
-                     v);
+        int x, rc = tk_parse_int(v, n, 0, INT_MAX, &x);
+        if (rc == -ERANGE) {
+            snprintf(err, errlen, "%s '%.*s' is over the maximum %d", name, SHOW(n), v,
+                     cfg->replay_max);
+            return -1;
+        }
+        if (rc) {
+            snprintf(err, errlen, "%s '%.*s' is not a whole number", name, SHOW(n), v);
             return -1;
         }
         *(name[0] == 'r' ? &req->replay : &req->limit) = x;
     } else if (strcmp(name, "since") == 0) {
-        if (tk_id_parse(v, n, &req->since)) {
-            snprintf(err, errlen, "since '%.*s' is not a stream ID", (int)(n > 40 ? 40 : n), v);
+        tk_span_t t = tk_trim(v, n);
+        if (tk_id_parse(t.s, t.len, &req->since)) {
+            snprintf(err, errlen, "since '%.*s' is not a stream ID", SHOW(n), v);
             return -1;
         }
         req->has_since = true;
@@ -148,7 +195,7 @@ int tk_query_arg(const tk_config_t *cfg, tk_sub_req_t *req, const char *arg, cha
     memcpy(name, arg, nl);
     name[nl] = 0;
     const char *v = eq ? eq + 1 : "";
-    return apply_param(cfg, req, name, v, strlen(v), err, errlen);
+    return apply_param(cfg, req, name, v, strlen(v), NULL, err, errlen);
 }
 
 static int hexval(char c)
@@ -185,8 +232,8 @@ int tk_query_parse(const tk_config_t *cfg, const char *query, tk_sub_req_t *req,
     return 0;
 }
 
-/* A subscribe value as text: a string, an array of strings joined with
- * commas, or a number. Writes into buf. */
+/* A non-list subscribe value as text: a string or a non-negative integer.
+ * Writes into buf. */
 static int value_text(json_t *v, char *buf, size_t cap, size_t *len)
 {
     if (json_is_string(v)) {
@@ -196,19 +243,6 @@ static int value_text(json_t *v, char *buf, size_t cap, size_t *len)
     } else if (json_is_integer(v)) {
         if (json_integer_value(v) < 0) return -1;
         *len = (size_t)snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
-    } else if (json_is_array(v)) {
-        size_t i, o = 0;
-        json_t *el;
-        json_array_foreach(v, i, el)
-        {
-            if (!json_is_string(el)) return -1;
-            size_t n = json_string_length(el);
-            if (o + n + 2 >= cap) return -1;
-            if (i) buf[o++] = ',';
-            memcpy(buf + o, json_string_value(el), n);
-            o += n;
-        }
-        *len = o;
     } else {
         return -1;
     }
@@ -227,11 +261,16 @@ int tk_subscribe_parse(const tk_config_t *cfg, json_t *obj, tk_sub_req_t *req, c
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         json_t *v = json_object_get(obj, keys[i]);
         if (!v || json_is_null(v)) continue;
-        if (value_text(v, buf, sizeof buf, &len)) {
+        bool list = i == 0 || i == 1 || i == 3;
+        if (list && (json_is_string(v) || json_is_array(v))) {
+            if (apply_param(cfg, req, keys[i], NULL, 0, v, err, errlen)) return -1;
+            continue;
+        }
+        if (list || value_text(v, buf, sizeof buf, &len)) {
             snprintf(err, errlen, "%s has the wrong type", keys[i]);
             return -1;
         }
-        if (apply_param(cfg, req, keys[i], buf, len, err, errlen)) return -1;
+        if (apply_param(cfg, req, keys[i], buf, len, NULL, err, errlen)) return -1;
     }
     return 0;
 }

@@ -11,41 +11,21 @@
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/clock.h"
+#include "tickerd/parse.h"
 
-/* A claim: an array of names, or a comma-separated string, as a mask. */
+/* A regions/langs claim: an array of names or a comma-separated string
+ * (tk_names_from_json's rules), as a mask. Names this process does not
+ * know grant nothing: the issuer may know more regions than this node.
+ * An empty element or any other type is refused. */
 static int claim_mask(jwt_t *jwt, const char *name, tk_name_kind_t kind, uint64_t *mask)
 {
     char *json = jwt_get_grants_json(jwt, name);
     if (!json) return 0; /* absent: no narrowing */
     json_t *v = json_loads(json, JSON_DECODE_ANY, NULL);
     free(json);
-    uint64_t m = 0;
-    size_t i;
-    json_t *el;
-    int rc = 0;
-    if (json_is_array(v)) {
-        json_array_foreach(v, i, el)
-        {
-            int idx = json_is_string(el)
-                          ? tk_name_lookup(kind, json_string_value(el), json_string_length(el))
-                          : -1;
-            if (idx >= 0) m |= 1ULL << idx; /* names unknown here grant nothing */
-        }
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        while (*s) {
-            const char *end = strchr(s, ',');
-            size_t n = end ? (size_t)(end - s) : strlen(s);
-            int idx = tk_name_lookup(kind, s, n);
-            if (idx >= 0) m |= 1ULL << idx;
-            s += n + (end ? 1 : 0);
-        }
-    } else {
-        rc = -1;
-    }
+    int rc = tk_names_from_json(kind, TK_ALL64, v, TK_NAMES_SKIP_UNKNOWN, mask, NULL);
     json_decref(v);
-    *mask = m;
-    return rc;
+    return rc ? -1 : 0;
 }
 
 int tk_grant_from_token(const char *secret, const char *token, int64_t now_s, tk_grant_t *g,
@@ -71,7 +51,7 @@ int tk_grant_from_token(const char *secret, const char *token, int64_t now_s, tk
         snprintf(err, errlen, "token expired");
     } else if (claim_mask(jwt, "regions", TK_NAME_REGION, &regions) ||
                claim_mask(jwt, "langs", TK_NAME_LANG, &langs)) {
-        snprintf(err, errlen, "token claims regions/langs must be lists");
+        snprintf(err, errlen, "token claims regions/langs must be lists of names");
     } else {
         g->regions = regions;
         g->langs = (uint32_t)langs;
@@ -102,16 +82,26 @@ int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t err
 
 bool tk_origin_listed(const char *allowed, const char *origin)
 {
+    tk_list_iter_t it;
+    tk_span_t el;
     size_t n = strlen(origin);
-    for (const char *p = allowed; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *end = p;
-        while (*end && *end != ',' && *end != ' ')
-            end++;
-        if ((size_t)(end - p) == n && !strncmp(p, origin, n)) return true;
-        p = end;
-    }
+    /* Scheme and host are case-insensitive (RFC 6454). An empty element
+     * ends the list: config.c refuses such a list at load. */
+    tk_list_init(&it, allowed, strlen(allowed));
+    while (tk_list_next(&it, &el) > 0)
+        if (el.len == n && !strncasecmp(el.s, origin, n)) return true;
+    return false;
+}
+
+bool tk_proxy_trusted(const char *list, const struct sockaddr *peer)
+{
+    tk_list_iter_t it;
+    tk_span_t el;
+    tk_cidr_t c;
+    if (!list || !peer) return false;
+    tk_list_init(&it, list, strlen(list));
+    while (tk_list_next(&it, &el) > 0)
+        if (tk_cidr_parse(el.s, el.len, &c) == 0 && tk_cidr_contains(&c, peer)) return true;
     return false;
 }
 

@@ -1,5 +1,6 @@
 /* item.c - validation of stream entries (SPEC §1) into items, corrections
  * applied to items, and the JSON text of an item. Pure: no I/O, no state. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <strings.h>
 
 #include "tickerd/item.h"
+#include "tickerd/parse.h"
 
 const char *const tk_reason_names[TK_REJECT_REASONS] = {
     [TK_REJECT_NONE] = "none",
@@ -43,10 +45,7 @@ const char *tk_priority_name(int prio)
 
 int tk_priority_lookup(const char *s, size_t len)
 {
-    for (int i = 0; i < 4; i++)
-        if (strlen(priority_names[i]) == len && strncasecmp(priority_names[i], s, len) == 0)
-            return i;
-    return -1;
+    return tk_keyword(s, len, priority_names, 4);
 }
 
 bool tk_utf8_valid(const char *str, size_t len)
@@ -84,26 +83,12 @@ bool tk_utf8_valid(const char *str, size_t len)
     return true;
 }
 
-static void trim(const char **s, size_t *len)
+/* Trims v[0..n) in place (parse.h's rule). */
+static void trim(const char **v, size_t *n)
 {
-    while (*len && strchr(" \t\r\n", **s)) {
-        (*s)++;
-        (*len)--;
-    }
-    while (*len && strchr(" \t\r\n", (*s)[*len - 1]))
-        (*len)--;
-}
-
-/* Looks up a name case-insensitively in the table of kind, limited to the
- * names allowed by mask. Returns the index or -1. */
-static int lookup_allowed(tk_name_kind_t kind, uint64_t mask, const char *s, size_t len)
-{
-    char low[33];
-    if (len == 0 || len >= sizeof low) return -1;
-    for (size_t i = 0; i < len; i++)
-        low[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
-    int idx = tk_name_lookup(kind, low, len);
-    return idx >= 0 && (mask >> idx & 1) ? idx : -1;
+    tk_span_t t = tk_trim(*v, *n);
+    *v = t.s;
+    *n = t.len;
 }
 
 static int reject(tk_reject_t *rej, tk_reason_t reason, const char *fmt, const char *v, size_t n)
@@ -113,25 +98,15 @@ static int reject(tk_reject_t *rej, tk_reason_t reason, const char *fmt, const c
     return -1;
 }
 
+/* A region list: empty or blank = global (mask 0). */
 static int parse_regions(const tk_config_t *cfg, const char *v, size_t n, uint64_t *out,
                          tk_reject_t *rej)
 {
-    uint64_t mask = 0;
-    size_t i = 0;
-    while (i < n) {
-        size_t start = i;
-        while (i < n && v[i] != ',')
-            i++;
-        const char *part = v + start;
-        size_t len = i - start;
-        trim(&part, &len);
-        i++;
-        if (len == 0) continue;
-        int idx = lookup_allowed(TK_NAME_REGION, cfg->regions, part, len);
-        if (idx < 0) return reject(rej, TK_REJECT_BAD_REGION, "unknown region '%.*s'", part, len);
-        mask |= 1ULL << idx;
-    }
-    *out = mask;
+    tk_span_t bad;
+    int rc = tk_name_list_parse(TK_NAME_REGION, cfg->regions, v, n, 0, out, &bad);
+    if (rc == -EINVAL)
+        return reject(rej, TK_REJECT_BAD_REGION, "region list has an empty element%.*s", "", 0);
+    if (rc) return reject(rej, TK_REJECT_BAD_REGION, "unknown region '%.*s'", bad.s, bad.len);
     return 0;
 }
 
@@ -152,14 +127,9 @@ static bool url_ok(const char *v, size_t n)
 
 static int parse_ttl(const char *v, size_t n, uint32_t *out)
 {
-    uint32_t ttl = 0;
-    if (n == 0 || n > 7) return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] < '0' || v[i] > '9') return -1;
-        ttl = ttl * 10 + (uint32_t)(v[i] - '0');
-    }
-    if (ttl < 1 || ttl > MAX_TTL_S) return -1;
-    *out = ttl;
+    int ttl;
+    if (tk_parse_int(v, n, 1, MAX_TTL_S, &ttl)) return -1;
+    *out = (uint32_t)ttl;
     return 0;
 }
 
@@ -196,7 +166,7 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
     }
     trim(&v, &n);
     if (IS("lang")) {
-        int idx = lookup_allowed(TK_NAME_LANG, cfg->langs, v, n);
+        int idx = tk_name_parse(TK_NAME_LANG, cfg->langs, v, n);
         if (idx < 0) return reject(rej, TK_REJECT_BAD_LANG, "unknown lang '%.*s'", v, n);
         item->lang = (uint8_t)idx;
         item->has |= TK_F_LANG;
@@ -209,7 +179,7 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
         item->priority = (uint8_t)p;
         item->has |= TK_F_PRIORITY;
     } else if (IS("category")) {
-        int idx = n ? lookup_allowed(TK_NAME_CATEGORY, cfg->categories, v, n) : -1;
+        int idx = n ? tk_name_parse(TK_NAME_CATEGORY, cfg->categories, v, n) : -1;
         if (n && idx < 0)
             return reject(rej, TK_REJECT_BAD_CATEGORY, "unknown category '%.*s'", v, n);
         item->category = (int8_t)idx;
@@ -234,14 +204,11 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
                           v, n);
         item->has |= TK_F_TTL;
     } else if (IS("op")) {
-        if (n == 7 && strncasecmp(v, "publish", 7) == 0)
-            item->op = TK_OP_PUBLISH;
-        else if (n == 6 && strncasecmp(v, "update", 6) == 0)
-            item->op = TK_OP_UPDATE;
-        else if (n == 7 && strncasecmp(v, "retract", 7) == 0)
-            item->op = TK_OP_RETRACT;
-        else
-            return reject(rej, TK_REJECT_BAD_OP, "unknown op '%.*s'", v, n);
+        static const char *const ops[] = {
+            [TK_OP_PUBLISH] = "publish", [TK_OP_UPDATE] = "update", [TK_OP_RETRACT] = "retract"};
+        int op = tk_keyword(v, n, ops, 3);
+        if (op < 0) return reject(rej, TK_REJECT_BAD_OP, "unknown op '%.*s'", v, n);
+        item->op = (tk_op_t)op;
     } else if (IS("ref")) {
         if (tk_id_parse(v, n, &item->ref) || tk_id_is_zero(item->ref))
             return reject(rej, TK_REJECT_BAD_REF, "ref '%.*s' is not a stream ID", v, n);
@@ -308,12 +275,25 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
             f->value = owned[k];
             f->value_len = strlen(owned[k]);
         } else if (strcmp(key, "region") == 0 && json_is_array(val)) {
+            /* Joined with commas for the string rules, so each element
+             * must be one name: not blank and without a comma. */
             size_t i, total = 1;
             json_t *el;
             json_array_foreach(val, i, el)
             {
                 if (!json_is_string(el)) goto bad_type;
-                total += json_string_length(el) + 1;
+                const char *es = json_string_value(el);
+                size_t en = json_string_length(el);
+                if (!tk_trim(es, en).len) {
+                    rc = reject(rej, TK_REJECT_BAD_REGION, "region list has an empty element%.*s",
+                                "", 0);
+                    goto out;
+                }
+                if (memchr(es, ',', en) || memchr(es, 0, en)) {
+                    rc = reject(rej, TK_REJECT_BAD_REGION, "unknown region '%.*s'", es, en);
+                    goto out;
+                }
+                total += en + 1;
             }
             owned[k] = calloc(1, total);
             if (!owned[k]) goto out;

@@ -46,6 +46,11 @@ typedef struct tk_sub_req {
 } tk_sub_req_t;
 
 void tk_filter_all(tk_filter_t *f);
+
+/* Field-by-field equality. The structs have padding bytes, whose values C
+ * leaves unspecified: never compare them with memcmp. */
+bool tk_filter_equal(const tk_filter_t *a, const tk_filter_t *b);
+bool tk_match_key_equal(const tk_match_key_t *a, const tk_match_key_t *b);
 bool tk_filter_match(const tk_filter_t *f, const tk_match_key_t *k);
 bool tk_filter_match_any(const tk_filter_t *f, const tk_match_key_t *keys, int nkeys);
 
@@ -65,6 +70,16 @@ int tk_query_parse(const tk_config_t *cfg, const char *query, tk_sub_req_t *req,
  * strings or arrays of strings. */
 int tk_subscribe_parse(const tk_config_t *cfg, json_t *obj, tk_sub_req_t *req, char *err,
                        size_t errlen);
+
+/* A list of names of kind from JSON: a comma-separated string (the rules of
+ * parse.h) or an array of strings, each one name (trimmed; "a,b" is one
+ * unknown name, not two). Returns 0 with *mask (0 for "", "  " or []),
+ * -EINVAL for an empty element, -ENOENT for an unknown or disallowed name
+ * (unless flags has TK_NAMES_SKIP_UNKNOWN), -EBADMSG for any other JSON
+ * type; *bad (if not NULL) is the element at fault. Used for subscribe
+ * frames and token claims. */
+int tk_names_from_json(tk_name_kind_t kind, uint64_t allowed, json_t *v, unsigned flags,
+                       uint64_t *mask, tk_span_t *bad);
 
 /* Checks the request against cfg's replay limits (after auth narrowing). */
 int tk_sub_req_check(const tk_config_t *cfg, const tk_sub_req_t *req, char *err, size_t errlen);

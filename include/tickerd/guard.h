@@ -11,6 +11,7 @@
 #include "tickerd/filter.h"
 
 struct lws;
+struct sockaddr;
 
 /* What a token allows: masks over the name tables (all bits = any). */
 typedef struct tk_grant {
@@ -30,6 +31,14 @@ int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t err
 
 /* True when origin is one of the comma/space-separated allowed list. */
 bool tk_origin_listed(const char *allowed, const char *origin);
+
+/* True when peer's address is in the comma-separated list of addresses and
+ * CIDRs (the [server] trusted_proxies string, checked at load; parse.h
+ * rules): only then may X-Forwarded-For or a PROXY header name the client.
+ * An IPv4 peer seen as ::ffff:a.b.c.d matches IPv4 entries. An empty list
+ * trusts no one, and a malformed entry (config.c refuses those at load)
+ * matches no one. Parses the list on each call: no state, no allocation. */
+bool tk_proxy_trusted(const char *list, const struct sockaddr *peer);
 
 /* Admission of an HTTP/WebSocket request under cfg (stopping: refuse all
  * with 503): origin (one too long to compare is refused), token (query `token` or

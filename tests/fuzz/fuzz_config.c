@@ -1,15 +1,19 @@
 /* fuzz_config.c - the INI config file (tk_config_load_file and
  * tk_config_validate, as --check-config and SIGHUP use them) and Redis URL
  * parsing. The input is written to a memfd that is read back by path; it is
- * also given, as one string, to tk_redis_url_parse. */
+ * also given, as one string, to tk_redis_url_parse, and, as a list, to the
+ * shared parsers of parse.h. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tickerd/config.h"
+#include "tickerd/parse.h"
 
 static int fd = -1;
 static char path[64];
@@ -45,5 +49,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         tk_redis_url_clear(&url);
     }
     free(s);
+
+    /* The shared parsers (parse.h) on the same bytes, as a list: no element
+     * is empty, padded or holds a comma; a number reads back as its digits;
+     * a network's prefix fits its family. */
+    tk_list_iter_t it;
+    tk_span_t el;
+    tk_list_init(&it, (const char *)data, size);
+    while (tk_list_next(&it, &el) > 0) {
+        if (!el.len || tk_is_space((unsigned char)el.s[0]) ||
+            tk_is_space((unsigned char)el.s[el.len - 1]) || memchr(el.s, ',', el.len))
+            abort();
+        int v;
+        if (tk_parse_int(el.s, el.len, 0, INT_MAX, &v) == 0) {
+            char digits[16];
+            size_t z = 0;
+            while (z + 1 < el.len && el.s[z] == '0')
+                z++;
+            int n = snprintf(digits, sizeof digits, "%d", v);
+            if (v < 0 || (size_t)n != el.len - z || memcmp(digits, el.s + z, (size_t)n)) abort();
+        }
+        tk_cidr_t c;
+        if (tk_cidr_parse(el.s, el.len, &c) == 0 && (c.family == AF_INET    ? c.bits > 32
+                                                     : c.family == AF_INET6 ? c.bits > 128
+                                                                            : 1))
+            abort();
+    }
     return 0;
 }

@@ -95,7 +95,14 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->max_connections, 100000);
     assert_int_equal(cfg->max_per_ip, 0);
     assert_int_equal(cfg->max_queue_bytes, 16777216);
+    assert_int_equal(cfg->slow_timeout_s, 15);
     assert_int_equal(cfg->max_frame_bytes, 4096);
+    assert_int_equal(cfg->max_live_items, 10000);
+    assert_int_equal(cfg->redis_timeout_s, 5);
+    assert_int_equal(cfg->drain_s, 0);
+    assert_string_equal(cfg->trusted_proxies, "");
+    assert_int_equal(cfg->log_level, TK_LOG_INFO);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_TEXT);
     assert_string_equal(cfg->jwt_secret, "");
     assert_string_equal(cfg->allowed_origins, "");
     assert_string_equal(names_of(TK_NAME_LANG, cfg->langs), "en,ar,es");
@@ -122,15 +129,19 @@ static void test_set_int_keys(void **state)
 #define K(s, k, f, lo, hi) {s, k, offsetof(tk_config_t, f), lo, hi}
         K("server", "workers", workers, 1, 256),
         K("server", "heartbeat_s", heartbeat_s, 1, 3600),
+        K("server", "drain_s", drain_s, 0, 3600),
         K("redis", "grace_s", grace_s, 0, 86400),
+        K("redis", "timeout_s", redis_timeout_s, 1, 300),
         K("stream", "history_size", history_size, 1, 1000000),
         K("stream", "default_ttl_s", default_ttl_s, 1, 2592000),
         K("stream", "max_text_bytes", max_text_bytes, 1, 65536),
+        K("stream", "max_live_items", max_live_items, 1, 1000000),
         K("replay", "default", replay_default, 0, 100000),
         K("replay", "max", replay_max, 0, 100000),
         K("limits", "max_connections", max_connections, 1, 10000000),
         K("limits", "max_per_ip", max_per_ip, 0, 10000000),
         K("limits", "max_queue_bytes", max_queue_bytes, 1024, 1 << 30),
+        K("limits", "slow_timeout_s", slow_timeout_s, 1, 3600),
         K("limits", "max_frame_bytes", max_frame_bytes, 64, 1 << 20),
 #undef K
     };
@@ -148,12 +159,14 @@ static void test_set_int_keys(void **state)
         /* Out of range or not a number: refused, value unchanged, and the
          * message says what was wrong. */
         const int below = keys[i].min - 1, above = keys[i].max + 1;
-        const char *bad[] = {"", "abc", "12x", "1.5", "99999999999999999999", NULL, NULL};
+        const char *bad[] = {"",   "abc",  "12x", "1.5", "99999999999999999999",
+                             "+1", "0x10", "1e3", "1 2", " ",
+                             NULL, NULL};
         char b1[32], b2[32];
         snprintf(b1, sizeof b1, "%d", below);
         snprintf(b2, sizeof b2, "%d", above);
-        bad[5] = b1;
-        bad[6] = b2;
+        bad[10] = b1;
+        bad[11] = b2;
         for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
             assert_int_equal(set(cfg, keys[i].section, keys[i].key, bad[k]), -1);
             snprintf(want, sizeof want, "'%s' is not a whole number in %d..%d", bad[k], keys[i].min,
@@ -161,6 +174,10 @@ static void test_set_int_keys(void **state)
             assert_string_equal(err, want);
             assert_int_equal(*field, keys[i].max);
         }
+        /* The one trimming rule: whitespace around a number is fine. */
+        snprintf(v, sizeof v, " %d\t", keys[i].min);
+        assert_int_equal(set(cfg, keys[i].section, keys[i].key, v), 0);
+        assert_int_equal(*field, keys[i].min);
     }
     tk_config_free(cfg);
 }
@@ -172,15 +189,10 @@ static void test_set_string_keys(void **state)
         size_t off;
     } keys[] = {
 #define K(s, k, f) {s, k, offsetof(tk_config_t, f)}
-        K("server", "static_dir", static_dir),
-        K("server", "tls_cert", tls_cert),
-        K("server", "tls_key", tls_key),
-        K("redis", "url", redis_url),
-        K("redis", "sentinels", sentinels),
-        K("redis", "master_name", master_name),
-        K("stream", "key", stream_key),
-        K("auth", "jwt_secret", jwt_secret),
-        K("auth", "allowed_origins", allowed_origins),
+        K("server", "static_dir", static_dir), K("server", "tls_cert", tls_cert),
+        K("server", "tls_key", tls_key),       K("redis", "url", redis_url),
+        K("redis", "sentinels", sentinels),    K("redis", "master_name", master_name),
+        K("stream", "key", stream_key),        K("auth", "jwt_secret", jwt_secret),
 #undef K
     };
     tk_config_t *cfg = tk_config_create();
@@ -190,6 +202,107 @@ static void test_set_string_keys(void **state)
         assert_string_equal(*field, "some value");
         assert_int_equal(set(cfg, keys[i].section, keys[i].key, ""), 0);
         assert_string_equal(*field, "");
+    }
+    tk_config_free(cfg);
+}
+
+static void test_set_log(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    static const struct {
+        const char *v;
+        int level;
+    } levels[] = {{"error", TK_LOG_ERROR}, {"warn", TK_LOG_WARN},   {"info", TK_LOG_INFO},
+                  {"debug", TK_LOG_DEBUG}, {"DEBUG", TK_LOG_DEBUG}, {" Warn ", TK_LOG_WARN}};
+    for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
+        assert_int_equal(set(cfg, "log", "level", levels[i].v), 0);
+        assert_int_equal(cfg->log_level, levels[i].level);
+    }
+    static const char *const bad_levels[] = {"", "warning", "trace", "3", "info,debug", "err"};
+    for (size_t i = 0; i < sizeof bad_levels / sizeof *bad_levels; i++) {
+        assert_int_equal(set(cfg, "log", "level", bad_levels[i]), -1);
+        char want[128];
+        snprintf(want, sizeof want, "'%s' is not one of error, warn, info, debug", bad_levels[i]);
+        assert_string_equal(err, want);
+        assert_int_equal(cfg->log_level, TK_LOG_WARN);
+    }
+    assert_int_equal(set(cfg, "log", "format", "json"), 0);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_JSON);
+    assert_int_equal(set(cfg, "log", "format", "TEXT"), 0);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_TEXT);
+    assert_int_equal(set(cfg, "log", "format", "JSON"), 0);
+    assert_int_equal(set(cfg, "log", "format", "yaml"), -1);
+    assert_string_equal(err, "'yaml' is not one of text, json");
+    assert_int_equal(set(cfg, "log", "format", ""), -1);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_JSON);
+    assert_int_equal(set(cfg, "log", "colour", "yes"), -1);
+    assert_string_equal(err, "unknown key [log] colour");
+    tk_config_free(cfg);
+}
+
+static void test_set_trusted_proxies(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    static const char *const ok[] = {
+        "10.0.0.1",
+        "10.0.0.0/8",
+        "0.0.0.0/0",
+        "::/0",
+        "::1/128",
+        "192.0.2.7/32",
+        " 10.0.0.0/8 , 2001:db8::/32,127.0.0.1 ",
+        "",
+        "  ",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        assert_int_equal(set(cfg, "server", "trusted_proxies", ok[i]), 0);
+        assert_string_equal(cfg->trusted_proxies, ok[i]); /* kept as given */
+    }
+    assert_int_equal(set(cfg, "server", "trusted_proxies", "10.0.0.0/8"), 0);
+    static const struct {
+        const char *v, *err;
+    } bad[] = {
+        {"10.0.0.0/33", "'10.0.0.0/33' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"::/129", "'::/129' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.1,lb.internal", "'lb.internal' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.1 10.0.0.2",
+         "'10.0.0.1 10.0.0.2' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.0/-1", "'10.0.0.0/-1' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.0/", "'10.0.0.0/' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"10.0.0.1,", "the list has an empty element"},
+        {",10.0.0.1", "the list has an empty element"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(set(cfg, "server", "trusted_proxies", bad[i].v), -1);
+        assert_string_equal(err, bad[i].err);
+        assert_string_equal(cfg->trusted_proxies, "10.0.0.0/8");
+    }
+    tk_config_free(cfg);
+}
+
+static void test_set_allowed_origins(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    assert_int_equal(set(cfg, "auth", "allowed_origins", "https://news.example"), 0);
+    assert_string_equal(cfg->allowed_origins, "https://news.example");
+    assert_int_equal(set(cfg, "auth", "allowed_origins", " https://a.example , http://b:8080 "), 0);
+    assert_string_equal(cfg->allowed_origins, " https://a.example , http://b:8080 ");
+    assert_int_equal(set(cfg, "auth", "allowed_origins", ""), 0);
+    assert_string_equal(cfg->allowed_origins, "");
+    assert_int_equal(set(cfg, "auth", "allowed_origins", "  "), 0);
+    static const struct {
+        const char *v, *err;
+    } bad[] = {
+        {"https://a.example https://b.example",
+         "'https://a.example https://b.example' is not one origin (the list is comma-separated)"},
+        {"https://a.example,", "the list has an empty element"},
+        {",https://a.example", "the list has an empty element"},
+        {"https://a.example,,https://b.example", "the list has an empty element"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(set(cfg, "auth", "allowed_origins", bad[i].v), -1);
+        assert_string_equal(err, bad[i].err);
+        assert_string_equal(cfg->allowed_origins, "  ");
     }
     tk_config_free(cfg);
 }
@@ -241,9 +354,13 @@ static void test_set_lists(void **state)
         const char *key, *value, *err;
     } bad[] = {
         {"languages", "", "the list is empty"},
-        {"languages", "en,,ar", "'' is not a slug ([a-z0-9-], 1..32 characters)"},
-        {"languages", ",en", "'' is not a slug ([a-z0-9-], 1..32 characters)"},
-        {"languages", "EN", "'EN' is not a slug ([a-z0-9-], 1..32 characters)"},
+        {"languages", " \t ", "the list is empty"},
+        {"languages", "en,,ar", "the list has an empty element"},
+        {"languages", ",en", "the list has an empty element"},
+        {"languages", "en,", "the list has an empty element"},
+        {"languages", "en, ,ar", "the list has an empty element"},
+        {"languages", "zz,Bad!", "'Bad!' is not a slug ([a-z0-9-], 1..32 characters)"},
+        {"languages", "zz,,", "the list has an empty element"},
         {"regions", "us_canada", "'us_canada' is not a slug ([a-z0-9-], 1..32 characters)"},
         {"regions", "middle east", "'middle east' is not a slug ([a-z0-9-], 1..32 characters)"},
         {"categories", "abcdefghijklmnopqrstuvwxyz0123456",
@@ -251,6 +368,8 @@ static void test_set_lists(void **state)
         {"default_lang", "", "'' is not a language slug"},
         {"default_lang", "Bad!", "'Bad!' is not a language slug"},
         {"default_lang", "en,ar", "'en,ar' is not a language slug"},
+        {"default_lang", "abcdefghijklmnopqrstuvwxyz0123456",
+         "'abcdefghijklmnopqrstuvwxyz0123456' is not a language slug"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(set(cfg, "lists", bad[i].key, bad[i].value), -1);
@@ -261,8 +380,32 @@ static void test_set_lists(void **state)
     assert_int_equal(cfg->default_lang, fr);
     assert_int_equal(tk_name_lookup(TK_NAME_LANG, "Bad!", 4), -1);
     assert_int_equal(tk_name_lookup(TK_NAME_LANG, "en,ar", 5), -1);
+    /* A refused list adds none of its names, not even the good ones. */
+    assert_int_equal(tk_name_lookup(TK_NAME_LANG, "zz", 2), -1);
     /* A 32-character slug is fine. */
     assert_int_equal(set(cfg, "lists", "categories", "abcdefghijklmnopqrstuvwxyz012345"), 0);
+    tk_config_free(cfg);
+}
+
+/* Names in a config list match whatever their case and are kept in lower
+ * case: the same name as the one a stream entry, a query or a token gives. */
+static void test_set_lists_case(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    assert_int_equal(set(cfg, "lists", "languages", "EN, Ar,es"), 0);
+    assert_string_equal(names_of(TK_NAME_LANG, cfg->langs), "en,ar,es");
+    assert_int_equal(set(cfg, "lists", "regions", "MENA,Palestine,Gulf-States,gulf-states"), 0);
+    assert_string_equal(names_of(TK_NAME_REGION, cfg->regions), "mena,palestine,gulf-states");
+    assert_int_equal(set(cfg, "lists", "categories", "\tPolitics\r,SPORTS\n"), 0);
+    assert_string_equal(names_of(TK_NAME_CATEGORY, cfg->categories), "politics,sports");
+    /* A new name in upper case is stored in lower case. */
+    assert_int_equal(set(cfg, "lists", "languages", "en,FR-CA"), 0);
+    assert_string_equal(names_of(TK_NAME_LANG, cfg->langs), "en,fr-ca");
+    assert_int_equal(tk_name_lookup(TK_NAME_LANG, "fr-ca", 5),
+                     tk_name_lookup(TK_NAME_LANG, "FR-CA", 5));
+    assert_int_equal(set(cfg, "lists", "default_lang", " FR-CA "), 0);
+    assert_string_equal(tk_name_of(TK_NAME_LANG, cfg->default_lang), "fr-ca");
+    assert_int_equal(tk_config_validate(cfg, err, sizeof err), 0);
     tk_config_free(cfg);
 }
 
@@ -337,18 +480,28 @@ static void test_load_good_file(void **state)
                                                "listen = 0.0.0.0:8081\n"
                                                "heartbeat_s = 5\n"
                                                "tls_cert =\n"
+                                               "drain_s = 3600\n"
+                                               "workers = 256\n"
+                                               "trusted_proxies = 10.0.0.0/8, ::1\n"
                                                "\n"
                                                "[redis]\n"
                                                "url = redis://:secret@10.0.0.5:6380/3\n"
                                                "grace_s = 0\n"
+                                               "timeout_s = 300\n"
                                                "[stream]\n"
                                                "key = news:breaking\n"
                                                "history_size = 50\n"
+                                               "max_live_items = 1\n"
                                                "[replay]\n"
                                                "default = 3\n"
                                                "max = 20\n"
                                                "[limits]\n"
                                                "max_per_ip = 8\n"
+                                               "slow_timeout_s = 3600\n"
+                                               "max_queue_bytes = 1073741824\n"
+                                               "[log]\n"
+                                               "level = debug\n"
+                                               "format = json\n"
                                                "[auth]\n"
                                                "allowed_origins = https://news.example\n"
                                                "[lists]\n"
@@ -368,6 +521,15 @@ static void test_load_good_file(void **state)
     assert_int_equal(cfg->replay_default, 3);
     assert_int_equal(cfg->replay_max, 20);
     assert_int_equal(cfg->max_per_ip, 8);
+    assert_int_equal(cfg->slow_timeout_s, 3600);
+    assert_int_equal(cfg->max_queue_bytes, 1 << 30);
+    assert_int_equal(cfg->log_level, TK_LOG_DEBUG);
+    assert_int_equal(cfg->log_format, TK_LOG_FORMAT_JSON);
+    assert_int_equal(cfg->redis_timeout_s, 300);
+    assert_int_equal(cfg->max_live_items, 1);
+    assert_int_equal(cfg->drain_s, 3600);
+    assert_int_equal(cfg->workers, 256);
+    assert_string_equal(cfg->trusted_proxies, "10.0.0.0/8, ::1");
     assert_string_equal(cfg->allowed_origins, "https://news.example");
     assert_string_equal(names_of(TK_NAME_LANG, cfg->langs), "en,ar");
     assert_string_equal(names_of(TK_NAME_REGION, cfg->regions), "europe,mena");
@@ -406,6 +568,37 @@ static void test_load_bad_files(void **state)
              "%s:2: [stream] history_size: 'lots' is not a whole number in 1..1000000", path);
     assert_string_equal(err, want);
 
+    /* Each new key, one past its range: the file, line, key and range. */
+    static const struct {
+        const char *text, *what;
+    } over[] = {
+        {"[limits]\nslow_timeout_s = 3601\n",
+         "[limits] slow_timeout_s: '3601' is not a whole number in 1..3600"},
+        {"[limits]\nslow_timeout_s = 0\n",
+         "[limits] slow_timeout_s: '0' is not a whole number in 1..3600"},
+        {"[limits]\nmax_queue_bytes = 1073741825\n",
+         "[limits] max_queue_bytes: '1073741825' is not a whole number in 1024..1073741824"},
+        {"[limits]\nmax_queue_bytes = 1023\n",
+         "[limits] max_queue_bytes: '1023' is not a whole number in 1024..1073741824"},
+        {"[stream]\nmax_live_items = 1000001\n",
+         "[stream] max_live_items: '1000001' is not a whole number in 1..1000000"},
+        {"[redis]\ntimeout_s = 301\n", "[redis] timeout_s: '301' is not a whole number in 1..300"},
+        {"[server]\ndrain_s = 3601\n", "[server] drain_s: '3601' is not a whole number in 0..3600"},
+        {"[server]\nworkers = 257\n", "[server] workers: '257' is not a whole number in 1..256"},
+        {"[server]\nworkers = 0\n", "[server] workers: '0' is not a whole number in 1..256"},
+        {"[log]\nlevel = verbose\n",
+         "[log] level: 'verbose' is not one of error, warn, info, debug"},
+        {"[log]\nformat = xml\n", "[log] format: 'xml' is not one of text, json"},
+        {"[server]\ntrusted_proxies = 10.0.0.0/8, 300.1.1.1\n",
+         "[server] trusted_proxies: '300.1.1.1' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+    };
+    for (size_t i = 0; i < sizeof over / sizeof *over; i++) {
+        path = write_file("badvalue.conf", over[i].text);
+        assert_int_equal(tk_config_load_file(cfg, path, err, sizeof err), -1);
+        snprintf(want, sizeof want, "%s:2: %s", path, over[i].what);
+        assert_string_equal(err, want);
+    }
+
     path = write_file("syntax.conf", "[server]\n"
                                      "heartbeat_s = 5\n"
                                      "this line has no value\n");
@@ -427,6 +620,35 @@ static void test_load_bad_files(void **state)
     assert_int_equal(tk_config_load_file(cfg, missing, err, sizeof err), -1);
     snprintf(want, sizeof want, "%s: cannot open: No such file or directory", missing);
     assert_string_equal(err, want);
+    tk_config_free(cfg);
+}
+
+/* The file shipped in config/ loads as it is and holds every default. */
+static void test_load_shipped_file(void **state)
+{
+    const char *path = "config/tickerd.conf";
+    if (access(path, R_OK)) skip(); /* run from the top of the tree */
+    tk_config_t *cfg = tk_config_create();
+    assert_int_equal(tk_config_load_file(cfg, path, err, sizeof err), 0);
+    tk_config_t *def = tk_config_create();
+    static const size_t ints[] = {
+        offsetof(tk_config_t, heartbeat_s),     offsetof(tk_config_t, drain_s),
+        offsetof(tk_config_t, grace_s),         offsetof(tk_config_t, redis_timeout_s),
+        offsetof(tk_config_t, history_size),    offsetof(tk_config_t, default_ttl_s),
+        offsetof(tk_config_t, max_text_bytes),  offsetof(tk_config_t, max_live_items),
+        offsetof(tk_config_t, replay_default),  offsetof(tk_config_t, replay_max),
+        offsetof(tk_config_t, max_connections), offsetof(tk_config_t, max_per_ip),
+        offsetof(tk_config_t, max_queue_bytes), offsetof(tk_config_t, slow_timeout_s),
+        offsetof(tk_config_t, max_frame_bytes), offsetof(tk_config_t, log_level),
+        offsetof(tk_config_t, log_format),      offsetof(tk_config_t, workers),
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+        assert_int_equal(*(int *)((char *)cfg + ints[i]), *(int *)((char *)def + ints[i]));
+    assert_string_equal(cfg->trusted_proxies, def->trusted_proxies);
+    assert_string_equal(cfg->allowed_origins, def->allowed_origins);
+    assert_true(cfg->langs == def->langs && cfg->regions == def->regions &&
+                cfg->categories == def->categories && cfg->default_lang == def->default_lang);
+    tk_config_free(def);
     tk_config_free(cfg);
 }
 
@@ -516,26 +738,58 @@ static void test_redis_url(void **state)
 static void test_name_table_full(void **state)
 {
     tk_config_t *cfg = tk_config_create();
-    char list[2048] = "", name[16];
-    for (int i = 0; i < TK_MAX_CATEGORIES + 1; i++) {
-        snprintf(name, sizeof name, "%scat-%d", i ? "," : "", i);
+    char list[2048] = "", name[24];
+    int used = 0;
+    while (tk_name_of(TK_NAME_CATEGORY, used))
+        used++;
+    int room = TK_MAX_CATEGORIES - used;
+    assert_true(room > 2);
+    /* One more new name than there is room for: refused, and none of them
+     * (nor the known one) enters the table. */
+    strcat(list, "politics");
+    for (int i = 0; i < room + 1; i++) {
+        snprintf(name, sizeof name, ",cat-%d", i);
         strcat(list, name);
     }
     assert_int_equal(set(cfg, "lists", "categories", list), -1);
     assert_string_equal(err, "too many distinct names (at most 32)");
+    assert_null(tk_name_of(TK_NAME_CATEGORY, used));
+    /* A name given twice, in two cases, counts once. */
+    list[0] = 0;
+    for (int i = 0; i < room; i++) {
+        snprintf(name, sizeof name, "%scat-%d", i ? "," : "", i);
+        strcat(list, name);
+    }
+    strcat(list, ",CAT-0,cat-1");
+    assert_int_equal(set(cfg, "lists", "categories", list), 0);
+    assert_non_null(tk_name_of(TK_NAME_CATEGORY, TK_MAX_CATEGORIES - 1));
+    assert_null(tk_name_of(TK_NAME_CATEGORY, TK_MAX_CATEGORIES));
+    assert_int_equal(set(cfg, "lists", "categories", "Brand-New"), -1);
+    assert_string_equal(err, "too many distinct names (at most 32)");
     /* Known names still resolve. */
     assert_int_equal(set(cfg, "lists", "categories", "politics"), 0);
+    assert_int_equal(set(cfg, "lists", "categories", "POLITICS,Cat-3"), 0);
     tk_config_free(cfg);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_set_int_keys),
-        cmocka_unit_test(test_set_string_keys), cmocka_unit_test(test_set_listen),
-        cmocka_unit_test(test_set_lists),       cmocka_unit_test(test_set_unknown_keys),
-        cmocka_unit_test(test_validate),        cmocka_unit_test(test_load_good_file),
-        cmocka_unit_test(test_load_bad_files),  cmocka_unit_test(test_redis_url),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_set_int_keys),
+        cmocka_unit_test(test_set_string_keys),
+        cmocka_unit_test(test_set_log),
+        cmocka_unit_test(test_set_trusted_proxies),
+        cmocka_unit_test(test_set_allowed_origins),
+        cmocka_unit_test(test_set_listen),
+        cmocka_unit_test(test_set_lists),
+        cmocka_unit_test(test_set_lists_case),
+        cmocka_unit_test(test_set_unknown_keys),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_load_good_file),
+        cmocka_unit_test(test_load_bad_files),
+        cmocka_unit_test(test_load_shipped_file),
+        cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_name_table_full),
     };
     return cmocka_run_group_tests_name("config", tests, setup, teardown);

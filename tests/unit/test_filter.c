@@ -1,4 +1,5 @@
 /* test_filter.c - filter matching, query strings and subscribe frames (SPEC §2). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,17 +197,55 @@ static void test_match_combined_and_any_keys(void **state)
 
 /* --- query strings --- */
 
+static void test_filter_equal(void **state)
+{
+    /* Same fields, different padding bytes: equal. */
+    tk_filter_t a, b;
+    memset(&a, 0x00, sizeof a);
+    memset(&b, 0xa5, sizeof b);
+    tk_filter_all(&a);
+    tk_filter_all(&b);
+    assert_true(tk_filter_equal(&a, &b));
+    b.min_priority = TK_PRIO_URGENT;
+    assert_false(tk_filter_equal(&a, &b));
+    b = a;
+    b.regions &= ~1ULL;
+    assert_false(tk_filter_equal(&a, &b));
+    b = a;
+    b.langs = 1;
+    assert_false(tk_filter_equal(&a, &b));
+    b = a;
+    b.categories = 0;
+    assert_false(tk_filter_equal(&a, &b));
+
+    tk_match_key_t k1, k2;
+    memset(&k1, 0x00, sizeof k1);
+    memset(&k2, 0xff, sizeof k2);
+    k1.regions = k2.regions = region("mena");
+    k1.lang = k2.lang = (uint8_t)idx(TK_NAME_LANG, "en");
+    k1.priority = k2.priority = TK_PRIO_FLASH;
+    k1.category = k2.category = TK_KEY_NO_CATEGORY;
+    assert_true(tk_match_key_equal(&k1, &k2));
+    k2.category = TK_KEY_ANY_CATEGORY;
+    assert_false(tk_match_key_equal(&k1, &k2));
+    k2 = k1;
+    k2.lang = TK_KEY_ANY_LANG;
+    assert_false(tk_match_key_equal(&k1, &k2));
+    k2 = k1;
+    k2.priority = TK_PRIO_NORMAL;
+    assert_false(tk_match_key_equal(&k1, &k2));
+    k2 = k1;
+    k2.regions = 0;
+    assert_false(tk_match_key_equal(&k1, &k2));
+}
+
 static void test_query_defaults(void **state)
 {
     tk_sub_req_t req;
     assert_int_equal(query("", &req), 0);
     tk_filter_t all;
     tk_filter_all(&all);
-    /* Field by field: a memcmp would compare the struct's padding too. */
-    assert_int_equal(req.filter.langs, all.langs);
-    assert_int_equal(req.filter.categories, all.categories);
-    assert_int_equal(req.filter.regions, all.regions);
-    assert_int_equal(req.filter.min_priority, all.min_priority);
+    assert_true(tk_filter_equal(&req.filter, &all));
     assert_int_equal(req.replay, -1);
     assert_int_equal(req.limit, -1);
     assert_false(req.has_since);
@@ -280,23 +319,38 @@ static void test_query_errors(void **state)
     } bad[] = {
         {"region=narnia", "unknown region 'narnia'"},
         {"region=mena,narnia", "unknown region 'narnia'"},
-        {"region=", "unknown region ''"},
-        {"region", "unknown region ''"},
-        {"region=mena,", "unknown region ''"},
-        {"region=,mena", "unknown region ''"},
-        {"region=mena,,europe", "unknown region ''"},
+        {"region=", "region list is empty"},
+        {"region", "region list is empty"},
+        {"region=+", "region list is empty"},
+        {"region=%20%09", "region list is empty"},
+        {"region=mena,", "region list has an empty element"},
+        {"region=,mena", "region list has an empty element"},
+        {"region=,", "region list has an empty element"},
+        {"region=mena,,europe", "region list has an empty element"},
+        {"region=mena,+,europe", "region list has an empty element"},
+        {"region=me+na", "unknown region 'me na'"},
         {"lang=fr", "unknown lang 'fr'"},
-        {"lang=", "unknown lang ''"},
+        {"lang=", "lang list is empty"},
+        {"lang=en,", "lang list has an empty element"},
         {"category=weather", "unknown category 'weather'"},
-        {"category=", "unknown category ''"},
+        {"category=", "category list is empty"},
+        {"category=,sports", "category list has an empty element"},
         {"priority=high", "unknown priority 'high'"},
         {"priority=", "unknown priority ''"},
+        {"priority=urgent,flash", "unknown priority 'urgent,flash'"},
         {"replay=abc", "replay 'abc' is not a whole number"},
         {"replay=", "replay '' is not a whole number"},
         {"replay=-1", "replay '-1' is not a whole number"},
+        {"replay=%2B1", "replay '+1' is not a whole number"},
+        {"replay=0x10", "replay '0x10' is not a whole number"},
+        {"replay=1e2", "replay '1e2' is not a whole number"},
+        {"replay=1+2", "replay '1 2' is not a whole number"},
         {"replay=1.5", "replay '1.5' is not a whole number"},
-        {"replay=99999999", "replay '99999999' is not a whole number"},
+        {"replay=2147483648", "replay '2147483648' is over the maximum 200"},
+        {"replay=99999999999999999999999",
+         "replay '99999999999999999999999' is over the maximum 200"},
         {"limit=x", "limit 'x' is not a whole number"},
+        {"limit=-0", "limit '-0' is not a whole number"},
         {"since=abc", "since 'abc' is not a stream ID"},
         {"since=", "since '' is not a stream ID"},
         {"since=1732752000000", "since '1732752000000' is not a stream ID"},
@@ -310,6 +364,53 @@ static void test_query_errors(void **state)
         assert_int_equal(query(bad[i].q, &req), -1);
         assert_string_equal(err, bad[i].err);
     }
+}
+
+/* Whitespace around values and elements is ignored, in every parameter. */
+static void test_query_whitespace(void **state)
+{
+    tk_sub_req_t req;
+    assert_int_equal(query("region=%09mena%0A,%0Deurope%0B&lang=+ar+&category=%0Csports+"
+                           "&priority=+urgent%09&replay=+5+&limit=%0912&since=+1-2+",
+                           &req),
+                     0);
+    assert_int_equal(req.filter.regions, region("mena") | region("europe"));
+    assert_int_equal(req.filter.langs, lang("ar"));
+    assert_int_equal(req.filter.categories, cat("sports"));
+    assert_int_equal(req.filter.min_priority, TK_PRIO_URGENT);
+    assert_int_equal(req.replay, 5);
+    assert_int_equal(req.limit, 12);
+    assert_int_equal(req.since.ms, 1);
+    assert_int_equal(req.since.seq, 2);
+    /* Duplicates count once; 2147483647 parses (the check says it is over). */
+    assert_int_equal(query("region=mena,mena,MENA&replay=2147483647", &req), 0);
+    assert_int_equal(req.filter.regions, region("mena"));
+    assert_int_equal(req.replay, 2147483647);
+    assert_int_equal(tk_sub_req_check(cfg, &req, err, sizeof err), -1);
+    assert_int_equal(query("replay=0&limit=0000", &req), 0);
+    assert_int_equal(req.replay, 0);
+    assert_int_equal(req.limit, 0);
+}
+
+/* One case rule: names match whatever their case, and the filter echoed in
+ * hello names them in lower case. */
+static void test_query_case(void **state)
+{
+    tk_sub_req_t req;
+    assert_int_equal(
+        query("region=MENA,Palestine,us-CANADA&lang=AR,En&category=Politics&priority=URGENT", &req),
+        0);
+    assert_int_equal(req.filter.regions,
+                     region("mena") | region("palestine") | region("us-canada"));
+    assert_int_equal(req.filter.langs, lang("ar") | lang("en"));
+    assert_int_equal(req.filter.categories, cat("politics"));
+    assert_int_equal(req.filter.min_priority, TK_PRIO_URGENT);
+    json_t *j = tk_filter_to_json(&req.filter);
+    char *s = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(s, "{\"region\":[\"mena\",\"palestine\",\"us-canada\"],\"lang\":"
+                           "[\"en\",\"ar\"],\"priority\":\"urgent\",\"category\":[\"politics\"]}");
+    free(s);
+    json_decref(j);
 }
 
 static void test_query_names_against_config(void **state)
@@ -394,6 +495,58 @@ static void test_subscribe_strings_and_arrays(void **state)
     assert_false(req.has_since);
 }
 
+static void test_subscribe_case_and_whitespace(void **state)
+{
+    tk_sub_req_t req;
+    assert_int_equal(
+        subscribe("{\"type\":\"subscribe\",\"region\":[\"MENA\",\" Europe \",\"mena\"],"
+                  "\"lang\":\"EN, Ar\",\"category\":[\"\\tSPORTS\\n\"],"
+                  "\"priority\":\" Flash \",\"replay\":\" 3 \"}",
+                  &req),
+        0);
+    assert_int_equal(req.filter.regions, region("mena") | region("europe"));
+    assert_int_equal(req.filter.langs, lang("en") | lang("ar"));
+    assert_int_equal(req.filter.categories, cat("sports"));
+    assert_int_equal(req.filter.min_priority, TK_PRIO_FLASH);
+    assert_int_equal(req.replay, 3);
+    /* The string form and the array form give the same filter. */
+    tk_sub_req_t req2;
+    assert_int_equal(subscribe("{\"region\":\"Europe,MENA\",\"lang\":[\"ar\",\"EN\"],"
+                               "\"category\":\"sports\",\"priority\":\"flash\",\"replay\":3}",
+                               &req2),
+                     0);
+    assert_true(tk_filter_equal(&req.filter, &req2.filter));
+}
+
+static void test_names_from_json(void **state)
+{
+    uint64_t m = 99;
+    tk_span_t bad;
+    json_t *v = json_loads("[\"narnia\",\"MENA\"]", 0, NULL);
+    assert_int_equal(tk_names_from_json(TK_NAME_REGION, TK_ALL64, v, 0, &m, &bad), -ENOENT);
+    assert_int_equal(m, 99);
+    assert_int_equal(bad.len, 6);
+    assert_int_equal(
+        tk_names_from_json(TK_NAME_REGION, TK_ALL64, v, TK_NAMES_SKIP_UNKNOWN, &m, NULL), 0);
+    assert_int_equal(m, region("mena"));
+    json_decref(v);
+    v = json_loads("[]", 0, NULL);
+    assert_int_equal(tk_names_from_json(TK_NAME_REGION, TK_ALL64, v, 0, &m, NULL), 0);
+    assert_int_equal(m, 0);
+    json_decref(v);
+    v = json_loads("[\"mena\",\"\"]", 0, NULL);
+    assert_int_equal(
+        tk_names_from_json(TK_NAME_REGION, TK_ALL64, v, TK_NAMES_SKIP_UNKNOWN, &m, NULL), -EINVAL);
+    json_decref(v);
+    v = json_loads("{\"a\":1}", 0, NULL);
+    assert_int_equal(tk_names_from_json(TK_NAME_REGION, TK_ALL64, v, 0, &m, NULL), -EBADMSG);
+    json_decref(v);
+    v = json_integer(1);
+    assert_int_equal(tk_names_from_json(TK_NAME_REGION, TK_ALL64, v, 0, &m, NULL), -EBADMSG);
+    json_decref(v);
+    assert_int_equal(tk_names_from_json(TK_NAME_REGION, TK_ALL64, NULL, 0, &m, NULL), -EBADMSG);
+}
+
 static void test_subscribe_replaces_filter(void **state)
 {
     tk_sub_req_t req;
@@ -430,8 +583,20 @@ static void test_subscribe_errors(void **state)
         {"{\"replay\":{}}", "replay has the wrong type"},
         {"{\"since\":{}}", "since has the wrong type"},
         {"{\"token\":1.0}", "token has the wrong type"},
-        {"{\"region\":[]}", "unknown region ''"},
-        {"{\"region\":\"\"}", "unknown region ''"},
+        {"{\"region\":[]}", "region list is empty"},
+        {"{\"region\":\"\"}", "region list is empty"},
+        {"{\"region\":\" \"}", "region list is empty"},
+        {"{\"region\":\"mena,\"}", "region list has an empty element"},
+        {"{\"region\":[\"mena\",\"\"]}", "region list has an empty element"},
+        {"{\"region\":[\" \"]}", "region list has an empty element"},
+        {"{\"region\":[\"mena,asia\"]}", "unknown region 'mena,asia'"},
+        {"{\"lang\":[]}", "lang list is empty"},
+        {"{\"category\":\"sports,,health\"}", "category list has an empty element"},
+        {"{\"priority\":[\"urgent\"]}", "priority has the wrong type"},
+        {"{\"replay\":\"+5\"}", "replay '+5' is not a whole number"},
+        {"{\"replay\":\"0x5\"}", "replay '0x5' is not a whole number"},
+        {"{\"replay\":99999999999}", "replay '99999999999' is over the maximum 200"},
+        {"{\"since\":[\"1-1\"]}", "since has the wrong type"},
         {"{\"region\":[\"mena\",\"narnia\"]}", "unknown region 'narnia'"},
         {"{\"region\":\"narnia\"}", "unknown region 'narnia'"},
         {"{\"lang\":[\"fr\"]}", "unknown lang 'fr'"},
@@ -486,15 +651,20 @@ int main(void)
         cmocka_unit_test(test_match_priority),
         cmocka_unit_test(test_match_category),
         cmocka_unit_test(test_match_combined_and_any_keys),
+        cmocka_unit_test(test_filter_equal),
         cmocka_unit_test(test_query_defaults),
         cmocka_unit_test(test_query_all_params),
         cmocka_unit_test(test_query_percent_decoding),
         cmocka_unit_test(test_query_unknown_params_ignored),
         cmocka_unit_test(test_query_errors),
+        cmocka_unit_test(test_query_whitespace),
+        cmocka_unit_test(test_query_case),
         cmocka_unit_test(test_query_names_against_config),
         cmocka_unit_test(test_query_arg),
         cmocka_unit_test(test_sub_req_check),
         cmocka_unit_test(test_subscribe_strings_and_arrays),
+        cmocka_unit_test(test_subscribe_case_and_whitespace),
+        cmocka_unit_test(test_names_from_json),
         cmocka_unit_test(test_subscribe_replaces_filter),
         cmocka_unit_test(test_subscribe_errors),
         cmocka_unit_test(test_filter_to_json),

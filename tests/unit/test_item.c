@@ -366,6 +366,63 @@ static void test_region(void **state)
     assert_int_equal(reason(KV("text", "t", "region", "middle east")), TK_REJECT_BAD_REGION);
     assert_int_equal(parse(KV("text", "t", "region", "mena,atlantis"), &it, &rej), -1);
     assert_string_equal(rej.detail, "unknown region 'atlantis'");
+    assert_int_equal(parse(KV("text", "t", "region", "mena, Atlan tis "), &it, &rej), -1);
+    assert_string_equal(rej.detail, "unknown region 'Atlan tis'");
+
+    /* Blank is empty: global. An empty element is refused, as everywhere. */
+    assert_int_equal(parse(KV("text", "t", "region", " \t "), &it, &rej), 0);
+    assert_int_equal(it.regions, 0);
+    tk_item_clear(&it);
+    static const char *const empty_el[] = {"mena,", ",mena", "mena,,palestine", "mena, ,palestine",
+                                           ",",     " , "};
+    for (size_t i = 0; i < sizeof empty_el / sizeof *empty_el; i++) {
+        assert_int_equal(parse(KV("text", "t", "region", empty_el[i]), &it, &rej), -1);
+        assert_int_equal(rej.reason, TK_REJECT_BAD_REGION);
+        assert_string_equal(rej.detail, "region list has an empty element");
+    }
+    /* Every configured region at once (the widest list), in any case. */
+    assert_int_equal(parse(KV("text", "t", "region",
+                              "AFRICA,asia,Asia-Pacific,europe,latin-america,mena,PALESTINE,"
+                              "us-canada,Mena"),
+                           &it, &rej),
+                     0);
+    assert_int_equal(it.regions, cfg->regions);
+    tk_item_clear(&it);
+}
+
+/* One case rule: every name field matches whatever its case and is
+ * reported in lower case. */
+static void test_names_any_case(void **state)
+{
+    tk_item_t it;
+    tk_reject_t rej;
+    assert_int_equal(parse(KV("text", "t", "lang", "AR", "region", "MENA, Palestine", "priority",
+                              "URGENT", "category", "Politics", "op", "Publish"),
+                           &it, &rej),
+                     0);
+    assert_int_equal(it.lang, idx(TK_NAME_LANG, "ar"));
+    assert_int_equal(it.regions, 1ULL << idx(TK_NAME_REGION, "mena") |
+                                     1ULL << idx(TK_NAME_REGION, "palestine"));
+    assert_int_equal(it.priority, TK_PRIO_URGENT);
+    assert_int_equal(it.category, idx(TK_NAME_CATEGORY, "politics"));
+    size_t len;
+    char *json = tk_item_encode("item", it.id, NULL, &it, false, &len);
+    assert_non_null(strstr(json, "\"lang\":\"ar\",\"region\":[\"mena\",\"palestine\"],"
+                                 "\"priority\":\"urgent\",\"category\":\"politics\""));
+    free(json);
+    tk_item_clear(&it);
+    /* The same in the json form, with a region array. */
+    assert_int_equal(
+        parse(KV("json", "{\"text\":\"t\",\"lang\":\"Es\",\"region\":[\"EUROPE\","
+                         "\" asia \"],\"priority\":\"Flash\",\"category\":\"SPORTS\"}"),
+              &it, &rej),
+        0);
+    assert_int_equal(it.lang, idx(TK_NAME_LANG, "es"));
+    assert_int_equal(it.regions,
+                     1ULL << idx(TK_NAME_REGION, "europe") | 1ULL << idx(TK_NAME_REGION, "asia"));
+    assert_int_equal(it.priority, TK_PRIO_FLASH);
+    assert_int_equal(it.category, idx(TK_NAME_CATEGORY, "sports"));
+    tk_item_clear(&it);
 }
 
 /* A name known to the process but not in this config's list is refused. */
@@ -525,7 +582,8 @@ static void test_ttl(void **state)
     static const struct {
         const char *v;
         uint32_t s;
-    } ok[] = {{"1", 1}, {"60", 60}, {"2592000", 2592000}, {" 300 ", 300}, {"0060", 60}};
+    } ok[] = {{"1", 1},     {"60", 60},     {"2592000", 2592000}, {" 300 ", 300},
+              {"0060", 60}, {"\t2\r\n", 2}, {"02592000", 2592000}};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         assert_int_equal(parse(KV("text", "t", "ttl", ok[i].v), &it, &rej), 0);
         assert_int_equal(it.ttl_s, ok[i].s);
@@ -533,8 +591,10 @@ static void test_ttl(void **state)
         assert_true(it.has & TK_F_TTL);
         tk_item_clear(&it);
     }
-    static const char *const bad[] = {"0",   "2592001", "-5",  "1.5",      "60s", "",
-                                      "abc", "+60",     "1e3", "99999999", "0x10"};
+    static const char *const bad[] = {
+        "0",    "2592001",  "-5",   "1.5", "60s", "",    "abc",        "+60",
+        "1e3",  "99999999", "0x10", " ",   "-0",  "6 0", "4294967297", "99999999999999999999999",
+        "00000"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_equal(reason(KV("text", "t", "ttl", bad[i])), TK_REJECT_BAD_TTL);
 }
@@ -737,6 +797,12 @@ static void test_json_form_rejects(void **state)
         {"{\"text\":\"bell\\u0007\"}", TK_REJECT_BAD_UTF8},
         {"{\"text\":\"t\",\"lang\":\"fr\"}", TK_REJECT_BAD_LANG},
         {"{\"text\":\"t\",\"region\":[\"mena\",\"narnia\"]}", TK_REJECT_BAD_REGION},
+        {"{\"text\":\"t\",\"region\":[\"mena\",\"\"]}", TK_REJECT_BAD_REGION},
+        {"{\"text\":\"t\",\"region\":[\" \"]}", TK_REJECT_BAD_REGION},
+        {"{\"text\":\"t\",\"region\":[\"mena,asia\"]}", TK_REJECT_BAD_REGION},
+        {"{\"text\":\"t\",\"region\":\"mena,\"}", TK_REJECT_BAD_REGION},
+        {"{\"text\":\"t\",\"ttl\":\"+60\"}", TK_REJECT_BAD_TTL},
+        {"{\"text\":\"t\",\"ttl\":99999999999}", TK_REJECT_BAD_TTL},
         {"{\"text\":\"t\",\"ttl\":0}", TK_REJECT_BAD_TTL},
         {"{\"text\":\"t\",\"ttl\":-1}", TK_REJECT_BAD_TTL},
         {"{\"text\":\"t\",\"ttl\":2592001}", TK_REJECT_BAD_TTL},
@@ -750,6 +816,13 @@ static void test_json_form_rejects(void **state)
     tk_reject_t rej;
     assert_int_equal(parse(KV("json", "{\"text\":\"t\",\"ttl\":[60]}"), &it, &rej), -1);
     assert_string_equal(rej.detail, "json key 'ttl' has the wrong type");
+    /* An array element is one name: a comma inside does not make two. */
+    assert_int_equal(parse(KV("json", "{\"text\":\"t\",\"region\":[\"mena,asia\"]}"), &it, &rej),
+                     -1);
+    assert_string_equal(rej.detail, "unknown region 'mena,asia'");
+    assert_int_equal(parse(KV("json", "{\"text\":\"t\",\"region\":[\"mena\",\" \"]}"), &it, &rej),
+                     -1);
+    assert_string_equal(rej.detail, "region list has an empty element");
 }
 
 /* --- encoding --- */
@@ -922,6 +995,7 @@ int main(void)
         cmocka_unit_test(test_names_against_config_lists),
         cmocka_unit_test(test_priority),
         cmocka_unit_test(test_category),
+        cmocka_unit_test(test_names_any_case),
         cmocka_unit_test(test_url),
         cmocka_unit_test(test_source),
         cmocka_unit_test(test_ttl),

@@ -1,0 +1,152 @@
+/* parse.c - lists, numbers, keywords and networks out of text, with one set
+ * of rules for every input (see parse.h). Pure. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "tickerd/parse.h"
+
+bool tk_is_space(int c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r'); /* \t \n \v \f \r */
+}
+
+tk_span_t tk_trim(const char *s, size_t len)
+{
+    while (len && tk_is_space((unsigned char)*s))
+        s++, len--;
+    while (len && tk_is_space((unsigned char)s[len - 1]))
+        len--;
+    return (tk_span_t){s, len};
+}
+
+void tk_list_init(tk_list_iter_t *it, const char *s, size_t len)
+{
+    tk_span_t all = tk_trim(s, len);
+    it->p = all.s;
+    it->end = all.s + all.len;
+    it->done = all.len == 0; /* a blank list has no elements */
+}
+
+int tk_list_next(tk_list_iter_t *it, tk_span_t *el)
+{
+    if (it->done) return 0;
+    const char *comma = memchr(it->p, ',', (size_t)(it->end - it->p));
+    const char *stop = comma ? comma : it->end;
+    *el = tk_trim(it->p, (size_t)(stop - it->p));
+    if (el->len == 0) {
+        el->s = it->p;
+        it->done = true;
+        return -EINVAL;
+    }
+    if (comma)
+        it->p = comma + 1; /* "a," goes on to an empty last element */
+    else
+        it->done = true;
+    return 1;
+}
+
+int tk_parse_u64(const char *s, size_t len, uint64_t min, uint64_t max, uint64_t *out)
+{
+    tk_span_t t = tk_trim(s, len);
+    uint64_t v = 0;
+    bool over = false;
+    if (t.len == 0) return -EINVAL;
+    for (size_t i = 0; i < t.len; i++) {
+        unsigned d = (unsigned char)t.s[i] - '0';
+        if (d > 9) return -EINVAL;
+        /* Keep reading past an overflow: "99999999999999999999x" is not a
+         * number at all, and says so. */
+        if (v > (UINT64_MAX - d) / 10)
+            over = true;
+        else
+            v = v * 10 + d;
+    }
+    if (over || v < min || v > max) return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+int tk_parse_int(const char *s, size_t len, int min, int max, int *out)
+{
+    uint64_t v;
+    if (max < 0) max = -1; /* nothing in range; still tell garbage apart */
+    int rc = tk_parse_u64(s, len, min > 0 ? (uint64_t)min : 0, max >= 0 ? (uint64_t)max : 0, &v);
+    if (rc == 0 && max < 0) rc = -ERANGE;
+    if (rc) return rc;
+    *out = (int)v;
+    return 0;
+}
+
+int tk_keyword(const char *s, size_t len, const char *const *words, int n)
+{
+    tk_span_t t = tk_trim(s, len);
+    for (int i = 0; i < n; i++)
+        if (strlen(words[i]) == t.len && strncasecmp(words[i], t.s, t.len) == 0) return i;
+    return -1;
+}
+
+int tk_cidr_parse(const char *s, size_t len, tk_cidr_t *out)
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    tk_span_t t = tk_trim(s, len);
+    const char *slash = memchr(t.s, '/', t.len);
+    size_t alen = slash ? (size_t)(slash - t.s) : t.len;
+    tk_cidr_t c = {0};
+    if (alen == 0 || alen >= sizeof buf) return -EINVAL;
+    memcpy(buf, t.s, alen);
+    buf[alen] = 0;
+    if (inet_pton(AF_INET, buf, c.addr) == 1) {
+        c.family = AF_INET;
+        c.bits = 32;
+    } else if (inet_pton(AF_INET6, buf, c.addr) == 1) {
+        c.family = AF_INET6;
+        c.bits = 128;
+    } else {
+        return -EINVAL;
+    }
+    if (slash) {
+        int bits;
+        size_t blen = t.len - alen - 1;
+        /* "/ 8" is not a prefix: no whitespace inside the entry. */
+        if (blen == 0 || tk_is_space((unsigned char)slash[1]) ||
+            tk_parse_int(slash + 1, blen, 0, (int)c.bits, &bits))
+            return -EINVAL;
+        c.bits = (unsigned)bits;
+    }
+    unsigned nbytes = c.family == AF_INET ? 4 : 16;
+    for (unsigned i = 0; i < nbytes; i++) {
+        unsigned keep = c.bits > i * 8 ? c.bits - i * 8 : 0;
+        if (keep < 8) c.addr[i] &= (uint8_t)(0xff00u >> keep);
+    }
+    *out = c;
+    return 0;
+}
+
+bool tk_cidr_contains(const tk_cidr_t *c, const struct sockaddr *peer)
+{
+    const uint8_t *a;
+    int family;
+    if (!peer) return false;
+    if (peer->sa_family == AF_INET) {
+        a = (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr;
+        family = AF_INET;
+    } else if (peer->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
+        a = a6->s6_addr;
+        family = AF_INET6;
+        if (c->family == AF_INET && IN6_IS_ADDR_V4MAPPED(a6)) {
+            a += 12;
+            family = AF_INET;
+        }
+    } else {
+        return false;
+    }
+    if (family != c->family) return false;
+    unsigned full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(a, c->addr, full)) return false;
+    return rest == 0 || ((a[full] ^ c->addr[full]) & (0xff00u >> rest) & 0xff) == 0;
+}

@@ -1,0 +1,248 @@
+/* test_guard.c - the pure parts of admission (guard.c): token claims
+ * (regions, langs) on the shared name-list rules, allowed origins and
+ * trusted proxies. Links guard.o; the daemon globals it refers to for the
+ * connection-level parts are stubbed here. */
+#include <arpa/inet.h>
+#include <jwt.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "tickerd/config.h"
+#include "fixture.h"
+#include "tickerd/guard.h"
+#include "tickerd/metrics.h"
+
+#define NOW_S 1732752000
+
+static const char secret[] = "test-secret-0123456789";
+static char err[256];
+
+static uint64_t region(const char *name)
+{
+    int i = tk_name_lookup(TK_NAME_REGION, name, strlen(name));
+    assert_true(i >= 0);
+    return 1ULL << i;
+}
+
+static uint64_t lang(const char *name)
+{
+    int i = tk_name_lookup(TK_NAME_LANG, name, strlen(name));
+    assert_true(i >= 0);
+    return 1ULL << i;
+}
+
+/* A HS256 token carrying the claims object; the caller frees it. */
+static char *token(const char *claims)
+{
+    jwt_t *jwt = NULL;
+    assert_int_equal(jwt_new(&jwt), 0);
+    assert_int_equal(jwt_add_grants_json(jwt, claims), 0);
+    assert_int_equal(
+        jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret)), 0);
+    char *t = jwt_encode_str(jwt);
+    assert_non_null(t);
+    jwt_free(jwt);
+    return t;
+}
+
+/* tk_grant_from_token on a token with claims. */
+static int grant(const char *claims, tk_grant_t *g)
+{
+    char *t = token(claims);
+    err[0] = 0;
+    int rc = tk_grant_from_token(secret, t, NOW_S, g, err, sizeof err);
+    free(t);
+    return rc;
+}
+
+static void test_claims_absent(void **state)
+{
+    tk_grant_t g;
+    assert_int_equal(grant("{\"sub\":\"x\"}", &g), 0);
+    assert_true(g.regions == TK_ALL64);
+    assert_true(g.langs == TK_ALL32);
+}
+
+/* One case rule, one list rule: the claims read like any other list. */
+static void test_claims_lists(void **state)
+{
+    static const struct {
+        const char *claims;
+        const char *regions[3];
+        const char *langs[3];
+    } ok[] = {
+        {"{\"regions\":[\"mena\"],\"langs\":[\"ar\"]}", {"mena"}, {"ar"}},
+        {"{\"regions\":[\"MENA\",\"Palestine\"],\"langs\":[\"AR\",\"En\"]}",
+         {"mena", "palestine"},
+         {"ar", "en"}},
+        {"{\"regions\":\"MENA, Palestine\",\"langs\":\" ES \"}", {"mena", "palestine"}, {"es"}},
+        {"{\"regions\":[\" europe \",\"EUROPE\"],\"langs\":\"en,EN\"}", {"europe"}, {"en"}},
+        /* Names this node does not know grant nothing; the others still do. */
+        {"{\"regions\":[\"narnia\",\"Asia\"],\"langs\":\"klingon,ar\"}", {"asia"}, {"ar"}},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        tk_grant_t g;
+        assert_int_equal(grant(ok[i].claims, &g), 0);
+        uint64_t r = 0, l = 0;
+        for (int k = 0; k < 3 && ok[i].regions[k]; k++)
+            r |= region(ok[i].regions[k]);
+        for (int k = 0; k < 3 && ok[i].langs[k]; k++)
+            l |= lang(ok[i].langs[k]);
+        assert_true(g.regions == r);
+        assert_true(g.langs == l);
+    }
+    /* Empty lists grant nothing (but global items). */
+    tk_grant_t g;
+    assert_int_equal(grant("{\"regions\":[],\"langs\":\"\"}", &g), 0);
+    assert_true(g.regions == 0);
+    assert_true(g.langs == 0);
+}
+
+static void test_claims_refused(void **state)
+{
+    static const char *const bad[] = {
+        "{\"regions\":\"mena,\"}",
+        "{\"regions\":\",mena\"}",
+        "{\"regions\":\"mena,,asia\"}",
+        "{\"regions\":[\"mena\",\"\"]}",
+        "{\"regions\":[\" \"]}",
+        "{\"langs\":[\"en\",1]}",
+        "{\"langs\":5}",
+        "{\"regions\":{\"mena\":1}}",
+        "{\"regions\":true}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tk_grant_t g = {1, 1, 0};
+        assert_int_equal(grant(bad[i], &g), -1);
+        assert_string_equal(err, "token claims regions/langs must be lists of names");
+    }
+}
+
+/* A claim in upper case narrows a query in lower case, and the other way. */
+static void test_claims_narrow_query(void **state)
+{
+    tk_grant_t g;
+    tk_sub_req_t req;
+    assert_int_equal(grant("{\"regions\":[\"MENA\",\"Europe\"],\"langs\":\"AR\"}", &g), 0);
+    tk_sub_req_init(&req);
+    assert_int_equal(tk_query_parse(cfg, "region=mena&lang=Ar", &req, err, sizeof err), 0);
+    assert_int_equal(tk_grant_apply(&g, &req, err, sizeof err), 0);
+    assert_true(req.filter.regions == region("mena"));
+    tk_sub_req_init(&req);
+    assert_int_equal(tk_query_parse(cfg, "region=EUROPE,asia", &req, err, sizeof err), 0);
+    assert_int_equal(tk_grant_apply(&g, &req, err, sizeof err), -1);
+    assert_string_equal(err, "the token does not allow these regions");
+    tk_sub_req_init(&req);
+    assert_int_equal(tk_query_parse(cfg, "", &req, err, sizeof err), 0);
+    assert_int_equal(tk_grant_apply(&g, &req, err, sizeof err), 0);
+    assert_true(req.filter.regions == (region("mena") | region("europe")));
+    assert_true(req.filter.langs == lang("ar"));
+}
+
+static void test_origin_listed(void **state)
+{
+    const char *list = " https://news.example , https://TV.example:8443,http://a";
+    assert_true(tk_origin_listed(list, "https://news.example"));
+    assert_true(tk_origin_listed(list, "https://tv.example:8443"));
+    assert_true(tk_origin_listed(list, "HTTPS://NEWS.EXAMPLE"));
+    assert_true(tk_origin_listed(list, "http://a"));
+    assert_false(tk_origin_listed(list, "https://tv.example"));
+    assert_false(tk_origin_listed(list, "https://news.example.evil"));
+    assert_false(tk_origin_listed(list, "http://"));
+    assert_false(tk_origin_listed(list, ""));
+    assert_false(tk_origin_listed("", "https://news.example"));
+    assert_true(tk_origin_listed("https://news.example", "https://news.example"));
+}
+
+static struct sockaddr_storage peer(const char *ip)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, ip, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(40000);
+    } else if (inet_pton(AF_INET6, ip, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(40000);
+    } else {
+        fail_msg("bad test address %s", ip);
+    }
+    return ss;
+}
+
+static bool trusted(const char *list, const char *ip)
+{
+    struct sockaddr_storage ss = peer(ip);
+    return tk_proxy_trusted(list, (const struct sockaddr *)&ss);
+}
+
+static void test_proxy_trusted(void **state)
+{
+    /* /32 and /128: that address, not its neighbours. */
+    assert_true(trusted("192.0.2.7/32", "192.0.2.7"));
+    assert_false(trusted("192.0.2.7/32", "192.0.2.8"));
+    assert_false(trusted("192.0.2.7/32", "192.0.2.6"));
+    assert_true(trusted("192.0.2.7", "192.0.2.7"));
+    assert_true(trusted("2001:db8::7/128", "2001:db8::7"));
+    assert_false(trusted("2001:db8::7/128", "2001:db8::8"));
+    assert_false(trusted("2001:db8::7", "2001:db8::6"));
+    /* /0: every address of its family. */
+    assert_true(trusted("0.0.0.0/0", "203.0.113.9"));
+    assert_true(trusted("0.0.0.0/0", "255.255.255.255"));
+    assert_false(trusted("0.0.0.0/0", "2001:db8::1"));
+    assert_true(trusted("::/0", "2001:db8::1"));
+    assert_false(trusted("::/0", "203.0.113.9"));
+    /* A prefix: its ends in, one address outside each end out. */
+    assert_true(trusted("10.0.0.0/8", "10.0.0.0"));
+    assert_true(trusted("10.0.0.0/8", "10.255.255.255"));
+    assert_false(trusted("10.0.0.0/8", "11.0.0.0"));
+    assert_false(trusted("10.0.0.0/8", "9.255.255.255"));
+    assert_true(trusted("2001:db8:1::/48", "2001:db8:1:ffff:ffff:ffff:ffff:ffff"));
+    assert_false(trusted("2001:db8:1::/48", "2001:db8:2::"));
+    assert_false(trusted("2001:db8:1::/48", "2001:db8:0:ffff:ffff:ffff:ffff:ffff"));
+    /* A list: any entry will do; whitespace around entries is fine. */
+    const char *list = " 10.0.0.0/8 , 192.0.2.7,2001:db8::/32 ";
+    assert_true(trusted(list, "10.1.2.3"));
+    assert_true(trusted(list, "192.0.2.7"));
+    assert_true(trusted(list, "2001:db8::1"));
+    assert_false(trusted(list, "192.0.2.8"));
+    assert_false(trusted(list, "172.16.0.1"));
+    assert_false(trusted(list, "::1"));
+    /* An IPv4 client on a dual-stack listener. */
+    assert_true(trusted(list, "::ffff:10.1.2.3"));
+    assert_false(trusted(list, "::ffff:11.1.2.3"));
+    /* Nothing listed, nothing trusted; a bad entry matches no one. */
+    assert_false(trusted("", "10.0.0.1"));
+    assert_false(trusted("   ", "10.0.0.1"));
+    assert_false(trusted("10.0.0.0/33", "10.0.0.1"));
+    assert_false(trusted("lb.internal", "10.0.0.1"));
+    assert_true(trusted("lb.internal, 10.0.0.1", "10.0.0.1"));
+    assert_false(tk_proxy_trusted(NULL, NULL));
+    struct sockaddr_storage ss = peer("10.0.0.1");
+    assert_false(tk_proxy_trusted(NULL, (const struct sockaddr *)&ss));
+    assert_false(tk_proxy_trusted("0.0.0.0/0", NULL));
+    /* Every list the config accepts is read the same way here. */
+    assert_int_equal(tk_config_set(cfg, "server", "trusted_proxies", list, err, sizeof err), 0);
+    assert_true(trusted(cfg->trusted_proxies, "10.9.9.9"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claims_absent),  cmocka_unit_test(test_claims_lists),
+        cmocka_unit_test(test_claims_refused), cmocka_unit_test(test_claims_narrow_query),
+        cmocka_unit_test(test_origin_listed),  cmocka_unit_test(test_proxy_trusted),
+    };
+    return cmocka_run_group_tests_name("guard", tests, setup, teardown);
+}
