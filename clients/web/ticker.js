@@ -12,9 +12,13 @@
 //    WebSocket fails several times in a row before its `hello`;
 //  - reconnects after any drop with exponential backoff and full jitter;
 //  - resumes with since=<last ID>&epoch=<epoch>, so nothing is missed and
-//    nothing is shown twice; a replay marked gap:true replaces the state.
+//    nothing is shown twice; a replay marked gap:true replaces the state;
+//  - with a getToken() callback, asks it for the token of every (re)connect and
+//    renews the token before its exp: an `auth` frame on the open WebSocket, a
+//    reconnect (resuming with since) on SSE; a close 1008 "token expired" is
+//    answered by a reconnect with a fresh token.
 // Events (CustomEvent, payload in .detail): item, update, retract, expire,
-// reset, state, status, hello, replay, error. See clients/web/README.md.
+// reset, state, status, hello, replay, token, error. See clients/web/README.md.
 
 export const PROTOCOL = 1;
 export const PRIORITIES = ['normal', 'breaking', 'urgent', 'flash'];
@@ -48,6 +52,27 @@ function maxId(a, b) {
 
 const isId = (s) => typeof s === 'string' && /^\d+-\d+$/.test(s);
 const MAX_TIMEOUT = 2147483647;
+const MIN_RENEW_MS = 1000; // renewals of one connection are at least this far apart
+
+/** The `exp` claim (unix seconds) of a JWT, or null: the payload is only
+ * decoded, never verified (that is the server's job). */
+export function jwtExp(token) {
+  try {
+    const parts = String(token).split('.');
+    if (parts.length !== 3) return null;
+    let b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    while (b64.length % 4) b64 += '=';
+    const bin = atob(b64);
+    const text =
+      typeof TextDecoder === 'function' ? new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))) : bin;
+    const exp = JSON.parse(text).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp : null;
+  } catch {
+    return null;
+  }
+}
+
+const errMessage = (e) => String((e && e.message) || e || 'failed');
 
 /** The WebSocket and SSE URLs for a server given as a page, http(s) or ws(s) URL. */
 export function endpoints(server) {
@@ -79,7 +104,11 @@ const DEFAULTS = {
   priority: null, // minimum priority
   category: null,
   replay: null, // items replayed on first connect (server default 10)
-  token: null,
+  token: null, // a static token; with getToken, only the fallback when it fails
+  getToken: null, // async ({reason, exp}) => token: called for every (re)connect and renewal
+  renewBefore: 30, // renew this many seconds before exp (at most half the time left)
+  tokenRetries: 3, // retries of a failed renewal before waiting for the server to close
+  tokenRetryMs: 1000, // first retry after about this long, then doubling
   transport: 'auto', // 'auto' | 'ws' | 'sse'
   backoffInitialMs: 2000, // first reconnect is random in [0, this)
   backoffMaxMs: 30000, // the window doubles up to this
@@ -109,6 +138,13 @@ export class TickerClient extends EventTarget {
     this._skewConn = null;
     this._sock = null;
     this._timers = {};
+    this._token = null; // the token of the current (or last) connection
+    this.tokenExp = null; // its exp (unix s) as the server holds it, or null
+    this.renewals = 0; // tokens renewed without a reconnect (auth answered) or by an SSE swap
+    this._renewTry = 0; // failed renewals in a row
+    this._renewing = false;
+    this._authPending = null; // {token} of an auth frame sent and not answered yet
+    this._renewal = false; // this connection replaces an SSE stream whose token runs out
     this._onVisible = () => {
       if (typeof document !== 'undefined' && document.visibilityState === 'visible') this._expireDue();
     };
@@ -190,7 +226,8 @@ export class TickerClient extends EventTarget {
     } else if (o.replay != null && o.replay !== '') {
       q.set('replay', String(o.replay));
     }
-    if (o.token) q.set('token', o.token);
+    const token = this._token || o.token;
+    if (token) q.set('token', token);
     return q;
   }
 
@@ -203,17 +240,72 @@ export class TickerClient extends EventTarget {
     return this._wsFails >= this.options.wsFailuresBeforeSse;
   }
 
-  _open() {
+  /** opts.token: a token already fetched (the SSE renewal); opts.quiet: no
+   * `connecting` status (the SSE renewal swaps streams while `connected`). */
+  _open(opts = {}) {
     clearTimeout(this._timers.retry);
     const gen = ++this._gen;
     const sse = this._useSse();
-    const q = this._query();
-    this._resuming = q.has('since');
     this._hello = null;
     this._staged = null;
     this._openedAt = 0;
+    this._renewal = !!opts.quiet;
     this.transport = sse ? 'sse' : 'ws';
-    if (this.status !== 'reconnecting') this._setStatus('connecting', {});
+    if (!opts.quiet && this.status !== 'reconnecting') this._setStatus('connecting', {});
+    if (opts.token || typeof this.options.getToken !== 'function') {
+      this._token = opts.token || this.options.token || null;
+      this._connect(gen, sse);
+      return;
+    }
+    this._fetchToken('connect').then(
+      (token) => {
+        if (gen !== this._gen) return;
+        this._token = token;
+        this._connect(gen, sse);
+      },
+      (e) => {
+        if (gen !== this._gen) return;
+        this._emit('error', { code: 'token_unavailable', message: errMessage(e), source: 'getToken' });
+        // Fall back to the last token, or the static one, unless it is known to have expired.
+        const fallback = [this._token, this.options.token].find((t) => {
+          const exp = t && jwtExp(t);
+          return t && (exp == null || exp * 1000 > this.now() + 1000);
+        });
+        if (fallback) {
+          this._token = fallback;
+          this._connect(gen, sse);
+          return;
+        }
+        this._gen++;
+        this._scheduleRetry({ code: 0, reason: `no token: ${errMessage(e)}` });
+      },
+    );
+  }
+
+  /** getToken(), bounded by connectTimeoutMs; resolves to a non-empty string. */
+  _fetchToken(reason) {
+    const fn = this.options.getToken;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('getToken timed out')), this.options.connectTimeoutMs);
+      Promise.resolve()
+        .then(() => fn({ reason, exp: this.tokenExp }))
+        .then(
+          (token) => {
+            clearTimeout(timer);
+            if (typeof token === 'string' && token) resolve(token);
+            else reject(new Error('getToken gave no token'));
+          },
+          (e) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        );
+    });
+  }
+
+  _connect(gen, sse) {
+    const q = this._query();
+    this._resuming = q.has('since');
     const ep = endpoints(this.options.server);
     const qs = q.toString();
     const url = (sse ? ep.sse : ep.ws) + (qs ? `?${qs}` : '');
@@ -259,6 +351,9 @@ export class TickerClient extends EventTarget {
   _teardown() {
     clearTimeout(this._timers.connect);
     clearInterval(this._timers.ping);
+    clearTimeout(this._timers.renew);
+    this._authPending = null;
+    this._renewing = false;
     const s = this._sock;
     this._sock = null;
     if (!s) return;
@@ -277,6 +372,12 @@ export class TickerClient extends EventTarget {
     this._gen++;
     const hadHello = !!this._hello;
     const lived = hadHello ? Date.now() - this._openedAt : 0;
+    // The server ends a connection at its token's exp: a WebSocket with 1008
+    // "token expired", an SSE stream without a word (so: near exp).
+    const expired =
+      hadHello &&
+      ((info.code === 1008 && /token expired/i.test(info.reason || '')) ||
+        (this.transport === 'sse' && this.tokenExp != null && this.tokenExp * 1000 <= this.now() + 2000));
     this._teardown();
     this._staged = null; // an unfinished replay is discarded; state stays as it was
     if (this.transport === 'ws') {
@@ -287,12 +388,135 @@ export class TickerClient extends EventTarget {
     }
     if (hadHello && lived >= this.options.stableMs) this._attempt = 0;
     if (!hadHello && this._attempt >= 1) this._probe(this._gen);
+    let capMs = Infinity;
+    if (expired) {
+      const renewable = typeof this.options.getToken === 'function';
+      this._emit('token', { status: 'expired', exp: this.tokenExp, transport: this.transport });
+      if (!renewable) {
+        this._emit('error', { code: 'token_expired', message: 'token expired: give a new one with setFilter({token})', source: 'server' });
+      } else {
+        capMs = 1000; // a fresh token is one getToken() away: come back soon (the backoff still grows)
+      }
+    }
+    this._scheduleRetry({ code: info.code, reason: info.reason }, capMs);
+  }
+
+  /** The next _open() after a random delay in [0, window): full jitter, the
+   * window doubling with each attempt in a row up to backoffMaxMs. */
+  _scheduleRetry(info, capMs = Infinity) {
     const o = this.options;
-    const windowMs = Math.min(o.backoffMaxMs, o.backoffInitialMs * 2 ** this._attempt);
+    const windowMs = Math.min(o.backoffMaxMs, o.backoffInitialMs * 2 ** this._attempt, capMs);
     this._attempt = Math.min(this._attempt + 1, 20);
     const delay = Math.round(Math.random() * windowMs); // full jitter
     this._setStatus('reconnecting', { code: info.code, reason: info.reason, delayMs: delay, attempt: this._attempt });
+    clearTimeout(this._timers.retry);
     this._timers.retry = setTimeout(() => this._open(), delay);
+  }
+
+  // ---- token renewal ----
+
+  /** Renews the token now (e.g. after the user's rights changed); resolves to
+   * true once the new token is in force. Needs getToken. */
+  renewToken() {
+    if (typeof this.options.getToken !== 'function' || !this._hello) return Promise.resolve(false);
+    const gen = this._gen;
+    return new Promise((resolve) => {
+      const done = (e) => {
+        if (e.type === 'status' && e.detail.status === 'connected') return;
+        this.removeEventListener('token', done);
+        this.removeEventListener('status', done);
+        resolve(e.type === 'token' && e.detail.status === 'renewed');
+      };
+      this.addEventListener('token', done);
+      this.addEventListener('status', done); // dropped meanwhile
+      this._renew(gen);
+    });
+  }
+
+  _scheduleRenew(gen) {
+    clearTimeout(this._timers.renew);
+    const exp = this.tokenExp;
+    if (exp == null || typeof this.options.getToken !== 'function') return;
+    const left = exp * 1000 - this.now();
+    const lead = Math.min(Math.max(0, Number(this.options.renewBefore) || 0) * 1000, left / 2);
+    const delay = Math.min(MAX_TIMEOUT, Math.max(MIN_RENEW_MS, left - lead));
+    this._timers.renew = setTimeout(() => this._renew(gen), delay);
+  }
+
+  async _renew(gen) {
+    if (gen !== this._gen || this._renewing || this._authPending) return;
+    clearTimeout(this._timers.renew);
+    this._renewing = true;
+    let token;
+    try {
+      token = await this._fetchToken('renew');
+    } catch (e) {
+      if (gen !== this._gen) return;
+      this._renewing = false;
+      this._renewFailed(gen, { code: 'token_unavailable', message: errMessage(e), source: 'getToken' });
+      return;
+    }
+    if (gen !== this._gen) return;
+    this._renewing = false;
+    const exp = jwtExp(token);
+    if (this.tokenExp != null && exp != null && exp <= this.tokenExp) {
+      // Nothing gained (a cached token?): ask again a little later.
+      this._renewFailed(gen, { code: 'token_stale', message: 'getToken gave a token that expires no later', source: 'getToken' }, false);
+      return;
+    }
+    if (this.transport === 'ws') {
+      const ws = this._sock;
+      if (!ws || ws.readyState !== 1) return; // closing: the reconnect asks getToken again
+      this._authPending = { token };
+      try {
+        ws.send(JSON.stringify({ type: 'auth', token }));
+      } catch {
+        return;
+      }
+      this._timers.renew = setTimeout(() => {
+        if (gen !== this._gen || !this._authPending) return;
+        this._authPending = null;
+        this._renewFailed(gen, { code: 'timeout', message: 'no answer to auth', source: 'auth' });
+      }, this.options.connectTimeoutMs);
+    } else {
+      // EventSource cannot send: a new stream with the fresh token, resuming with since.
+      this._gen++;
+      this._teardown();
+      this._open({ token, quiet: true });
+    }
+  }
+
+  _onAuth(gen, m) {
+    const pending = this._authPending;
+    if (!pending) return;
+    this._authPending = null;
+    clearTimeout(this._timers.renew);
+    this._token = pending.token;
+    this.tokenExp = typeof m.exp === 'number' ? m.exp : m.exp === null ? null : jwtExp(pending.token);
+    this._renewTry = 0;
+    this.renewals++;
+    this._emit('token', { status: 'renewed', via: 'auth', exp: this.tokenExp, transport: this.transport });
+    this._scheduleRenew(gen);
+  }
+
+  /** A renewal failed: retry with backoff while the token holds, a few times. */
+  _renewFailed(gen, info, loud = true) {
+    this._renewTry++;
+    const attempt = this._renewTry;
+    if (loud) this._emit('error', { code: info.code, message: info.message, source: info.source, attempt });
+    const left = this.tokenExp != null ? this.tokenExp * 1000 - this.now() : Infinity;
+    const detail = { exp: this.tokenExp, transport: this.transport, attempt, code: info.code, message: info.message };
+    if (attempt > this.options.tokenRetries || left <= 500) {
+      // Give up on this connection: the server closes it at exp, and the
+      // reconnect asks getToken() again (with the reconnect backoff).
+      this._emit('token', { status: 'failed', ...detail });
+      return;
+    }
+    let delay = Math.min(this.options.tokenRetryMs * 2 ** (attempt - 1), left / 2);
+    delay = Math.round(Math.max(250, delay) * (0.5 + Math.random() / 2));
+    this._emit('token', { status: 'retrying', delayMs: delay, ...detail });
+    clearTimeout(this._timers.renew);
+    this._timers.renew = setTimeout(() => this._renew(gen), delay);
   }
 
   /** After failed connects, asks /v1/items (same filter) why: a 400 means the
@@ -359,7 +583,15 @@ export class TickerClient extends EventTarget {
         if (this.transport === 'sse') this._sseSince = this._sseSince || Date.now();
         else this._sseSince = 0;
         this._startHeartbeat(gen, Number(m.heartbeat_s));
+        this.tokenExp = this._token ? jwtExp(this._token) : null;
+        if (typeof this.options.getToken === 'function') this._renewTry = 0;
+        this._scheduleRenew(gen);
         this._setStatus('connected', { epoch: m.epoch });
+        if (this._renewal) {
+          this._renewal = false;
+          this.renewals++;
+          this._emit('token', { status: 'renewed', via: 'reconnect', exp: this.tokenExp, transport: this.transport });
+        }
         this._emit('hello', m);
         break;
       case 'item':
@@ -371,8 +603,18 @@ export class TickerClient extends EventTarget {
       case 'replay':
         this._endReplay(m);
         break;
+      case 'auth':
+        this._onAuth(gen, m);
+        break;
       case 'error':
-        this._emit('error', { code: m.code, message: m.message });
+        if (this._authPending) {
+          // Frames are answered in order: this one answers our auth (the old token holds).
+          this._authPending = null;
+          clearTimeout(this._timers.renew);
+          this._renewFailed(gen, { code: m.code, message: m.message, source: 'auth' });
+        } else {
+          this._emit('error', { code: m.code, message: m.message });
+        }
         break;
       default:
         break; // pong and anything newer

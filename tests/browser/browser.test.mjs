@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import * as H from './harness.mjs';
@@ -429,6 +430,236 @@ test(
     assert.ok(ok, 'import() of tickerd /ticker.js from another origin');
   },
 );
+
+// ---------------------------------------------------------------------------
+// Token renewal (issue 12): getToken() and short-lived JWTs against a tickerd
+// with [auth] jwt_secret, which closes a connection at its token's exp.
+
+const JWT_SECRET = 'browser-tests-secret-0123456789abcdef';
+
+/** A tickerd of its own with auth on (same Redis), stopped after the test. */
+async function authTickerd(t) {
+  const d = path.join(dir, `auth-${++seq}`);
+  fs.mkdirSync(d);
+  const td = await new H.Tickerd(d, redis, `[auth]\njwt_secret = ${JWT_SECRET}\n`).start();
+  t.after(() => td.stop());
+  return td;
+}
+
+/** A page on `td`'s origin running a TickerClient with getToken() = the
+ * test's `mint(info, n)` (n: 1 for the first call), counting the WebSocket
+ * and EventSource objects it makes; window.tk = {client, log}. */
+async function openTokenPage(t, td, mint, options = {}) {
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  let calls = 0;
+  await page.exposeFunction('mintToken', (info) => mint(info, ++calls));
+  await page.addInitScript(() => {
+    window.sockets = { ws: 0, es: 0 };
+    const W = window.WebSocket;
+    window.WebSocket = class extends W {
+      constructor(...a) {
+        super(...a);
+        window.sockets.ws++;
+      }
+    };
+    const E = window.EventSource;
+    window.EventSource = class extends E {
+      constructor(...a) {
+        super(...a);
+        window.sockets.es++;
+      }
+    };
+  });
+  const html = `<!doctype html><meta charset="utf-8"><title>tokens</title><script type="module">
+    import { TickerClient } from '${td.http}/ticker.js';
+    const log = { items: {}, tokens: [], errors: [], statuses: [], getToken: [] };
+    const t0 = Date.now();
+    const client = new TickerClient({
+      server: '${td.http}',
+      ...${JSON.stringify(options)},
+      getToken: async (info) => {
+        log.getToken.push([Date.now() - t0, info.reason]);
+        return window.mintToken(info);
+      },
+    });
+    client.addEventListener('item', (e) => { log.items[e.detail.item.id] = (log.items[e.detail.item.id] || 0) + 1; });
+    client.addEventListener('token', (e) => log.tokens.push({ t: Date.now() - t0, ...e.detail }));
+    client.addEventListener('error', (e) => log.errors.push({ t: Date.now() - t0, ...e.detail }));
+    client.addEventListener('status', (e) => log.statuses.push({ t: Date.now() - t0, ...e.detail }));
+    window.tk = { client, log };
+    client.start();
+  </script>`;
+  // A page of its own, served from 127.0.0.1 (a page made up with page.route
+  // counts as public, and Chromium's local network access checks would block
+  // its WebSocket to 127.0.0.1); ticker.js comes from tickerd (CORS).
+  const srv = http.createServer((req, res) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(html));
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => srv.close());
+  await page.goto(`http://127.0.0.1:${srv.address().port}/token-test.html`);
+  try {
+    await page.waitForFunction(() => window.tk && window.tk.client.status === 'connected', null, { timeout: 10000 });
+  } catch (e) {
+    const log = await page.evaluate(() => window.tk && window.tk.log).catch(() => null);
+    throw new Error(
+      `${e.message}\npage log: ${JSON.stringify(log)}\npage errors: ${JSON.stringify(page.errors)}\ntickerd log tail:\n${td.log().split('\n').slice(-10).join('\n')}`,
+    );
+  }
+  return page;
+}
+
+const shortToken = (ttlS) => {
+  const now = Math.floor(Date.now() / 1000);
+  return H.signJwt({ iat: now, exp: now + ttlS, sub: 'browser-test' }, JWT_SECRET);
+};
+
+/** Publishes one item every `everyMs` for `forMs`; resolves to their IDs. */
+async function publishFor(region, forMs, everyMs) {
+  const ids = [];
+  const end = Date.now() + forMs;
+  while (Date.now() < end) {
+    ids.push(await redis.xadd({ lang: 'en', region, text: `Renewal run ${ids.length} ${tag()}` }));
+    await H.sleep(everyMs);
+  }
+  return ids;
+}
+
+async function assertAllOnce(page, ids) {
+  await page.waitForFunction((ids) => ids.every((id) => window.tk.log.items[id]), ids, { timeout: 3000 });
+  const log = await page.evaluate(() => window.tk.log);
+  for (const id of ids) assert.equal(log.items[id], 1, `one 'item' event for ${id}`);
+  const held = await page.evaluate(() => window.tk.client.items.map((it) => it.id));
+  for (const id of ids) assert.equal(held.filter((x) => x === id).length, 1, `${id} once in the state`);
+}
+
+test('getToken: 3 s tokens renewed over one WebSocket for 10 s, nothing lost', async (t) => {
+  const td = await authTickerd(t);
+  const page = await openTokenPage(t, td, () => shortToken(3), { region: 'europe', replay: 0, transport: 'ws', backoffInitialMs: 300 });
+  const firstExp = await page.evaluate(() => window.tk.client.tokenExp);
+  assert.ok(firstExp > Date.now() / 1000, 'the client read the exp of its token');
+  const ids = await publishFor('europe', 10000, 400);
+  await assertAllOnce(page, ids);
+
+  const log = await page.evaluate(() => window.tk.log);
+  const sockets = await page.evaluate(() => window.sockets);
+  const m = await td.metrics();
+  const renewed = log.tokens.filter((e) => e.status === 'renewed');
+  t.diagnostic(`${ids.length} items, ${renewed.length} renewals at ${renewed.map((e) => e.t).join(', ')} ms, getToken ${log.getToken.length}x`);
+  assert.equal(sockets.ws, 1, 'one WebSocket for the whole run');
+  assert.equal(m.tickerd_connections_total, 1, 'the server accepted one connection');
+  assert.equal(m['tickerd_connections{transport="websocket"}'], 1, 'and it is still open');
+  assert.ok(renewed.length >= 2, `at least 2 renewals: ${JSON.stringify(log.tokens)}`);
+  assert.ok(renewed.every((e) => e.via === 'auth' && e.transport === 'ws'));
+  assert.equal(log.getToken.length, renewed.length + 1, 'getToken: once to connect, once a renewal');
+  assert.deepEqual(log.getToken.slice(0, 2).map((g) => g[1]), ['connect', 'renew']);
+  assert.deepEqual(log.errors, [], 'no error events');
+  assert.deepEqual(log.statuses.map((s) => s.status), ['connecting', 'connected'], 'never dropped');
+  assert.ok((await page.evaluate(() => window.tk.client.tokenExp)) >= firstExp + 5, 'the exp in force moved on');
+  assert.doesNotMatch(td.log(), /token expired/i);
+  noPageErrors(page);
+});
+
+test('getToken over SSE: a fresh stream (resuming with since) before each exp', async (t) => {
+  const td = await authTickerd(t);
+  const page = await openTokenPage(t, td, () => shortToken(3), { region: 'africa', replay: 0, transport: 'sse', backoffInitialMs: 300 });
+  const ids = await publishFor('africa', 8000, 400);
+  await assertAllOnce(page, ids);
+  const log = await page.evaluate(() => window.tk.log);
+  const sockets = await page.evaluate(() => window.sockets);
+  const renewed = log.tokens.filter((e) => e.status === 'renewed');
+  t.diagnostic(`${ids.length} items over ${sockets.es} streams; renewals at ${renewed.map((e) => e.t).join(', ')} ms`);
+  assert.equal(sockets.ws, 0);
+  assert.ok(renewed.length >= 2, `at least 2 renewals: ${JSON.stringify(log.tokens)}`);
+  assert.ok(renewed.every((e) => e.via === 'reconnect' && e.transport === 'sse'));
+  assert.equal(sockets.es, renewed.length + 1, 'one stream per token');
+  assert.equal((await td.metrics()).tickerd_connections_total, sockets.es);
+  assert.ok(!log.statuses.some((s) => s.status === 'reconnecting'), `no stream ended by the server: ${JSON.stringify(log.statuses)}`);
+  assert.ok(!log.tokens.some((e) => e.status === 'expired'));
+  assert.deepEqual(log.errors, []);
+  assert.match(await page.evaluate(() => window.tk.client.lastUrl), /[?&]since=\d+-\d+/, 'the new streams resume with since');
+  noPageErrors(page);
+});
+
+test('getToken failing: the page is told, and after the 1008 "token expired" the reconnects back off', async (t) => {
+  const td = await authTickerd(t);
+  let failing = true;
+  const page = await openTokenPage(
+    t,
+    td,
+    (info, n) => {
+      if (n > 1 && failing) throw new Error('token service down');
+      return shortToken(3);
+    },
+    { region: 'asia', replay: 0, transport: 'ws', backoffInitialMs: 500, backoffMaxMs: 4000, tokenRetryMs: 300 },
+  );
+  // The renewal fails: error events and a 'failed' token status before exp.
+  await page.waitForFunction(() => window.tk.log.errors.some((e) => e.source === 'getToken'), null, { timeout: 4000 });
+  await page.waitForFunction(() => window.tk.log.tokens.some((e) => e.status === 'failed'), null, { timeout: 4000 });
+  // The server closes at exp.
+  await page.waitForFunction(() => window.tk.log.statuses.some((s) => s.status === 'reconnecting'), null, { timeout: 4000 });
+  const closedAt = Date.now();
+  let log = await page.evaluate(() => window.tk.log);
+  const drop = log.statuses.find((s) => s.status === 'reconnecting');
+  assert.deepEqual([drop.code, drop.reason], [1008, 'token expired']);
+  assert.ok(log.tokens.some((e) => e.status === 'expired'), 'a token event says expired');
+  const err = log.errors.find((e) => e.source === 'getToken');
+  assert.equal(err.code, 'token_unavailable');
+  assert.match(err.message, /token service down/);
+  const renewTries = log.getToken.filter((g) => g[1] === 'renew').length;
+  assert.ok(renewTries >= 2 && renewTries <= 4, `renewal retried a few times: ${renewTries}`);
+
+  const published = await redis.xadd({ lang: 'en', region: 'asia', text: `While the token service is down ${tag()}` });
+  await H.sleep(8000);
+  log = await page.evaluate(() => window.tk.log);
+  const connects = log.getToken.filter((g) => g[1] === 'connect' && g[0] >= drop.t);
+  const delays = log.statuses.filter((s) => s.status === 'reconnecting').map((s) => s.delayMs);
+  t.diagnostic(`in 8 s after the close: ${connects.length} reconnect attempts, delays ${delays.join(', ')} ms`);
+  assert.ok(connects.length >= 2 && connects.length <= 10, `bounded reconnect attempts: ${connects.length}`);
+  const attempts = log.statuses.filter((s) => s.status === 'reconnecting').map((s) => s.attempt);
+  assert.deepEqual(attempts, [...attempts].sort((a, b) => a - b), 'the backoff grows');
+  assert.equal((await page.evaluate(() => window.sockets)).ws, 1, 'no connection tried without a token');
+  assert.equal((await td.metrics()).tickerd_connections_total, 1);
+  assert.equal(await page.evaluate(() => window.tk.client.status), 'reconnecting');
+
+  // The token service is back: the client resumes and misses nothing.
+  failing = false;
+  await page.waitForFunction(() => window.tk.client.status === 'connected', null, { timeout: 6000 });
+  t.diagnostic(`connected again ${Date.now() - closedAt} ms after the close`);
+  await assertAllOnce(page, [published]);
+  assert.match(await page.evaluate(() => window.tk.client.lastUrl), /[?&]since=\d+-\d+/);
+  assert.equal((await page.evaluate(() => window.sockets)).ws, 2);
+  noPageErrors(page);
+});
+
+test('getToken: a token the server refuses in an auth frame is retried, the old one holding', async (t) => {
+  const td = await authTickerd(t);
+  const page = await openTokenPage(
+    t,
+    td,
+    (info, n) => {
+      const now = Math.floor(Date.now() / 1000);
+      // The second token does not allow the filter in force: `forbidden`, the first one stays.
+      if (n === 2) return H.signJwt({ iat: now, exp: now + 60, regions: ['europe'] }, JWT_SECRET);
+      return shortToken(4);
+    },
+    { region: 'us-canada', replay: 0, transport: 'ws', tokenRetryMs: 200 },
+  );
+  await page.waitForFunction(() => window.tk.log.tokens.some((e) => e.status === 'renewed'), null, { timeout: 6000 });
+  const log = await page.evaluate(() => window.tk.log);
+  const err = log.errors.find((e) => e.source === 'auth');
+  assert.ok(err, `an error event for the refused auth: ${JSON.stringify(log.errors)}`);
+  assert.equal(err.code, 'forbidden');
+  assert.ok(log.tokens.some((e) => e.status === 'retrying' && e.code === 'forbidden'));
+  assert.deepEqual(log.statuses.map((s) => s.status), ['connecting', 'connected'], 'never dropped');
+  assert.equal(log.getToken.length, 3);
+  const id = await redis.xadd({ lang: 'en', region: 'us-canada', text: `After a refused renewal ${tag()}` });
+  await assertAllOnce(page, [id]);
+  assert.equal((await page.evaluate(() => window.sockets)).ws, 1);
+  noPageErrors(page);
+});
 
 // Last: it recreates the stream.
 test('a new epoch (stream recreated) resets the page to the replay', async (t) => {

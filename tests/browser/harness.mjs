@@ -5,6 +5,7 @@
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import crypto from 'node:crypto';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -148,14 +149,15 @@ export class Redis {
 }
 
 export class Tickerd {
-  constructor(dir, redis) {
+  /** `extra`: more of the config file, e.g. "[auth]\njwt_secret = …\n". */
+  constructor(dir, redis, extra = '') {
     this.dir = dir;
     this.redis = redis;
     this.logfile = path.join(dir, 'tickerd.log');
     this.config = path.join(dir, 'tickerd.conf');
     fs.writeFileSync(
       this.config,
-      `[server]\nstatic_dir = ${path.join(REPO, 'clients', 'web')}\nworkers = ${process.env.TICKERD_WORKERS || 1}\n`,
+      `[server]\nstatic_dir = ${path.join(REPO, 'clients', 'web')}\nworkers = ${process.env.TICKERD_WORKERS || 1}\n${extra}`,
     );
   }
 
@@ -192,6 +194,17 @@ export class Tickerd {
 
   stop() {
     return stopChild(this.proc, 5000);
+  }
+
+  /** /metrics as {"name{labels}": value}. */
+  async metrics() {
+    const r = await httpGet(`${this.http}/metrics`);
+    const out = {};
+    for (const line of r.body.split('\n')) {
+      const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)/.exec(line);
+      if (m) out[m[1]] = Number(m[2]);
+    }
+    return out;
   }
 
   log() {
@@ -326,4 +339,11 @@ export function decodePng(buf) {
     prev = line;
   }
   return { width, height, pixel: (x, y) => [...out.subarray((y * width + x) * 4, (y * width + x) * 4 + 4)] };
+}
+
+/** An HS256 JWT (what tickerd's [auth] jwt_secret verifies). */
+export function signJwt(claims, secret) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${head}.${crypto.createHmac('sha256', secret).update(head).digest('base64url')}`;
 }

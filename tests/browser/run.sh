@@ -3,9 +3,10 @@
 # playwright-core, against a tickerd and a redis-server of their own).
 # Needs: node >= 20, /usr/bin/chromium (apt-get install chromium), redis-server,
 # redis-cli and build/tickerd (make build/tickerd). Screenshots: build/browser/.
+# Arguments go to node --test, e.g. one test: run.sh --test-name-pattern=getToken
 set -eu
 cd "$(dirname "$0")"
 if [ ! -d node_modules/playwright-core ]; then
     npm install --no-audit --no-fund
 fi
-exec node --test --test-concurrency=1 --test-timeout=120000 --test-reporter=spec browser.test.mjs
+exec node --test --test-concurrency=1 --test-timeout=120000 --test-reporter=spec "$@" browser.test.mjs
