@@ -21,8 +21,6 @@
 #include "tickerd/worker.h"
 
 #define SHUTDOWN_WAIT_MS 3000
-#define SLOW_TIMEOUT_S 15    /* until [limits] slow_timeout_s lands */
-#define MAX_LIVE_ITEMS 10000 /* until [stream] max_live_items lands */
 
 typedef struct tk_worker {
     uv_loop_t loop;
@@ -48,7 +46,7 @@ typedef struct tk_worker {
 static void hub_limits(const tk_config_t *cfg, tk_hub_limits_t *lim)
 {
     lim->max_queue_bytes = (uint64_t)cfg->max_queue_bytes;
-    lim->slow_timeout_ms = (int64_t)SLOW_TIMEOUT_S * 1000;
+    lim->slow_timeout_ms = (int64_t)cfg->slow_timeout_s * 1000;
     lim->heartbeat_s = cfg->heartbeat_s;
     lim->replay_default = cfg->replay_default;
     lim->replay_max = cfg->replay_max;
@@ -99,7 +97,7 @@ static void reload(tk_worker_t *w)
     tk_hub_limits_t lim;
     hub_limits(cfg, &lim);
     tk_hub_set_limits(w->hub, &lim);
-    tk_history_set_max_live(w->history, MAX_LIVE_ITEMS);
+    tk_history_set_max_live(w->history, cfg->max_live_items);
     tk_stream_set_config(w->stream, cfg);
     w->site.cfg = cfg;
     tk_config_free(w->cfg);
@@ -276,7 +274,7 @@ int tk_worker_run(int index, tk_config_t *cfg, tk_config_loader_t load, bool not
     tk_metrics_bind(index);
     tk_hub_limits_t lim;
     hub_limits(cfg, &lim);
-    w->history = tk_history_create(cfg->history_size, MAX_LIVE_ITEMS);
+    w->history = tk_history_create(cfg->history_size, cfg->max_live_items);
     w->hub = w->history ? tk_hub_create(&w->loop, w->history, &lim) : NULL;
     w->site = (tk_site_t){&w->loop, cfg, w->hub, w->history, false, false, 0};
     if (!w->hub || !(w->lws = tk_net_start(&w->site))) goto out;
