@@ -63,7 +63,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 {
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return tk_ws_confirm_upgrade(wsi, in);
+        return tk_ws_confirm_upgrade(wsi); /* never `in`: CVE-2025-11677 */
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return tk_ws_filter(wsi, user);
     case LWS_CALLBACK_ESTABLISHED:

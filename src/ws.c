@@ -313,12 +313,20 @@ static int write_close(struct lws *wsi, uint16_t code, const char *reason)
     return -1;
 }
 
-int tk_ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
+/* CVE-2025-11677 (Debian's lws 4.1.6 has no fix): for an Upgrade other
+ * than websocket or h2c on a keep-alive connection, lws answers 403, frees
+ * the request's headers and still calls us, with `in` pointing into the
+ * freed headers. So `in` is never read: the header is copied again, and
+ * when lws has dropped the headers (the copy fails) or answered already,
+ * the connection just closes. See docs/operations.md. */
+int tk_ws_confirm_upgrade(struct lws *wsi)
 {
-    char err[256];
+    char err[256], up[16];
     tk_sub_req_t *req = NULL;
     tk_grant_t grant;
-    if (strcasecmp(upgrade, "websocket") != 0) return refuse(wsi, 400, "only WebSocket upgrades");
+    if (lws_hdr_copy(wsi, up, sizeof up, WSI_TOKEN_UPGRADE) <= 0) return -1;
+    if (strcasecmp(up, "websocket") != 0)
+        return strcasecmp(up, "h2c") == 0 ? refuse(wsi, 400, "only WebSocket upgrades") : -1;
     if (tk_site_of(wsi)->stopping) return refuse(wsi, 503, "shutting down");
     unsigned status = parse_handshake(wsi, &req, &grant, err, sizeof err);
     free(req);

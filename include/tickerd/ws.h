@@ -10,8 +10,9 @@ struct lws;
 /* Bytes of per-session data a WebSocket connection needs. */
 extern const size_t tk_ws_session_size;
 
-/* The upgrade request: 0 to go on, or the refusal's return for lws. */
-int tk_ws_confirm_upgrade(struct lws *wsi, const char *upgrade);
+/* The upgrade request: 0 to go on, or the refusal's return for lws. It
+ * reads the Upgrade header itself (lws's `in` may be freed: ws.c). */
+int tk_ws_confirm_upgrade(struct lws *wsi);
 int tk_ws_filter(struct lws *wsi, void *pss);
 int tk_ws_established(struct lws *wsi, void *pss);
 int tk_ws_receive(struct lws *wsi, void *pss, const void *in, size_t len);

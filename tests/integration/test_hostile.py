@@ -227,3 +227,27 @@ def test_long_origin_is_refused_not_skipped(make_tickerd, length, listed, status
         s.sendall(req)
         head = s.recv(4096)
     assert head.startswith(b"HTTP/1.1 %d" % status), head[:60]
+
+
+# --- CVE-2025-11677: a bad Upgrade after a keep-alive request ---
+
+@pytest.mark.parametrize("upgrade", [b"foo", b"h2c", b"websocketx", b"x" * 40])
+def test_bad_upgrade_on_a_kept_alive_connection(tickerd, upgrade):
+    """lws 4.1.6 frees the request's headers and still calls the upgrade
+    callback with a pointer into them; tickerd must not read it (the ASan
+    run of this test reports a use-after-free otherwise)."""
+    import socket
+    with socket.create_connection(("127.0.0.1", tickerd.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: " + upgrade +
+                  b"\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        try:
+            reply = s.recv(65536)
+        except ConnectionResetError:
+            reply = b""
+        assert not reply.startswith(b"HTTP/1.1 101")
+    assert tickerd.proc.poll() is None
+    assert tickerd.health()[0] == 200

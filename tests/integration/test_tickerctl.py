@@ -85,9 +85,12 @@ def test_config_lists_apply(redis_server, rds, tmp_path):
     assert r.returncode == 0, r.stderr
     assert rds.xlen("other:stream") == 1
     bad = tmp_path / "bad.conf"
-    bad.write_text("[lists]\nlanguages = en,\n[nope]\nx = 1\n")
+    bad.write_text("[lists]\nlanguages = en\n[nope]\nx = 1\n")
     r = ctl(redis_server, "-c", str(bad), "publish", "--text", "t")
     assert r.returncode == 2 and "unknown key" in r.stderr
+    bad.write_text("[lists]\nlanguages = en,\n")  # one list rule everywhere
+    r = ctl(redis_server, "-c", str(bad), "publish", "--text", "t")
+    assert r.returncode == 2 and "empty element" in r.stderr
 
 
 def test_redis_down_exits_1(tmp_path):
