@@ -122,11 +122,6 @@ static void log_lws(int level, const char *line)
     tk_log_limited(level == LLL_ERR ? TK_LOG_ERROR : TK_LOG_WARN, "lws: %.*s", (int)n, line);
 }
 
-tk_site_t *tk_site_of(struct lws *wsi)
-{
-    return lws_context_user(lws_get_context(wsi));
-}
-
 struct lws_context *tk_net_start(tk_site_t *site)
 {
     struct lws_context_creation_info info;
