@@ -50,7 +50,7 @@ static int respond_text(struct lws *wsi, unsigned status, const char *text)
     int n = snprintf(body, sizeof body, "%s\n", text);
     if (status >= 400) {
         lws_get_peer_simple(wsi, ip, sizeof ip);
-        tk_log_limited(TK_LOG_INFO, "refused %s: HTTP %u: %s", ip, status, text);
+        tk_log_refused("refused %s: HTTP %u: %s", ip, status, text);
         tk_metrics_refused(status);
     }
     return finish(wsi, tk_http_respond(wsi, status, TEXT_TYPE, body, (size_t)n, NULL));

@@ -48,6 +48,7 @@ static tk_config_t *load_config(char *err, size_t errlen)
         tk_config_free(cfg);
         return NULL;
     }
+    tk_log_configure((tk_log_level_t)cfg->log_level, cfg->log_format == TK_LOG_FORMAT_JSON);
     return cfg;
 }
 

@@ -55,3 +55,46 @@ def test_worker_restarted_after_reload_keeps_address_and_new_config(make_tickerd
         assert [f["type"] for f in frames] == ["hello", "item", "item", "replay"]
         assert frames[3]["count"] == 2
         ws.close()
+
+
+def test_log_format_json_and_level(make_tickerd, xadd):
+    """[log] format = json: one JSON object a line; level = warn hides info."""
+    import json as _json
+    td = make_tickerd({"log": {"format": "json", "level": "warn"}})
+    xadd(text="")  # rejected: a warn line
+    wait_until(lambda: "rejected" in td.log(), 5, what="the rejection line")
+    lines = [l for l in td.log().splitlines() if l.strip()]
+    objs = [_json.loads(l) for l in lines if l.startswith("{")]
+    assert objs and len(objs) == len([l for l in lines if not l.startswith("==")])
+    assert all(set(o) == {"ts", "pid", "level", "msg"} for o in objs)
+    assert all(o["level"] in ("warn", "error") for o in objs), objs
+    assert any("rejected" in o["msg"] for o in objs)
+
+
+def test_refusals_do_not_use_up_the_trouble_budget(make_tickerd, xadd):
+    """A flood of refused clients must not hide the daemon's own trouble:
+    while refusals pour in (far over the 5-lines-a-second budget), a slow
+    consumer is still logged, because refusals have a budget of their own."""
+    import threading
+    from conftest import RawWS, ws_handshake_request, raw_request
+    td = make_tickerd({"auth": {"allowed_origins": "https://news.example"},
+                       "limits": {"slow_timeout_s": 1}})
+    evil = ws_handshake_request(td.port, "/v1/ws", b"Origin: https://evil.example\r\n")
+    done = threading.Event()
+
+    def flood():
+        while not done.is_set():
+            raw_request(td.port, evil)
+
+    t = threading.Thread(target=flood)
+    t.start()
+    try:
+        stuck = RawWS(td.port, "/v1/ws?replay=0", rcvbuf=4096)
+        for i in range(300):
+            xadd(text="x" * 900 + str(i))
+        wait_until(lambda: "closing (1013)" in td.log(), 10, what="the slow consumer's line")
+        assert td.log().count("refused") > 10  # the flood was on
+        stuck.close()
+    finally:
+        done.set()
+        t.join()
