@@ -158,3 +158,8 @@ clean:
 
 bench: all
 	tests/bench/run.sh
+
+# test_stream includes the stream reader's sources to reach its static functions.
+$(BUILD)/tests/test_stream: tests/unit/test_stream.c src/stream.c src/redis_uv.c src/sentinel.c \
+                            $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/metrics.o | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka

@@ -77,7 +77,12 @@ static void unmark_owed(tk_client_t *c)
     c->owed = 0;
 }
 
-/* --- the fan-out histogram: stream-ID time to the last write --- */
+/* --- the fan-out histogram: stream-ID time to the last write ---
+ * Each event's live frame counts the clients that still owe it; the last
+ * write observes the histogram. A client that leaves, resubscribes or is
+ * resynced while behind is not taken off the counts (that would cost a walk
+ * of its whole backlog, at the worst moment: a mass timeout): such an event
+ * is then left out of the histogram. */
 
 /* The live frame of ev for t, counting one more client that owes it. */
 static tk_msg_t *live_msg(tk_event_t *ev, tk_transport_t t)
@@ -97,21 +102,6 @@ static bool wants(const tk_client_t *c, const tk_event_t *ev)
 {
     return tk_id_cmp(ev->id, c->skip_until) > 0 &&
            tk_filter_match_any(&c->filter, ev->keys, ev->nkeys);
-}
-
-/* What c owes of the log is counted in each event's frame; when c stops
- * owing it (closed, resubscribed, resynced) the counts are given back. */
-static void count_owed(tk_client_t *c, int delta)
-{
-    tk_history_t *h = c->hub->history;
-    uint64_t end = tk_history_next_seq(h), first = tk_history_first_seq(h);
-    for (uint64_t s = c->cursor > first ? c->cursor : first; s < end; s++) {
-        tk_event_t *ev = tk_history_at(h, s);
-        if (!ev || !wants(c, ev)) continue;
-        tk_msg_t *m = ev->msg[c->transport][0];
-        if (delta > 0 && (m = live_msg(ev, c->transport))) m->pending++;
-        else if (delta < 0) fanout_done(m);
-    }
 }
 
 /* --- own frames --- */
@@ -202,7 +192,6 @@ void tk_client_close(tk_client_t *c, uint16_t code)
     /* Error frames go out before a 1008; nothing else is worth waiting
      * for, least of all for a slow consumer. */
     if (code != 1008) drop_queue(c);
-    if (c->attached && c->state == TK_CLIENT_LIVE) count_owed(c, -1);
     c->cursor = tk_history_next_seq(c->hub->history);
     c->state = TK_CLIENT_CLOSING;
     c->close_code = code;
@@ -410,7 +399,6 @@ void tk_hub_detach(tk_client_t *c)
 {
     if (c->attached) {
         tk_hub_t *hub = c->hub;
-        if (c->state == TK_CLIENT_LIVE) count_owed(c, -1);
         c->attached = 0;
         unmark_owed(c);
         if (c->prev) c->prev->next = c->next;
@@ -439,14 +427,9 @@ void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
         return;
     }
     if (c->state != TK_CLIENT_LIVE) return;
-    count_owed(c, -1);
     c->filter = req->filter;
-    count_owed(c, 1);
     send_hello(c);
-    if (req->replay >= 0 || req->has_since) {
-        count_owed(c, -1); /* a replay restarts the client at the log's end */
-        send_replay(c, req, false);
-    }
+    if (req->replay >= 0 || req->has_since) send_replay(c, req, false);
 }
 
 void tk_client_heard(tk_client_t *c)
@@ -547,7 +530,6 @@ void tk_hub_resync(tk_hub_t *hub, bool gap_frame)
     tk_sub_req_init(&req);
     for (tk_client_t *c = hub->clients; c; c = c->next) {
         if (c->state != TK_CLIENT_LIVE) continue;
-        count_owed(c, -1);
         if (gap_frame) {
             char last[TK_ID_STRLEN];
             tk_id_format(c->last_sent, last);

@@ -154,14 +154,10 @@ int tk_metrics_ip_count(uint32_t slot)
 
 /* Only worker 0 reads and writes `counted`, and only one worker 0 lives
  * at a time (the master reaps it before it starts the next). */
-bool tk_metrics_first_count(const char *epoch, tk_id_t id)
+bool tk_metrics_first_count(tk_id_t id)
 {
     tk_metrics_t *m = tk_metrics;
     if (bound != 0) return false;
-    if (strcmp(m->counted_epoch, epoch)) {
-        m->counted = (tk_id_t){0, 0};
-        snprintf(m->counted_epoch, sizeof m->counted_epoch, "%s", epoch);
-    }
     if (tk_id_cmp(id, m->counted) <= 0) return false;
     m->counted = id;
     return true;

@@ -32,6 +32,9 @@ struct tk_sentinel {
     redisAsyncContext *ask_ac, *sub_ac;
     int sub_next;
     uv_timer_t sub_retry;
+    uv_timer_t ask_timer; /* a sentinel that does not answer is skipped */
+    int timeout_ms;
+    int open_timers;
     bool closing;
 };
 
@@ -58,6 +61,7 @@ static redisAsyncContext *open_ctx(tk_sentinel_t *s, const addr_t *a,
 
 static void finish_ask(tk_sentinel_t *s, const char *ip, int port)
 {
+    uv_timer_stop(&s->ask_timer);
     tk_sentinel_cb found = s->found;
     s->found = NULL;
     s->asking = -1;
@@ -103,13 +107,28 @@ static void on_ask_disconnect(const redisAsyncContext *ac, int status)
     if (!s->closing) ask_next(s);
 }
 
+/* The connect or the answer took longer than timeout_ms: the next one. */
+static void on_ask_timeout(uv_timer_t *t)
+{
+    tk_sentinel_t *s = t->data;
+    if (!s->ask_ac) return;
+    tk_log(TK_LOG_WARN, "sentinel %s:%d: no answer in %d ms", s->addrs[s->asking].ip,
+           s->addrs[s->asking].port, s->timeout_ms);
+    redisAsyncContext *ac = s->ask_ac;
+    s->ask_ac = NULL; /* its disconnect callback then leaves it alone */
+    redisAsyncFree(ac);
+    ask_next(s);
+}
+
 static void ask_next(tk_sentinel_t *s)
 {
+    uv_timer_stop(&s->ask_timer);
     while (++s->asking < s->n) {
         const addr_t *a = &s->addrs[s->asking];
         if (!(s->ask_ac = open_ctx(s, a, on_ask_disconnect, on_ask_connect))) continue;
         const char *argv[] = {"SENTINEL", "get-master-addr-by-name", s->master};
         redisAsyncCommandArgv(s->ask_ac, on_ask_reply, s, 3, argv, NULL);
+        uv_timer_start(&s->ask_timer, on_ask_timeout, (uint64_t)s->timeout_ms, 0);
         return;
     }
     finish_ask(s, NULL, 0);
@@ -202,7 +221,8 @@ static int parse_list(tk_sentinel_t *s, const char *list)
 }
 
 tk_sentinel_t *tk_sentinel_create(uv_loop_t *loop, const char *sentinels, const char *master_name,
-                                  const tk_redis_url_t *auth, tk_sentinel_cb on_switch, void *data)
+                                  const tk_redis_url_t *auth, int timeout_ms,
+                                  tk_sentinel_cb on_switch, void *data)
 {
     tk_sentinel_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -213,8 +233,11 @@ tk_sentinel_t *tk_sentinel_create(uv_loop_t *loop, const char *sentinels, const 
     s->master = strdup(master_name);
     if (auth && auth->password) s->password = strdup(auth->password);
     if (auth && auth->user) s->user = strdup(auth->user);
+    s->timeout_ms = timeout_ms;
     uv_timer_init(loop, &s->sub_retry);
-    s->sub_retry.data = s;
+    uv_timer_init(loop, &s->ask_timer);
+    s->sub_retry.data = s->ask_timer.data = s;
+    s->open_timers = 2;
     if (!s->master || parse_list(s, sentinels)) {
         tk_sentinel_free(s);
         return NULL;
@@ -223,9 +246,15 @@ tk_sentinel_t *tk_sentinel_create(uv_loop_t *loop, const char *sentinels, const 
     return s;
 }
 
+void tk_sentinel_set_timeout(tk_sentinel_t *s, int timeout_ms)
+{
+    if (s) s->timeout_ms = timeout_ms;
+}
+
 static void on_closed(uv_handle_t *h)
 {
     tk_sentinel_t *s = h->data;
+    if (--s->open_timers > 0) return;
     free(s->master);
     free(s->user);
     free(s->password);
@@ -248,4 +277,5 @@ void tk_sentinel_free(tk_sentinel_t *s)
         redisAsyncFree(ac);
     }
     uv_close((uv_handle_t *)&s->sub_retry, on_closed);
+    uv_close((uv_handle_t *)&s->ask_timer, on_closed);
 }

@@ -1,6 +1,15 @@
-/* stream.c - reading the Redis stream (see stream.h). One connection
- * carries the few start-up commands and then only XREAD BLOCK; a watchdog
- * timer replaces the socket timeout hiredis 0.14 lacks. */
+/* stream.c - reading the Redis stream (see stream.h).
+ *
+ * One connection carries the set-up commands (AUTH, SELECT, ROLE, the
+ * epoch), the check of what Redis holds (XINFO STREAM), the load
+ * (XREVRANGE) and then XREAD BLOCK, with the epoch and XINFO asked again
+ * between two reads every CHECK_EVERY_MS. hiredis 0.14 has no timeouts:
+ * one watchdog timer bounds the name resolution, the connect and every
+ * command (timeout_s; an XREAD gets its block time on top), and when it
+ * fires the connection counts as lost.
+ *
+ * What is read goes out through the tk_stream_events_t callbacks: this file
+ * includes neither the hub nor the history nor the process state. */
 #include <fcntl.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -10,84 +19,357 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tickerd/clock.h"
 #include "tickerd/config.h"
 #include "tickerd/log.h"
-#include "tickerd/metrics.h"
 #include "tickerd/redis_uv.h"
 #include "tickerd/sentinel.h"
 #include "tickerd/stream.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define XREAD_BLOCK_MS 5000
-/* Entries a read hands to the hub at once. Small enough that a burst is
- * written out between reads instead of piling up in every client's queue
- * (100 long items stay under the default max_queue_bytes). */
+#define XREAD_BLOCK_MS 2000
+/* Entries a read hands on at once. Small enough that a burst is written
+ * out between reads instead of piling up in every client's queue (100
+ * long items stay under the default max_queue_bytes). */
 #define XREAD_COUNT "100"
-#define WATCHDOG_SLACK_MS 5000
+/* How often the epoch and XINFO are asked again while reading. */
+#define CHECK_EVERY_MS 2000
+/* Commands in flight at most at once (the set-up pipeline). */
+#define MAX_PENDING 8
+
+/* What Redis says it holds: XINFO STREAM, or without it XRANGE/XREVRANGE
+ * COUNT 1. */
+typedef struct stream_info {
+    bool exists;
+    tk_id_t last; /* last-generated-id (the last entry without XINFO); 0-0: no stream */
+    bool has_first;
+    tk_id_t first;
+    uint64_t length;
+    bool has_deleted; /* Redis 7: max-deleted-entry-id (XDEL only: a trim leaves it) */
+    tk_id_t deleted;
+    bool has_added; /* Redis 7: entries-added, every entry the stream ever got */
+    uint64_t added;
+} stream_info_t;
+
+/* What tickerd has read, as the check needs it. */
+typedef struct read_state {
+    tk_id_t last; /* the newest ID read (or the load's horizon) */
+    tk_id_t seen; /* deletion evidence already reported as a gap */
+    /* Redis 7: entries-added when tickerd was last caught up (its last read
+     * was the stream's last ID), and the entries read since. */
+    bool counted;
+    uint64_t base;
+    uint64_t read;
+} read_state_t;
+
+typedef enum {
+    CHECK_OK,
+    CHECK_LOST,   /* entries after the last one read were deleted unread */
+    CHECK_BEHIND, /* the stream ends before the last ID read */
+} check_t;
+
+typedef struct resolve_req {
+    uv_getaddrinfo_t req;
+    tk_stream_t *s;
+    unsigned gen;
+    int port;
+    char host[256];
+} resolve_req_t;
 
 struct tk_stream {
     uv_loop_t *loop;
-    const tk_config_t *cfg;
-    const tk_stream_events_t *ev;
+    tk_stream_events_t ev;
     void *ud;
-    int worker;
-    char epoch[65]; /* the last epoch read; empty before the first */
+    char tag[24]; /* "redis", or "redis[wN]" for worker N > 0 */
+    char *key;
+    char *master_name;
+    char epoch_key[512];
+    int history_size;
+    int timeout_ms;
+    tk_redis_url_t url;
+    tk_sentinel_t *sentinel; /* NULL: url names the server */
+
     redisAsyncContext *ac;
     uv_timer_t retry;
     uv_timer_t watchdog;
-    tk_redis_url_t url;
-    tk_sentinel_t *sentinel; /* NULL: url names the server */
-    char ip[64];             /* where to connect: resolved from url, or from the sentinels */
-    int port;
-    int backoff_ms;
-    bool up;
-    bool ever_up; /* a reconnect is counted only after a first connection */
-    bool loaded;
+    int open; /* timers and resolutions that must end before the struct is freed */
     bool stopping;
-    int open_handles;
-    int64_t down_since_ms;
-    tk_id_t last_read;
-    char epoch_key[512];
+
+    /* where to connect: resolved from url, or named by the sentinels */
+    char ip[64];
+    int port;
+    char where[128];          /* "ip:port" or the socket path, for log lines */
+    resolve_req_t *resolving; /* the resolution in progress, or NULL */
+    unsigned gen;             /* bumped to ignore a resolution that was given up */
+    unsigned turn;            /* which of several addresses of a name to try */
+
+    unsigned attempt; /* reconnections since the last working read */
+    uint32_t rnd;     /* jitter */
+    bool up;
+    bool greeted; /* this connection has read the epoch once */
+    uint64_t down_since_ms;
+    uint64_t next_check_ms;
+
+    /* commands in flight, oldest first, for the watchdog's log line */
+    const char *pending[MAX_PENDING];
+    int npending, head;
+
+    char epoch[65];         /* the last one reported; empty until read */
+    char new_epoch[65];     /* a different one, reported with the reload */
+    const char *reload_why; /* set: the next load replaces what was read */
+    bool loaded;
+    bool no_xinfo; /* XINFO refused: XRANGE/XREVRANGE COUNT 1 instead */
+    stream_info_t info;
+    read_state_t rd;
 };
 
 static void connect_now(tk_stream_t *s);
-void tk_stream_stop(tk_stream_t *s);
+static void stream_release(tk_stream_t *s);
+static void read_next(tk_stream_t *s);
+static void send_epoch(tk_stream_t *s);
+
+/* ---- pure functions (unit-tested) ---------------------------------------- */
+
+/* The delay before reconnection attempt n (0: the first after a loss):
+ * 100 ms doubling to 5 s, each with +-25 % jitter from rnd, always within
+ * [100 ms, 5 s]. Jitter keeps many nodes from reconnecting in step. */
+static int backoff_delay_ms(unsigned attempt, uint32_t rnd)
+{
+    int base = attempt >= 6 ? BACKOFF_MAX_MS : BACKOFF_MIN_MS << attempt;
+    if (base > BACKOFF_MAX_MS) base = BACKOFF_MAX_MS;
+    int d = base * (75 + (int)(rnd % 51)) / 100;
+    return d < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d;
+}
+
+static tk_id_t id_max(tk_id_t a, tk_id_t b)
+{
+    return tk_id_cmp(a, b) >= 0 ? a : b;
+}
+
+/* The ID just before id (0-0 stays 0-0). */
+static tk_id_t id_pred(tk_id_t id)
+{
+    if (id.seq) return (tk_id_t){id.ms, id.seq - 1};
+    if (id.ms) return (tk_id_t){id.ms - 1, UINT64_MAX};
+    return id;
+}
+
+/* Compares what Redis holds with what was read. On CHECK_LOST, *horizon is
+ * the ID up to which entries may be missing and *evidence what to keep as
+ * rd->seen, so that the same loss is reported once.
+ *
+ * - Redis's stream ends before rd->last (its last generated ID is older):
+ *   failover to a replica that lacks entries, a restore, a stream recreated
+ *   with older IDs, or deleted. What was read no longer matches: BEHIND.
+ * - Redis 7 says an entry newer than rd->last was XDELeted: never read.
+ *   LOST up to it.
+ * - The first entry is newer than rd->last: the stream was trimmed past
+ *   it, or recreated. Redis 7 counts every entry ever added: the entries
+ *   added since tickerd was last caught up, less those it read since and
+ *   those still there (all after rd->last), is what it lost; 0 means it
+ *   missed nothing (trimmed after reading). Without that count (Redis 6, or
+ *   never caught up), any such trim counts as LOST, up to the entry before
+ *   the first. */
+static check_t check_stream(const stream_info_t *in, const read_state_t *rd, tk_id_t *horizon,
+                            tk_id_t *evidence)
+{
+    if (tk_id_cmp(in->last, rd->last) < 0) return CHECK_BEHIND;
+    tk_id_t after = id_max(rd->last, rd->seen);
+    if (in->has_deleted && tk_id_cmp(in->deleted, after) > 0) {
+        *horizon = *evidence = in->deleted;
+        return CHECK_LOST;
+    }
+    if (!in->has_first || tk_id_cmp(in->first, after) <= 0) return CHECK_OK;
+    if (in->has_added && rd->counted && in->added == rd->base + rd->read + in->length)
+        return CHECK_OK;
+    *horizon = id_pred(in->first);
+    *evidence = in->first;
+    return CHECK_LOST;
+}
+
+/* The horizon of a load: entries up to it may be missing from it. before:
+ * the entry just before the loaded ones (0-0: the load reached the start of
+ * the stream). Having reached the start, entries older than the first one
+ * may have been trimmed: Redis 7 says whether any entry was ever deleted,
+ * and the newest XDELeted one; before Redis 7, assume a trim. 0-0:
+ * nothing is missing. */
+static tk_id_t load_horizon(const stream_info_t *in, tk_id_t before)
+{
+    tk_id_t h = before;
+    if (in->has_deleted) h = id_max(h, in->deleted);
+    if (!tk_id_is_zero(before) || (in->has_added && in->added == in->length)) return h;
+    if (in->has_first) return id_max(h, id_pred(in->first));
+    return id_max(h, in->last); /* empty: every entry up to the last generated is gone */
+}
+
+/* An XINFO STREAM reply (RESP2: field, value, ...). Returns 0 or -1. */
+static int parse_xinfo(const redisReply *r, stream_info_t *out)
+{
+    bool has_last = false;
+    memset(out, 0, sizeof *out);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) return -1;
+    out->exists = true;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING) continue;
+        if (strcmp(k->str, "last-generated-id") == 0 && v->type == REDIS_REPLY_STRING)
+            has_last = !tk_id_parse(v->str, v->len, &out->last);
+        else if (strcmp(k->str, "max-deleted-entry-id") == 0 && v->type == REDIS_REPLY_STRING)
+            out->has_deleted = !tk_id_parse(v->str, v->len, &out->deleted);
+        else if (strcmp(k->str, "length") == 0 && v->type == REDIS_REPLY_INTEGER)
+            out->length = (uint64_t)v->integer;
+        else if (strcmp(k->str, "entries-added") == 0 && v->type == REDIS_REPLY_INTEGER)
+            out->has_added = true, out->added = (uint64_t)v->integer;
+        else if (strcmp(k->str, "first-entry") == 0 && v->type == REDIS_REPLY_ARRAY &&
+                 v->elements == 2 && v->element[0]->type == REDIS_REPLY_STRING)
+            out->has_first = !tk_id_parse(v->element[0]->str, v->element[0]->len, &out->first);
+    }
+    return has_last ? 0 : -1;
+}
+
+/* The ID of an entry [id, [field, value, ...]]. */
+static bool entry_id(const redisReply *e, tk_id_t *id)
+{
+    return e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+           e->element[0]->type == REDIS_REPLY_STRING &&
+           !tk_id_parse(e->element[0]->str, e->element[0]->len, id);
+}
+
+/* The ID of the first entry of an XRANGE-style reply. */
+static bool first_entry_id(const redisReply *r, tk_id_t *id)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements > 0 && entry_id(r->element[0], id);
+}
+
+/* ---- connection state ------------------------------------------------------ */
 
 bool tk_stream_up(const tk_stream_t *s)
 {
     return s && s->up;
 }
 
+int64_t tk_stream_down_ms(const tk_stream_t *s)
+{
+    return s && !s->up ? (int64_t)(uv_now(s->loop) - s->down_since_ms) : 0;
+}
 
 static void set_up(tk_stream_t *s, bool up)
 {
-    if (up) s->ever_up = true;
-    if (up == s->up && (up || s->down_since_ms)) return;
+    if (up == s->up) return;
     s->up = up;
-    s->down_since_ms = up ? 0 : tk_now_ms();
-    tk_worker_stats_t *w = &tk_metrics->workers[s->worker];
-    w->redis_up = up;
-    w->redis_down_since_ms = s->down_since_ms;
-    s->ev->status(s->ud, up, s->down_since_ms);
+    s->down_since_ms = up ? 0 : uv_now(s->loop);
+    if (s->ev.status) s->ev.status(s->ud, up);
 }
 
-/* The retry timer's callback gets the timer; the stream is its data. */
+static uint32_t next_rnd(tk_stream_t *s)
+{
+    uint32_t x = s->rnd; /* xorshift32 */
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return s->rnd = x;
+}
+
 static void on_retry(uv_timer_t *t)
 {
     connect_now(t->data);
 }
 
+/* The connection is gone or given up (its context already freed or being
+ * freed): down, and a new attempt after the backoff. */
 static void schedule_reconnect(tk_stream_t *s)
 {
+    if (!s->up) s->turn++; /* never got going: try the name's next address */
     set_up(s, false);
     uv_timer_stop(&s->watchdog);
+    s->npending = 0;
     if (s->stopping || uv_is_active((uv_handle_t *)&s->retry)) return;
-    tk_log(TK_LOG_INFO, "redis: reconnecting in %d ms", s->backoff_ms);
-    uv_timer_start(&s->retry, on_retry, (uint64_t)s->backoff_ms, 0);
-    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+    int ms = backoff_delay_ms(s->attempt, next_rnd(s));
+    if (s->attempt < 32) s->attempt++;
+    tk_log(TK_LOG_INFO, "%s: reconnecting in %d ms", s->tag, ms);
+    uv_timer_start(&s->retry, on_retry, (uint64_t)ms, 0);
 }
+
+/* Gives up the connection now (from anywhere, a hiredis callback included:
+ * hiredis then frees the context once the callback returns). Its pending
+ * callbacks get NULL replies, which are ignored. */
+static void drop(tk_stream_t *s)
+{
+    redisAsyncContext *ac = s->ac;
+    s->ac = NULL;
+    if (ac) redisAsyncFree(ac);
+    schedule_reconnect(s);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    tk_stream_t *s = t->data;
+    if (s->resolving) {
+        tk_log(TK_LOG_WARN, "%s: resolving %s took over %d ms: retrying", s->tag,
+               s->resolving->host, s->timeout_ms);
+        uv_cancel((uv_req_t *)&s->resolving->req); /* may be too late: then ignored */
+        s->resolving = NULL;
+        s->gen++;
+        schedule_reconnect(s);
+        return;
+    }
+    if (!s->ac) return;
+    const char *what = !(s->ac->c.flags & REDIS_CONNECTED) ? "connect"
+                       : s->npending                       ? s->pending[s->head]
+                                                           : "reply";
+    tk_log(TK_LOG_WARN, "%s: %s to %s timed out (no answer in %llu ms): connection lost", s->tag,
+           what, s->where, (unsigned long long)uv_timer_get_repeat(t));
+    drop(s);
+}
+
+/* Arms the watchdog for the oldest command in flight. The repeat value
+ * only records the bound, for the log line. */
+static void arm(tk_stream_t *s, int ms)
+{
+    uv_timer_start(&s->watchdog, on_watchdog, (uint64_t)ms, 0);
+    uv_timer_set_repeat(&s->watchdog, (uint64_t)ms);
+}
+
+/* Sends a command. extra_ms: what the command may take on top of
+ * timeout_s (an XREAD's block time). Returns 0 or -1 (the connection is
+ * going away). */
+static int send_cmd(tk_stream_t *s, redisCallbackFn *fn, int argc, const char **argv, int extra_ms)
+{
+    if (!s->ac || redisAsyncCommandArgv(s->ac, fn, s, argc, argv, NULL) != REDIS_OK) return -1;
+    if (s->npending < MAX_PENDING) s->pending[(s->head + s->npending) % MAX_PENDING] = argv[0];
+    if (s->npending++ == 0) arm(s, s->timeout_ms + extra_ms);
+    return 0;
+}
+
+/* Every reply callback starts here. Returns false for a reply to ignore:
+ * NULL (the context is going away) or from a context already given up. A
+ * reply proves the server alive: the next command in flight gets a fresh
+ * timeout_s. */
+static bool took_reply(tk_stream_t *s, redisAsyncContext *ac, redisReply *reply)
+{
+    if (!reply || ac != s->ac) return false;
+    if (s->npending > 0) {
+        s->npending--;
+        s->head = (s->head + 1) % MAX_PENDING;
+    }
+    if (s->npending)
+        arm(s, s->timeout_ms);
+    else
+        uv_timer_stop(&s->watchdog);
+    return true;
+}
+
+/* Caught up (the last ID read is the stream's last): the entries-added
+ * count from here on tells whether a trim took entries never read. */
+static void note_caught_up(tk_stream_t *s)
+{
+    if (!s->info.has_added || tk_id_cmp(s->info.last, s->rd.last) != 0) return;
+    s->rd.counted = true;
+    s->rd.base = s->info.added;
+    s->rd.read = 0;
+}
+
+/* ---- reading ------------------------------------------------------------------ */
 
 /* One entry of an XRANGE/XREAD reply: [id, [field, value, ...]]. */
 static void ingest_reply_entry(tk_stream_t *s, redisReply *e, bool live)
@@ -98,7 +380,9 @@ static void ingest_reply_entry(tk_stream_t *s, redisReply *e, bool live)
     redisReply *id = e->element[0], *kv = e->element[1];
     tk_id_t sid;
     if (tk_id_parse(id->str, id->len, &sid)) return;
-    if (tk_id_cmp(sid, s->last_read) > 0) s->last_read = sid;
+    if (tk_id_cmp(sid, s->rd.last) > 0) s->rd.last = sid;
+    if (live) s->rd.read++;
+    if (!s->ev.entry) return;
     size_t n = kv->type == REDIS_REPLY_ARRAY ? kv->elements : 0;
     const char **fv = malloc((n + 1) * sizeof *fv);
     size_t *fvlen = malloc((n + 1) * sizeof *fvlen);
@@ -109,135 +393,239 @@ static void ingest_reply_entry(tk_stream_t *s, redisReply *e, bool live)
             fv[k] = kv->element[i]->str;
             fvlen[k++] = kv->element[i]->len;
         }
-        s->ev->entry(s->ud, id->str, id->len, fv, fvlen, k & ~(size_t)1, live);
+        s->ev.entry(s->ud, id->str, id->len, fv, fvlen, k & ~(size_t)1, live);
     }
     free(fv);
     free(fvlen);
 }
 
-static void read_next(tk_stream_t *s);
-
 static void on_xread(redisAsyncContext *ac, void *r, void *priv)
 {
     tk_stream_t *s = priv;
     redisReply *reply = r;
-    (void)ac;
-    if (!reply) return; /* disconnecting: the disconnect callback reconnects */
-    uv_timer_stop(&s->watchdog);
+    if (!took_reply(s, ac, reply)) return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        tk_log(TK_LOG_ERROR, "redis: XREAD: %s", reply->str);
-        redisAsyncDisconnect(s->ac);
+        tk_log(TK_LOG_ERROR, "%s: XREAD: %s", s->tag, reply->str);
+        drop(s);
         return;
     }
-    s->backoff_ms = BACKOFF_MIN_MS;
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
+    s->attempt = 0; /* the connection works: the next loss starts the backoff over */
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+        reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2 &&
+        reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
         redisReply *entries = reply->element[0]->element[1];
-        bool burst = entries->elements > 1;
-        if (burst) s->ev->batch(s->ud, true);
+        bool batch = entries->elements > 1 && s->ev.batch;
+        if (batch) s->ev.batch(s->ud, true);
         for (size_t i = 0; i < entries->elements; i++)
             ingest_reply_entry(s, entries->element[i], true);
-        if (burst) s->ev->batch(s->ud, false);
-        tk_id_format(s->last_read, tk_metrics->workers[s->worker].last_id);
+        if (batch) s->ev.batch(s->ud, false);
     }
     read_next(s);
 }
 
-static void on_watchdog(uv_timer_t *t)
-{
-    tk_stream_t *s = t->data;
-    tk_log(TK_LOG_WARN, "redis: no reply to XREAD in %d ms: reconnecting",
-           XREAD_BLOCK_MS + WATCHDOG_SLACK_MS);
-    if (s->ac) {
-        redisAsyncContext *ac = s->ac;
-        s->ac = NULL;
-        redisAsyncFree(ac);
-    }
-    schedule_reconnect(s);
-}
-
+/* The next XREAD, or first the periodic check when it is due. */
 static void read_next(tk_stream_t *s)
 {
+    if (!s->ac) return;
+    if (uv_now(s->loop) >= s->next_check_ms) {
+        send_epoch(s);
+        return;
+    }
     char last[TK_ID_STRLEN], block[16];
-    tk_id_format(s->last_read, last);
+    tk_id_format(s->rd.last, last);
     snprintf(block, sizeof block, "%d", XREAD_BLOCK_MS);
-    const char *argv[] = {
-        "XREAD", "COUNT", XREAD_COUNT, "BLOCK", block, "STREAMS", s->cfg->stream_key, last};
-    if (!s->ac || redisAsyncCommandArgv(s->ac, on_xread, s, 8, argv, NULL) != REDIS_OK) return;
-    uv_timer_start(&s->watchdog, on_watchdog, XREAD_BLOCK_MS + WATCHDOG_SLACK_MS, 0);
+    const char *argv[] = {"XREAD", "COUNT", XREAD_COUNT, "BLOCK", block, "STREAMS", s->key, last};
+    if (send_cmd(s, on_xread, 8, argv, XREAD_BLOCK_MS)) drop(s);
 }
 
 static void on_load(redisAsyncContext *ac, void *r, void *priv)
 {
     tk_stream_t *s = priv;
     redisReply *reply = r;
-    (void)ac;
-    if (!reply) return;
+    if (!took_reply(s, ac, reply)) return;
     if (reply->type != REDIS_REPLY_ARRAY) {
-        tk_log(TK_LOG_ERROR, "redis: XREVRANGE %s: %s", s->cfg->stream_key,
+        tk_log(TK_LOG_ERROR, "%s: XREVRANGE %s: %s", s->tag, s->key,
                reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-        redisAsyncDisconnect(s->ac);
+        drop(s);
         return;
     }
-    size_t n = reply->elements, first = n;
-    if (n > (size_t)s->cfg->history_size) {
-        /* One more than the history holds: its ID is the horizon. */
-        redisReply *oldest = reply->element[n - 1];
-        tk_id_t hid;
-        if (oldest->type == REDIS_REPLY_ARRAY && oldest->elements == 2 &&
-            !tk_id_parse(oldest->element[0]->str, oldest->element[0]->len, &hid)) {
-            s->ev->horizon(s->ud, hid);
-            if (tk_id_cmp(hid, s->last_read) > 0) s->last_read = hid;
+    if (s->reload_why) {
+        if (s->new_epoch[0]) { /* reported here, with the reload, so that they stay together */
+            memcpy(s->epoch, s->new_epoch, sizeof s->epoch);
+            s->new_epoch[0] = 0;
+            if (s->ev.epoch) s->ev.epoch(s->ud, s->epoch, true);
         }
+        if (s->ev.gap) s->ev.gap(s->ud, s->reload_why, NULL, true);
+        s->reload_why = NULL;
+        memset(&s->rd, 0, sizeof s->rd);
+    }
+    size_t n = reply->elements, first = n;
+    tk_id_t before = {0, 0};
+    if (n > (size_t)s->history_size) {
+        /* One more than the history holds: its ID is the horizon. */
         first = n - 1;
+        if (!entry_id(reply->element[n - 1], &before)) before = (tk_id_t){0, 0};
     }
     for (size_t i = first; i-- > 0;)
         ingest_reply_entry(s, reply->element[i], false);
-    tk_id_format(s->last_read, tk_metrics->workers[s->worker].last_id);
-    bool reloaded = s->loaded;
+    tk_id_t horizon = load_horizon(&s->info, before);
+    s->rd.last = id_max(s->rd.last, horizon);
+    note_caught_up(s);
     s->loaded = true;
-    tk_log(TK_LOG_INFO, "redis: loaded %zu entries of %s, reading after %s", first,
-           s->cfg->stream_key, tk_metrics->workers[s->worker].last_id);
-    s->ev->loaded(s->ud, reloaded);
+    char last[TK_ID_STRLEN];
+    tk_id_format(s->rd.last, last);
+    tk_log(TK_LOG_INFO, "%s: loaded %zu entries of %s, reading after %s", s->tag, first, s->key,
+           last);
+    if (s->ev.loaded) s->ev.loaded(s->ud, tk_id_is_zero(horizon) ? NULL : &horizon);
     read_next(s);
 }
 
-static void load_history(tk_stream_t *s)
+static void load(tk_stream_t *s)
 {
     char count[16];
-    snprintf(count, sizeof count, "%d", s->cfg->history_size + 1);
-    const char *argv[] = {"XREVRANGE", s->cfg->stream_key, "+", "-", "COUNT", count};
-    redisAsyncCommandArgv(s->ac, on_load, s, 6, argv, NULL);
+    snprintf(count, sizeof count, "%d", s->history_size + 1);
+    const char *argv[] = {"XREVRANGE", s->key, "+", "-", "COUNT", count};
+    if (send_cmd(s, on_load, 6, argv, 0)) drop(s);
+}
+
+/* What Redis holds is known (s->info): load, reload, report a gap, or
+ * read on. */
+static void info_done(tk_stream_t *s)
+{
+    tk_id_t horizon, evidence;
+    char a[TK_ID_STRLEN], b[TK_ID_STRLEN];
+    s->next_check_ms = uv_now(s->loop) + CHECK_EVERY_MS;
+    if (!s->loaded || s->reload_why) {
+        load(s);
+        return;
+    }
+    switch (check_stream(&s->info, &s->rd, &horizon, &evidence)) {
+    case CHECK_BEHIND:
+        tk_id_format(s->info.last, a);
+        tk_id_format(s->rd.last, b);
+        tk_log(TK_LOG_WARN,
+               "%s: %s ends at %s, before %s which tickerd read (failover, restore or "
+               "recreated): gap, reloading",
+               s->tag, s->key, s->info.exists ? a : "nothing (no such key)", b);
+        s->reload_why = "the stream is behind what tickerd read";
+        load(s);
+        return;
+    case CHECK_LOST:
+        tk_id_format(horizon, a);
+        tk_id_format(s->rd.last, b);
+        tk_log(TK_LOG_WARN,
+               "%s: entries after %s, up to %s, were deleted before tickerd read them: gap", s->tag,
+               b, a);
+        s->rd.seen = evidence;
+        if (s->ev.gap)
+            s->ev.gap(s->ud, "entries were trimmed before tickerd read them", &horizon, false);
+        break;
+    case CHECK_OK:
+        break;
+    }
+    note_caught_up(s);
+    read_next(s);
+}
+
+static void on_info(redisAsyncContext *ac, void *r, void *priv)
+{
+    tk_stream_t *s = priv;
+    redisReply *reply = r;
+    if (!took_reply(s, ac, reply)) return;
+    if (reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "no such key")) {
+        /* No stream: nothing was ever added to the one that will be created. */
+        memset(&s->info, 0, sizeof s->info);
+        s->info.has_added = true;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        tk_log(TK_LOG_WARN, "%s: XINFO STREAM %s: %s: checking with XRANGE instead", s->tag, s->key,
+               reply->str);
+        s->no_xinfo = true;
+        send_epoch(s); /* asks again, the other way */
+        return;
+    } else if (parse_xinfo(reply, &s->info)) {
+        tk_log(TK_LOG_ERROR, "%s: XINFO STREAM %s: unexpected reply", s->tag, s->key);
+        drop(s);
+        return;
+    }
+    info_done(s);
+}
+
+/* Without XINFO: XRANGE - + COUNT 1, then XREVRANGE + - COUNT 1. */
+static void on_range(redisAsyncContext *ac, void *r, void *priv, bool newest)
+{
+    tk_stream_t *s = priv;
+    redisReply *reply = r;
+    tk_id_t id;
+    if (!took_reply(s, ac, reply)) return;
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        tk_log(TK_LOG_ERROR, "%s: %s %s: %s", s->tag, newest ? "XREVRANGE" : "XRANGE", s->key,
+               reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        drop(s);
+        return;
+    }
+    bool found = first_entry_id(reply, &id);
+    if (!newest) {
+        memset(&s->info, 0, sizeof s->info);
+        s->info.exists = s->info.has_first = found;
+        if (found) s->info.first = id;
+        return;
+    }
+    if (found) s->info.last = id;
+    info_done(s);
+}
+
+static void on_range_first(redisAsyncContext *ac, void *r, void *priv)
+{
+    on_range(ac, r, priv, false);
+}
+
+static void on_range_last(redisAsyncContext *ac, void *r, void *priv)
+{
+    on_range(ac, r, priv, true);
+}
+
+static void send_info(tk_stream_t *s)
+{
+    int rc;
+    if (s->no_xinfo) {
+        const char *first[] = {"XRANGE", s->key, "-", "+", "COUNT", "1"};
+        const char *last[] = {"XREVRANGE", s->key, "+", "-", "COUNT", "1"};
+        rc = send_cmd(s, on_range_first, 6, first, 0) || send_cmd(s, on_range_last, 6, last, 0);
+    } else {
+        const char *argv[] = {"XINFO", "STREAM", s->key};
+        rc = send_cmd(s, on_info, 3, argv, 0);
+    }
+    if (rc) drop(s);
 }
 
 static void on_epoch(redisAsyncContext *ac, void *r, void *priv)
 {
     tk_stream_t *s = priv;
     redisReply *reply = r;
-    (void)ac;
-    if (!reply) return;
+    if (!took_reply(s, ac, reply)) return;
     if (reply->type != REDIS_REPLY_STRING || reply->len == 0 || reply->len >= sizeof s->epoch) {
-        tk_log(TK_LOG_ERROR, "redis: GET %s: %s", s->epoch_key,
+        tk_log(TK_LOG_ERROR, "%s: GET %s: %s", s->tag, s->epoch_key,
                reply->type == REDIS_REPLY_ERROR ? reply->str : "not a usable epoch");
-        redisAsyncDisconnect(s->ac);
+        drop(s);
         return;
     }
-    set_up(s, true);
-    tk_log(TK_LOG_INFO, "redis: connected, epoch %s", reply->str);
-    if (s->epoch[0] && strcmp(s->epoch, reply->str) != 0) {
-        tk_log(TK_LOG_WARN, "redis: epoch changed from %s: the stream was recreated, reloading",
-               s->epoch);
-        s->last_read = (tk_id_t){0, 0};
+    if (!s->greeted) {
+        s->greeted = true;
+        tk_log(TK_LOG_INFO, "%s: connected to %s, epoch %s", s->tag, s->where, reply->str);
+        set_up(s, true);
+    }
+    if (!s->epoch[0]) {
         memcpy(s->epoch, reply->str, reply->len + 1);
-        s->ev->epoch(s->ud, s->epoch, true);
-        load_history(s); /* clients stay; the reload reaches them as a gap */
-        return;
+        if (s->ev.epoch) s->ev.epoch(s->ud, s->epoch, false);
+    } else if (strcmp(s->epoch, reply->str) != 0 && !s->new_epoch[0]) {
+        tk_log(TK_LOG_WARN,
+               "%s: epoch changed from %s to %s: the stream was recreated: gap, "
+               "reloading",
+               s->tag, s->epoch, reply->str);
+        memcpy(s->new_epoch, reply->str, reply->len + 1);
+        s->reload_why = "the epoch changed: the stream was recreated";
     }
-    memcpy(s->epoch, reply->str, reply->len + 1);
-    s->ev->epoch(s->ud, s->epoch, false);
-    if (s->loaded)
-        read_next(s);
-    else
-        load_history(s);
+    send_info(s);
 }
 
 /* Reports an error reply to a set-up command (AUTH, SELECT, SET). */
@@ -245,10 +633,10 @@ static void on_setup(redisAsyncContext *ac, void *r, void *priv)
 {
     redisReply *reply = r;
     tk_stream_t *s = priv;
-    (void)ac;
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        tk_log(TK_LOG_ERROR, "redis: %s", reply->str);
-        if (s->ac) redisAsyncDisconnect(s->ac);
+    if (!took_reply(s, ac, reply)) return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        tk_log(TK_LOG_ERROR, "%s: %s", s->tag, reply->str);
+        drop(s);
     }
 }
 
@@ -264,14 +652,15 @@ static void random_epoch(char *out, size_t cap)
         snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
+/* The epoch, created if absent (so that a deleted one is replaced at once),
+ * then XINFO: after every connect, and every CHECK_EVERY_MS while reading. */
 static void send_epoch(tk_stream_t *s)
 {
     char epoch[32] = "";
     random_epoch(epoch, sizeof epoch);
     const char *set[] = {"SET", s->epoch_key, epoch, "NX"};
-    redisAsyncCommandArgv(s->ac, on_setup, s, 4, set, NULL);
     const char *get[] = {"GET", s->epoch_key};
-    redisAsyncCommandArgv(s->ac, on_epoch, s, 2, get, NULL);
+    if (send_cmd(s, on_setup, 4, set, 0) || send_cmd(s, on_epoch, 2, get, 0)) drop(s);
 }
 
 /* Sentinel mode: a restarted old master can claim to be master for a
@@ -280,43 +669,46 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
 {
     tk_stream_t *s = priv;
     redisReply *reply = r;
-    (void)ac;
-    if (!reply || !s->ac) return;
+    if (!took_reply(s, ac, reply)) return;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
         reply->element[0]->type == REDIS_REPLY_STRING &&
         strcmp(reply->element[0]->str, "master") == 0) {
         send_epoch(s);
         return;
     }
-    tk_log(TK_LOG_WARN, "redis: %s:%d is not a master: asking the sentinels again", s->ip, s->port);
-    redisAsyncDisconnect(s->ac);
+    tk_log(TK_LOG_WARN, "%s: %s is not a master: asking the sentinels again", s->tag, s->where);
+    drop(s);
 }
 
 static void send_setup(tk_stream_t *s)
 {
     char db[16];
+    int rc = 0;
     if (s->url.password) {
         const char *argv[] = {"AUTH", s->url.user ? s->url.user : s->url.password, s->url.password};
-        redisAsyncCommandArgv(s->ac, on_setup, s, s->url.user ? 3 : 2, argv, NULL);
+        rc |= send_cmd(s, on_setup, s->url.user ? 3 : 2, argv, 0);
     }
     if (s->url.db) {
         snprintf(db, sizeof db, "%d", s->url.db);
         const char *argv[] = {"SELECT", db};
-        redisAsyncCommandArgv(s->ac, on_setup, s, 2, argv, NULL);
+        rc |= send_cmd(s, on_setup, 2, argv, 0);
     }
     if (s->sentinel) {
         const char *role[] = {"ROLE"};
-        redisAsyncCommandArgv(s->ac, on_role, s, 1, role, NULL);
+        rc |= send_cmd(s, on_role, 1, role, 0);
     } else {
         send_epoch(s);
     }
+    if (rc) drop(s);
 }
+
+/* ---- connecting ---------------------------------------------------------------- */
 
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     tk_stream_t *s = ac->data;
-    if (status == REDIS_OK) return;
-    tk_log(TK_LOG_WARN, "redis: cannot connect: %s", ac->errstr);
+    if (status == REDIS_OK || ac != s->ac) return;
+    tk_log(TK_LOG_WARN, "%s: cannot connect to %s: %s", s->tag, s->where, ac->errstr);
     s->ac = NULL; /* hiredis frees it after this callback */
     schedule_reconnect(s);
 }
@@ -324,30 +716,26 @@ static void on_connect(const redisAsyncContext *ac, int status)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     tk_stream_t *s = ac->data;
-    if (status != REDIS_OK) tk_log(TK_LOG_WARN, "redis: connection lost: %s", ac->errstr);
-    if (s->ac == ac) s->ac = NULL;
+    if (ac != s->ac) return; /* given up by us */
+    tk_log(TK_LOG_WARN, "%s: connection lost: %s", s->tag,
+           status == REDIS_OK ? "closed" : ac->errstr);
+    s->ac = NULL;
     schedule_reconnect(s);
 }
 
-static int resolve(tk_stream_t *s)
+/* Takes a new context: hiredis has started a non-blocking connect (to a
+ * numeric address or a unix socket; nothing here blocks). */
+static void start_context(tk_stream_t *s, redisAsyncContext *ac, bool tcp)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(s->url.host, NULL, &hints, &res);
-    if (rc) {
-        tk_log(TK_LOG_ERROR, "redis: cannot resolve %s: %s", s->url.host, gai_strerror(rc));
-        return -1;
-    }
-    getnameinfo(res->ai_addr, res->ai_addrlen, s->ip, sizeof s->ip, NULL, 0, NI_NUMERICHOST);
-    freeaddrinfo(res);
-    return 0;
-}
-
-static void connect_to(tk_stream_t *s)
-{
-    redisAsyncContext *ac = s->url.path && !s->sentinel ? redisAsyncConnectUnix(s->url.path)
-                                                        : redisAsyncConnect(s->ip, s->port);
+    if (!tcp)
+        snprintf(s->where, sizeof s->where, "%s", s->url.path);
+    else if (strchr(s->ip, ':'))
+        snprintf(s->where, sizeof s->where, "[%s]:%d", s->ip, s->port);
+    else
+        snprintf(s->where, sizeof s->where, "%s:%d", s->ip, s->port);
     if (!ac || ac->err) {
-        tk_log(TK_LOG_WARN, "redis: cannot connect: %s", ac ? ac->errstr : "out of memory");
+        tk_log(TK_LOG_WARN, "%s: cannot connect to %s: %s", s->tag, s->where,
+               ac ? ac->errstr : "out of memory");
         if (ac) redisAsyncFree(ac);
         schedule_reconnect(s);
         return;
@@ -357,26 +745,90 @@ static void connect_to(tk_stream_t *s)
         schedule_reconnect(s);
         return;
     }
+    /* Keepalive only on TCP: on a unix socket TCP_KEEPIDLE fails and
+     * leaves the context in error ("Operation not supported"). */
+    if (tcp && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+        tk_log(TK_LOG_DEBUG, "%s: keepalive: %s", s->tag, ac->c.errstr);
+        ac->c.err = 0;
+        ac->c.errstr[0] = 0;
+    }
     ac->data = s;
     s->ac = ac;
-    redisEnableKeepAlive(&ac->c);
+    s->npending = s->head = 0;
+    s->greeted = false;
+    s->reload_why = NULL; /* what a reload was for is found again on this connection */
+    s->new_epoch[0] = 0;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    arm(s, s->timeout_ms); /* the connect; then each command */
     send_setup(s);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    resolve_req_t *q = req->data;
+    tk_stream_t *s = q->s;
+    if (q->gen == s->gen && !s->stopping) {
+        s->resolving = NULL;
+        uv_timer_stop(&s->watchdog);
+        int n = 0;
+        for (struct addrinfo *a = res; a; a = a->ai_next)
+            n++;
+        if (status || !n) {
+            tk_log(TK_LOG_WARN, "%s: cannot resolve %s: %s", s->tag, q->host,
+                   status ? uv_strerror(status) : "no address");
+            schedule_reconnect(s);
+        } else {
+            struct addrinfo *a = res;
+            for (unsigned i = 0; i < s->turn % (unsigned)n; i++)
+                a = a->ai_next;
+            if (uv_ip_name(a->ai_addr, s->ip, sizeof s->ip)) s->ip[0] = 0;
+            s->port = q->port;
+            start_context(s, redisAsyncConnect(s->ip, s->port), true);
+        }
+    }
+    uv_freeaddrinfo(res);
+    free(q);
+    stream_release(s);
+}
+
+/* Resolves host on the loop's thread pool (again on every attempt: a name
+ * that now points elsewhere is followed), then connects to the address. */
+static void resolve_and_connect(tk_stream_t *s, const char *host, int port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    resolve_req_t *q = calloc(1, sizeof *q);
+    if (!q) {
+        schedule_reconnect(s);
+        return;
+    }
+    q->s = s;
+    q->gen = ++s->gen;
+    q->port = port;
+    snprintf(q->host, sizeof q->host, "%s", host);
+    q->req.data = q;
+    int rc = uv_getaddrinfo(s->loop, &q->req, on_resolved, host, NULL, &hints);
+    if (rc) {
+        tk_log(TK_LOG_WARN, "%s: cannot resolve %s: %s", s->tag, host, uv_strerror(rc));
+        free(q);
+        schedule_reconnect(s);
+        return;
+    }
+    s->open++;
+    s->resolving = q;
+    arm(s, s->timeout_ms);
 }
 
 static void on_master_found(void *data, const char *ip, int port)
 {
     tk_stream_t *s = data;
-    if (s->stopping || s->ac) return;
+    if (s->stopping || s->ac || s->resolving) return;
     if (!ip) {
-        tk_log(TK_LOG_WARN, "redis: no sentinel names master '%s'", s->cfg->master_name);
+        tk_log(TK_LOG_WARN, "%s: no sentinel names master '%s'", s->tag, s->master_name);
         schedule_reconnect(s);
         return;
     }
-    snprintf(s->ip, sizeof s->ip, "%s", ip);
-    s->port = port;
-    connect_to(s);
+    resolve_and_connect(s, ip, port);
 }
 
 /* +switch-master: drop the old master at once (a blocked XREAD would hold
@@ -390,77 +842,91 @@ static void on_master_switch(void *data, const char *ip, int port)
         s->ac = NULL;
         redisAsyncFree(ac);
     }
+    if (s->resolving) {
+        uv_cancel((uv_req_t *)&s->resolving->req);
+        s->resolving = NULL;
+        s->gen++;
+    }
     uv_timer_stop(&s->retry);
     uv_timer_stop(&s->watchdog);
-    s->backoff_ms = BACKOFF_MIN_MS;
-    snprintf(s->ip, sizeof s->ip, "%s", ip);
-    s->port = port;
-    TK_COUNT(redis_reconnects_total, 1);
-    connect_to(s);
+    set_up(s, false);
+    s->attempt = 0;
+    resolve_and_connect(s, ip, port);
 }
 
 static void connect_now(tk_stream_t *s)
 {
-    if (s->stopping || s->ac) return;
-    TK_COUNT(redis_reconnects_total, s->ever_up ? 1 : 0);
-    if (s->sentinel) {
+    if (s->stopping || s->ac || s->resolving) return;
+    if (s->sentinel)
         tk_sentinel_ask(s->sentinel, on_master_found);
-        return;
-    }
-    if (s->url.host && !s->ip[0] && resolve(s)) {
-        schedule_reconnect(s);
-        return;
-    }
-    s->port = s->url.port;
-    connect_to(s);
+    else if (s->url.path)
+        start_context(s, redisAsyncConnectUnix(s->url.path), false);
+    else
+        resolve_and_connect(s, s->url.host, s->url.port);
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+static void stream_release(tk_stream_t *s)
+{
+    if (--s->open > 0) return;
+    tk_redis_url_clear(&s->url);
+    free(s->key);
+    free(s->master_name);
+    free(s);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    stream_release(h->data);
 }
 
 tk_stream_t *tk_stream_start(uv_loop_t *loop, const tk_config_t *cfg, int worker,
                              const tk_stream_events_t *ev, void *ud)
 {
-    const char *url = cfg->redis_url;
     char err[256];
     tk_stream_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    if (tk_redis_url_parse(url, &s->url, err, sizeof err)) {
+    if (tk_redis_url_parse(cfg->redis_url, &s->url, err, sizeof err)) {
         tk_log(TK_LOG_ERROR, "redis: %s", err);
         free(s);
         return NULL;
     }
     s->loop = loop;
-    s->cfg = cfg;
-    s->worker = worker;
-    s->ev = ev;
+    s->ev = *ev;
     s->ud = ud;
-    s->backoff_ms = BACKOFF_MIN_MS;
-    snprintf(s->epoch_key, sizeof s->epoch_key, "%s:epoch", s->cfg->stream_key);
+    if (worker > 0)
+        snprintf(s->tag, sizeof s->tag, "redis[w%d]", worker);
+    else
+        snprintf(s->tag, sizeof s->tag, "redis");
+    s->history_size = cfg->history_size;
+    s->timeout_ms = cfg->redis_timeout_s * 1000;
+    s->key = strdup(cfg->stream_key);
+    s->master_name = strdup(cfg->master_name);
+    snprintf(s->epoch_key, sizeof s->epoch_key, "%s:epoch", cfg->stream_key);
+    s->rnd = (uint32_t)uv_hrtime() ^ ((uint32_t)getpid() << 16) ^ (uint32_t)worker;
+    if (!s->rnd) s->rnd = 1;
     uv_timer_init(loop, &s->retry);
     uv_timer_init(loop, &s->watchdog);
     s->retry.data = s->watchdog.data = s;
-    s->open_handles = 2;
-    if (*s->cfg->sentinels &&
-        !(s->sentinel = tk_sentinel_create(loop, s->cfg->sentinels, s->cfg->master_name,
-                                           &s->url, on_master_switch, s))) {
+    s->open = 2;
+    s->down_since_ms = uv_now(loop);
+    if (!s->key || !s->master_name ||
+        (*cfg->sentinels &&
+         !(s->sentinel = tk_sentinel_create(loop, cfg->sentinels, cfg->master_name, &s->url,
+                                            s->timeout_ms, on_master_switch, s)))) {
         tk_stream_stop(s); /* freed once its timers have closed */
         return NULL;
     }
-    set_up(s, false);
     connect_now(s);
     return s;
 }
 
-static void on_timer_closed(uv_handle_t *h)
-{
-    tk_stream_t *s = h->data;
-    if (--s->open_handles == 0) {
-        tk_redis_url_clear(&s->url);
-        free(s);
-    }
-}
-
 void tk_stream_set_config(tk_stream_t *s, const tk_config_t *cfg)
 {
-    if (s) s->cfg = cfg;
+    if (!s) return;
+    s->timeout_ms = cfg->redis_timeout_s * 1000;
+    tk_sentinel_set_timeout(s->sentinel, s->timeout_ms);
 }
 
 void tk_stream_stop(tk_stream_t *s)
@@ -469,6 +935,10 @@ void tk_stream_stop(tk_stream_t *s)
     s->stopping = true;
     tk_sentinel_free(s->sentinel);
     s->sentinel = NULL;
+    if (s->resolving) { /* its callback still runs, and releases its hold */
+        uv_cancel((uv_req_t *)&s->resolving->req);
+        s->resolving = NULL;
+    }
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;

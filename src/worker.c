@@ -35,6 +35,8 @@ typedef struct tk_worker {
     tk_site_t site; /* what the transports see of this worker */
     bool stopping;
     bool stage2;
+    bool reloading;     /* a gap(reload) came: the load that follows is a gap */
+    bool redis_ever_up; /* reconnects count only after a first connection */
     int64_t shutdown_started;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t shutdown_timer, notify_timer;
@@ -117,6 +119,11 @@ static void on_entry(void *ud, const char *id, size_t idlen, const char *const *
     tk_field_t stack[32], *fields = stack;
     size_t n = nfv / 2;
     if (tk_id_parse(id, idlen, &sid)) return;
+    tk_worker_stats_t *stats = &tk_metrics->workers[w->index];
+    if (idlen < sizeof stats->last_id) { /* for STATUS= and tickerctl */
+        memcpy(stats->last_id, id, idlen);
+        stats->last_id[idlen] = 0;
+    }
     if (n > 32 && !(fields = malloc(n * sizeof *fields))) return;
     for (size_t i = 0; i < n; i++)
         fields[i] = (tk_field_t){fv[2 * i], fvlen[2 * i], fv[2 * i + 1], fvlen[2 * i + 1]};
@@ -128,13 +135,13 @@ static void on_entry(void *ud, const char *id, size_t idlen, const char *const *
         if (rej.reason == TK_REJECT_OUT_OF_ORDER) return; /* already have it */
         /* Every worker reads every entry, and a restarted one reads the
          * last history_size again: worker 0 speaks, once per entry. */
-        if (!tk_metrics_first_count(tk_hub_epoch(w->hub), sid)) return;
+        if (!tk_metrics_first_count(sid)) return;
         tk_log(TK_LOG_WARN, "entry %.*s rejected: %s: %s", (int)idlen, id,
                tk_reason_names[rej.reason], rej.detail);
         TK_COUNT(items_rejected_total[rej.reason], 1);
         return;
     }
-    if (tk_metrics_first_count(tk_hub_epoch(w->hub), sid)) TK_COUNT(items_ingested_total, 1);
+    if (tk_metrics_first_count(sid)) TK_COUNT(items_ingested_total, 1);
     if (live) tk_hub_publish(w->hub, ev);
 }
 
@@ -144,35 +151,72 @@ static void on_batch(void *ud, bool begin)
     tk_hub_batch(w->hub, begin);
 }
 
-static void on_horizon(void *ud, tk_id_t id)
-{
-    tk_worker_t *w = ud;
-    tk_history_set_horizon(w->history, id);
-}
-
-static void on_loaded(void *ud, bool reload)
-{
-    tk_worker_t *w = ud;
-    if (!tk_hub_is_ready(w->hub)) tk_hub_ready(w->hub);
-    else if (reload) tk_hub_resync(w->hub, false);
-}
-
 static void on_epoch(void *ud, const char *epoch, bool changed)
 {
     tk_worker_t *w = ud;
-    if (changed) tk_history_reset(w->history); /* old IDs mean nothing */
+    (void)changed; /* the gap(reload) that follows resets the history */
     tk_hub_set_epoch(w->hub, epoch);
 }
 
-static void on_status(void *ud, bool up, int64_t down_since_ms)
+/* tickerd_gaps_total counts a gap once per daemon: every worker finds the
+ * same one (they read the same Redis), so a worker counts it only when it
+ * is not the one counted last (key: where the gap leaves the stream). */
+static void count_gap(const char *where, tk_id_t at)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *where; where++)
+        h = (h ^ (unsigned char)*where) * 1099511628211ULL;
+    h = (h ^ at.ms) * 1099511628211ULL;
+    h = (h ^ at.seq) * 1099511628211ULL;
+    if (__atomic_exchange_n(&tk_metrics->last_gap, h, __ATOMIC_RELAXED) != h)
+        TK_COUNT(gaps_total, 1);
+}
+
+/* Entries may be missing. Lost ones (trimmed while away): the horizon moves
+ * and clients resync now. A stream that no longer matches what was read (a
+ * new epoch, a failover to a replica behind, a restore): the history goes,
+ * and clients resync once the reload that follows is in. */
+static void on_gap(void *ud, const char *why, const tk_id_t *horizon, bool reload)
 {
     tk_worker_t *w = ud;
+    (void)why; /* logged by the stream */
+    if (reload) {
+        tk_history_reset(w->history);
+        w->reloading = true;
+        return;
+    }
+    tk_history_set_horizon(w->history, *horizon);
+    count_gap("lost", *horizon);
+    tk_hub_resync(w->hub, true);
+}
+
+static void on_loaded(void *ud, const tk_id_t *horizon)
+{
+    tk_worker_t *w = ud;
+    if (horizon) tk_history_set_horizon(w->history, *horizon);
+    if (!tk_hub_is_ready(w->hub)) {
+        tk_hub_ready(w->hub);
+    } else if (w->reloading) {
+        count_gap(tk_hub_epoch(w->hub), tk_history_last_id(w->history));
+        tk_hub_resync(w->hub, true);
+    }
+    w->reloading = false;
+}
+
+static void on_status(void *ud, bool up)
+{
+    tk_worker_t *w = ud;
+    tk_worker_stats_t *stats = &tk_metrics->workers[w->index];
+    if (up && w->redis_ever_up) TK_COUNT(redis_reconnects_total, 1);
+    if (up) w->redis_ever_up = true;
     w->site.redis_up = up;
-    w->site.redis_down_ms = down_since_ms;
+    w->site.redis_down_ms = up ? 0 : tk_now_ms();
+    stats->redis_up = up;
+    stats->redis_down_since_ms = w->site.redis_down_ms;
 }
 
 static const tk_stream_events_t stream_events = {
-    on_entry, on_batch, on_horizon, on_loaded, on_epoch, on_status,
+    on_entry, on_batch, on_loaded, on_epoch, on_gap, on_status,
 };
 
 /* --- signals and shutdown --- */
@@ -272,11 +316,14 @@ int tk_worker_run(int index, tk_config_t *cfg, tk_config_loader_t load, bool not
     w->cfg = cfg;
     w->load = load;
     tk_metrics_bind(index);
+    /* Down until the stream says up (it reports changes only). */
+    tk_metrics->workers[index].redis_up = 0;
+    tk_metrics->workers[index].redis_down_since_ms = tk_now_ms();
     tk_hub_limits_t lim;
     hub_limits(cfg, &lim);
     w->history = tk_history_create(cfg->history_size, cfg->max_live_items);
     w->hub = w->history ? tk_hub_create(&w->loop, w->history, &lim) : NULL;
-    w->site = (tk_site_t){&w->loop, cfg, w->hub, w->history, false, false, 0};
+    w->site = (tk_site_t){&w->loop, cfg, w->hub, w->history, false, false, tk_now_ms()};
     if (!w->hub || !(w->lws = tk_net_start(&w->site))) goto out;
     if (!(w->stream = tk_stream_start(&w->loop, cfg, index, &stream_events, w))) {
         tk_net_stop(w->lws);

@@ -80,7 +80,7 @@ typedef struct tk_metrics {
     int nworkers;
     uint64_t worker_restarts_total; /* written by the master only */
     tk_id_t counted;                /* tk_metrics_first_count: worker 0's */
-    char counted_epoch[65];         /* the epoch `counted` belongs to */
+    uint64_t last_gap;              /* the gap counted last (a hash): once per daemon */
     tk_worker_stats_t workers[TK_MAX_WORKERS];
     tk_metrics_slot_t *slots; /* [nworkers + 1] */
     int32_t *per_ip;          /* [nworkers][TK_IP_SLOTS] */
@@ -131,7 +131,7 @@ int tk_metrics_ip_count(uint32_t slot);
  * another epoch (server.epoch) start the count over. Entries reach a
  * worker in ID order; one being counted at the moment worker 0 is killed
  * may be counted twice or not at all. */
-bool tk_metrics_first_count(const char *epoch, tk_id_t id);
+bool tk_metrics_first_count(tk_id_t id);
 
 /* Renders the text exposition; returns a malloc'd string (length in *len),
  * NULL when out of memory. */

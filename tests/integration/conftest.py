@@ -571,3 +571,300 @@ class SSE:
 
     def close(self):
         self.sock.close()
+
+
+# --------------------------------------------------------------------------
+# Redis faults (test_faults.py): servers that misbehave, and a proxy that
+# can be paused, black-holed and cut in front of a real redis-server
+
+
+import threading  # noqa: E402 - kept with the helpers that use it
+
+
+class ExtraRedisServer(RedisServer):
+    """A RedisServer with extra command-line arguments, and optionally a
+    unix socket (then url is unix://...)."""
+
+    def __init__(self, workdir, extra=(), unixsocket=None, appendonly=False, host="127.0.0.1",
+                 port=None):
+        super().__init__(workdir, appendonly=appendonly)
+        self.extra = list(extra)
+        self.unixsocket = unixsocket
+        self.host = host
+        if port:
+            self.port = port
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None
+        args = ["redis-server", "--port", str(self.port), "--bind", self.host,
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                "--dir", self.dir, "--logfile", self.logfile] + self.extra
+        if self.unixsocket:
+            args += ["--unixsocket", self.unixsocket, "--unixsocketperm", "700"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.client().ping(), START_TIMEOUT, what=f"redis on {self.port}")
+        return self
+
+    def client(self):
+        if self.unixsocket:
+            return redis.Redis(unix_socket_path=self.unixsocket, socket_timeout=5,
+                               socket_connect_timeout=2)
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=5,
+                           socket_connect_timeout=2)
+
+    @property
+    def url(self):
+        if self.unixsocket:
+            return f"unix://{self.unixsocket}"
+        return f"redis://{self.host}:{self.port}/0"
+
+
+class Endpoint:
+    """Something tickerd's --redis can point at that is not a RedisServer
+    (a proxy, a silent server): only url."""
+
+    def __init__(self, url):
+        self.url = url
+
+
+class SilentServer:
+    """Accepts TCP connections on a free loopback port, reads what is sent
+    and never answers. accepted counts the connections."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.conns = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _run(self):
+        while not self.stopped.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self.conns.append(c)  # held open, never read: the peer waits
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+class TcpProxy:
+    """A TCP proxy on a free loopback port in front of target_port, with
+    faults to inject (threads; every wait is bounded):
+
+    - pause(): stop forwarding; connections stay open and new ones are
+      accepted, what is sent waits in the proxy and the kernel (a Redis that
+      stops answering). resume() forwards it all.
+    - blackhole(): what is sent on open connections is dropped, and new
+      connections are never accepted (the listen queue is full: a connect
+      hangs in SYN-SENT, as towards a black-holed address). restore() ends
+      it (and a pause).
+    - cut(): closes every open connection (a reset for the peer).
+
+    accepted counts the connections accepted; stop() ends everything."""
+
+    def __init__(self, target_port, target_host="127.0.0.1"):
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.cond = threading.Condition()
+        self.paused = False
+        self.holed = False
+        self.accepted = 0
+        self.pairs = []
+        self.stopped = False
+        self.listener = None
+        self.plug = []  # black-hole: a listen(0) socket and the connection filling its queue
+        self._listen()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _bind(self, backlog):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(backlog)
+        return s
+
+    def _listen(self):
+        self.listener = self._bind(64)
+        self.listener.settimeout(0.1)
+        t = threading.Thread(target=self._accept, args=(self.listener,), daemon=True)
+        t.start()
+
+    def _accept(self, listener):
+        while True:
+            with self.cond:
+                if self.stopped or listener is not self.listener:
+                    break
+            try:
+                client, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            try:
+                upstream = socket.create_connection(self.target, timeout=2)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            client.settimeout(None)
+            with self.cond:
+                self.accepted += 1
+                self.pairs.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+        listener.close()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self.cond:
+                    while self.paused and not self.holed and not self.stopped:
+                        self.cond.wait(0.1)
+                    if self.stopped:
+                        break
+                    if self.holed:
+                        continue  # dropped
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def pause(self):
+        with self.cond:
+            self.paused = True
+
+    def resume(self):
+        with self.cond:
+            self.paused = False
+            self.cond.notify_all()
+
+    def blackhole(self):
+        with self.cond:
+            self.holed = True
+            old, self.listener = self.listener, None
+        old.close()
+        time.sleep(0.15)  # the accept thread lets go of the port
+        plug = self._bind(0)
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler.connect(("127.0.0.1", self.port))  # the one queued connection listen(0) allows
+        self.plug = [plug, filler]
+
+    def restore(self):
+        for s in self.plug:
+            s.close()
+        self.plug = []
+        with self.cond:
+            self.holed = False
+            self.paused = False
+            self.cond.notify_all()
+        if self.listener is None:
+            self._listen()
+
+    def cut(self):
+        with self.cond:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:  # shutdown wakes the pump blocked in recv; then a reset
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def stop(self):
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+        self.cut()
+        for s in self.plug:
+            s.close()
+        if self.listener is not None:
+            try:
+                self.listener.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def make_proxy():
+    """make_proxy(target_port) -> a started TcpProxy, stopped at the end."""
+    made = []
+
+    def make(target_port):
+        p = TcpProxy(target_port)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+def can_unshare_mounts():
+    """Whether tickerd can run in a mount namespace of its own (root, or
+    unprivileged user namespaces)."""
+    cmd = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
+    try:
+        return subprocess.run(cmd + ["true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class NsTickerd(Tickerd):
+    """A Tickerd in a mount namespace of its own where some files are bind
+    mounts of the test's (binds: {"/etc/hosts": path}), so that a test can
+    change what a host name resolves to. Same PID as tickerd (unshare and sh
+    exec it)."""
+
+    def __init__(self, workdir, redis_server, config=None, binds=None):
+        super().__init__(workdir, redis_server, config)
+        self.binds = binds or {}
+
+    def start(self, wait=True):
+        ns = ["unshare", "-m", "--propagation", "private"]
+        if os.geteuid() != 0:
+            ns.insert(1, "-r")
+        script = "set -e; " + "".join(f'mount --bind "{src}" "{dst}"; '
+                                      for dst, src in self.binds.items()) + 'exec "$@"'
+        log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            ns + ["sh", "-c", script, "sh"] + WRAPPER +
+            [TICKERD, "-c", self.config_path, "--listen", f"127.0.0.1:{self.port}", "--redis",
+             self.redis.url],
+            cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        if wait:
+            self.wait_ready()
+        RUNNING.append(self)
+        return self
