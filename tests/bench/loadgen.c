@@ -1359,7 +1359,7 @@ static void delivery_out(void)
  * without a close frame, or still open. */
 #define ST_MAX 1024
 static struct {
-    double t;
+    double t, cpu_s;
     long rss_kb;
     int64_t slow, conns;
 } st_series[ST_MAX];
@@ -1392,6 +1392,7 @@ static void st_sample_now(bool force)
     }
     if (st_n < ST_MAX) {
         st_series[st_n].t = t;
+        st_series[st_n].cpu_s = ps.cpu_ns / 1e9;
         st_series[st_n].rss_kb = ps.rss_kb;
         st_series[st_n].slow = slow;
         st_series[st_n].conns = hm ? m.conns : -1;
@@ -1435,6 +1436,7 @@ static void run_stalled(void)
     long rss_hold = st_last_rss;
     int64_t slow_hold = st_have_metrics ? st_last_slow : -1;
     proc_stat_t s2 = server_stat();
+    int i_hold = st_n;
     /* until the server has closed every stalled client, or the deadline */
     while (mono_us() < t_pub + (int64_t)(opt.observe * 1e6) &&
            !(st_have_metrics && st_last_slow >= paused)) {
@@ -1444,6 +1446,15 @@ static void run_stalled(void)
     st_sample_now(true);
     proc_stat_t s3 = server_stat();
     double observed = (double)(mono_us() - t_pub) / 1e6;
+    /* server CPU while they stall, and from the last sample before the
+     * first close after the hold to the end of the observation */
+    double cpu_before_close = s3.cpu_ns / 1e9;
+    int64_t closes_after_hold = st_have_metrics ? st_last_slow - slow_hold : 0;
+    for (int i = i_hold; closes_after_hold > 0 && i < st_n; i++)
+        if (st_series[i].slow > slow_hold) {
+            cpu_before_close = i > i_hold ? st_series[i - 1].cpu_s : s2.cpu_ns / 1e9;
+            break;
+        }
     broadcast("RESUME %.1f\n", opt.drain_timeout);
     gather();
     broadcast("COUNT\n");
@@ -1463,6 +1474,7 @@ static void run_stalled(void)
     jnum("text_bytes", opt.text_bytes);
     jnum("publish_s", (double)(t_pub - st_t0) / 1e6);
     jnum("server_procs", s1.nproc);
+    /* series: [s from the burst's first XADD, RSS KiB, slow closes, connections, CPU s] */
     jnum("rss_before_kb", (double)s0.rss_kb);
     jnum("rss_connected_kb", (double)s1.rss_kb);
     jnum("rss_peak_kb", (double)st_peak_rss);
@@ -1499,10 +1511,15 @@ static void run_stalled(void)
     jnum("cpu_burst_s", (s2.cpu_ns - s1.cpu_ns) / 1e9);
     jnum("cpu_observe_s", (s3.cpu_ns - s2.cpu_ns) / 1e9);
     jnum("cpu_observe_wall_s", observed - opt.hold);
+    jnum("cpu_stall_s", cpu_before_close - s2.cpu_ns / 1e9);
+    jnum("cpu_close_s", s3.cpu_ns / 1e9 - cpu_before_close);
+    jnum("closes_after_hold", (double)closes_after_hold);
+    jnum("cpu_per_close_us",
+         closes_after_hold > 0 ? (s3.cpu_ns / 1e9 - cpu_before_close) * 1e6 / closes_after_hold : -1);
     fprintf(jf, ",\n  \"series\": [");
     for (int i = 0; i < st_n; i++)
-        fprintf(jf, "%s[%.2f, %ld, %" PRId64 ", %" PRId64 "]", i ? ", " : "", st_series[i].t,
-                st_series[i].rss_kb, st_series[i].slow, st_series[i].conns);
+        fprintf(jf, "%s[%.2f, %ld, %" PRId64 ", %" PRId64 ", %.4f]", i ? ", " : "", st_series[i].t,
+                st_series[i].rss_kb, st_series[i].slow, st_series[i].conns, st_series[i].cpu_s);
     fprintf(jf, "]");
 }
 
@@ -1649,7 +1666,9 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (!opt.port || opt.n < 1 || opt.n > 200000 || opt.items < 1 || opt.items > 1000000) usage();
+    if (!opt.port || opt.n < (opt.scenario == S_STALLED && opt.readers > 0 ? 0 : 1) ||
+        opt.n > 200000 || opt.items < 1 || opt.items > 1000000)
+        usage();
     if (!opt.pub_port) opt.pub_port = opt.port;
     if (opt.text_bytes < 0 || opt.text_bytes > 1000 || opt.readers < 0) usage();
     if (opt.scenario == S_STALLED) { /* clients [0, stalled_n) stall, the rest read */

@@ -11,9 +11,11 @@ below 1 is good depends on the figure ("better" column). A target "base"
 (BENCH_BASE_BIN: another tickerd binary, e.g. 0.1) is a peer like the others.
 
 The stalled scenario runs twice per target, with N stalled clients
-(stalled<N>.json) and with a control number (stalled<n>.json, n < N); the
-table derives from the pair the growth ratio RSS growth(N) / growth(n) and
-the marginal growth per stalled client, (growth(N) - growth(n)) / (N - n).
+(stalled<N>.json) and with a control number (stalled<n>.json, n < N), and
+with none (stalled0.json: the readers alone, whose burst growth is the
+baseline); the table derives the growth ratio RSS growth(N) / growth(n),
+the marginal growth per stalled client, (growth(N) - growth(n)) / (N - n),
+and the growth beyond the baseline per stalled client.
 """
 import argparse
 import datetime
@@ -55,12 +57,17 @@ FIGURES = [
     ("stalled: RSS before connecting, KiB", "stalledL", "rss_before_kb", "lower", None),
     ("stalled: RSS growth, connect, KiB", "stalledL", "rss_connect_growth_kb", "lower", None),
     ("stalled: RSS growth, burst (peak), KiB", "stalledL", "rss_burst_growth_kb", "lower", None),
-    ("stalled: ... per stalled client, KiB", "stalledL", "rss_burst_growth_per_stalled_kb", "lower",
+    ("stalled: burst growth / stalled clients", "stalledL", "rss_burst_growth_per_stalled_kb", "lower",
      None),
     ("stalled: RSS growth, connect+burst, KiB", "stalledL", "rss_total_growth_kb", "lower", None),
     ("stalled control: stalled clients", "stalledS", "stalled_clients", "same", None),
     ("stalled control: RSS growth, burst, KiB", "stalledS", "rss_burst_growth_kb", "lower", None),
     ("stalled control: growth connect+burst", "stalledS", "rss_total_growth_kb", "lower", None),
+    ("stalled none (readers only): burst growth", "stalled0", "rss_burst_growth_kb", "lower", None),
+    ("stalled: burst growth minus none, KiB", "stalled", "net_burst_growth_kb_large", "lower", None),
+    ("stalled: ... minus none, per stalled client", "stalled", "net_kb_per_stalled_large", "lower", None),
+    ("stalled control: burst growth minus none", "stalled", "net_burst_growth_kb_control", "lower",
+     None),
     ("stalled: burst growth ratio large/control", "stalled", "burst_growth_ratio", "lower", None),
     ("stalled: total growth ratio large/control", "stalled", "total_growth_ratio", "lower", None),
     ("stalled: marginal KiB per stalled client", "stalled", "marginal_kb_per_client", "lower", None),
@@ -73,7 +80,10 @@ FIGURES = [
     ("stalled: ... still open after the drain", "stalledL", "stalled_still_open", "same", None),
     ("stalled: readers lost", "stalledL", "lost", "lower", ("<=", 0)),
     ("stalled: readers closed 1013", "stalledL", "closed_1013", "lower", ("<=", 0)),
-    ("stalled: server CPU s while they stall", "stalledL", "cpu_observe_s", "lower", None),
+    ("stalled: server CPU s, stalled until close", "stalledL", "cpu_stall_s", "lower", None),
+    ("stalled: ... wall s of that", "stalledL", "cpu_observe_wall_s", "same", None),
+    ("stalled: server CPU s at the closes", "stalledL", "cpu_close_s", "lower", None),
+    ("stalled: ... us per client closed then", "stalledL", "cpu_per_close_us", "lower", None),
 ]
 
 
@@ -89,19 +99,28 @@ def derive_stalled(runs):
             d["stalled_other_end"] = (d.get("stalled_closed_other", 0)
                                       + d.get("stalled_dropped_eof", 0)
                                       + d.get("stalled_dropped_reset", 0))
+        zero = [k for n, k in st if n == 0]
+        st = [(n, k) for n, k in st if n > 0]
+        if zero:
+            r["stalled0"] = r[zero[0]]
         if not st:
             continue
         big, small = r[st[-1][1]], r[st[0][1]]
         r["stalledL"], r["stalledS"] = big, small
-        if len(st) < 2 or st[0][0] == st[-1][0]:
-            continue
-        gb, gs = big["rss_burst_growth_kb"], small["rss_burst_growth_kb"]
-        tb, ts = big["rss_total_growth_kb"], small["rss_total_growth_kb"]
-        r["stalled"] = {
-            "burst_growth_ratio": gb / gs if gs > 0 else None,
-            "total_growth_ratio": tb / ts if ts > 0 else None,
-            "marginal_kb_per_client": (tb - ts) / (big["stalled_clients"] - small["stalled_clients"]),
-        }
+        der = {}
+        if zero:  # what the stalled clients add to a burst the readers alone cost
+            z = r[zero[0]]["rss_burst_growth_kb"]
+            der["net_burst_growth_kb_large"] = big["rss_burst_growth_kb"] - z
+            der["net_burst_growth_kb_control"] = small["rss_burst_growth_kb"] - z
+            der["net_kb_per_stalled_large"] = der["net_burst_growth_kb_large"] / big["stalled_clients"]
+        if len(st) >= 2 and st[0][0] != st[-1][0]:
+            gb, gs = big["rss_burst_growth_kb"], small["rss_burst_growth_kb"]
+            tb, ts = big["rss_total_growth_kb"], small["rss_total_growth_kb"]
+            der["burst_growth_ratio"] = gb / gs if gs > 0 else None
+            der["total_growth_ratio"] = tb / ts if ts > 0 else None
+            der["marginal_kb_per_client"] = (tb - ts) / (big["stalled_clients"]
+                                                        - small["stalled_clients"])
+        r["stalled"] = der
 
 
 def load(files):

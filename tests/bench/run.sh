@@ -267,7 +267,7 @@ for name in $TARGETS; do
     stop_target
     if [ "$TKIND" = tickerd ] || [ "${BENCH_STALLED_PEERS:-0}" = 1 ]; then
         # each on a fresh server, so that neither sees the other's heap
-        for n in "$STALL_CTL" "$STALL_N"; do
+        for n in 0 "$STALL_CTL" "$STALL_N"; do # 0: the readers alone, the baseline
             start_target "$name" "$w" || { stop_target; continue; }
             loadgen "$name" stalled "$name-stalled$n" -n "$n" --readers "$STALL_READERS" \
                 --items "$STALL_M" --text-bytes "$STALL_TEXT" --rcvbuf 4096 --hold "$STALL_HOLD" \
