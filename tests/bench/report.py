@@ -138,7 +138,7 @@ def load(files):
 def fmt(v):
     if v is None:
         return "-"
-    if isinstance(v, float) and v < 0:
+    if (isinstance(v, float) and v < 0) or v == -1:  # -1: not measured
         return "n/a"
     if abs(v) >= 100000:
         return f"{v:,.0f}"

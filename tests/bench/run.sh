@@ -21,6 +21,7 @@
 #                            built in its own worktree), run in the same run as
 #                            target "base" with workers=W; the table then
 #                            has tickerd/base ratios
+#   BENCH_SCENARIOS="idle steady burst storm stalled"   the scenarios to run
 #   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
 #                            (off by default: they buffer per client, and
 #                            loadgen stops the burst at --rss-limit-mb)
@@ -36,6 +37,8 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
+SCENARIOS=" ${BENCH_SCENARIOS:-idle steady burst storm stalled} "
+want() { [[ $SCENARIOS == *" $1 "* ]]; }
 QUEUE_BYTES=${BENCH_QUEUE_BYTES:-} # empty: the daemon's default
 TICKERD_BIN=${TICKERD_BIN:-$ROOT/build/tickerd}
 BASE_BIN=${BENCH_BASE_BIN:-}
@@ -254,18 +257,24 @@ for name in $TARGETS; do
         wi=1
         [ "$idle_n" -gt "$PER_PROC" ] && idle_n=$PER_PROC
     fi
-    start_target "$name" "$wi" || { stop_target; continue; }
-    loadgen "$name" idle "$name-idle" -n "$idle_n" --hold "$HOLD" --connect-timeout 120
-    if [ "$wi" != "$w" ]; then
-        stop_target
-        start_target "$name" "$w" || { stop_target; continue; }
+    if want idle; then
+        start_target "$name" "$wi" || { stop_target; continue; }
+        loadgen "$name" idle "$name-idle" -n "$idle_n" --hold "$HOLD" --connect-timeout 120
+        [ "$wi" != "$w" ] && stop_target
     fi
-    loadgen "$name" steady "$name-steady20" -n "$STEADY_N" --rate 20 --duration "$STEADY_T" --procs 2
-    loadgen "$name" steady "$name-steady5" -n "$STEADY_N" --rate 5 --duration "$STEADY_T" --procs 2
-    loadgen "$name" burst "$name-burst" -n "$BURST_N" --items "$BURST_M" --procs 2 --drain 60
-    loadgen "$name" storm "$name-storm" -n "$STORM_N" --items "$STORM_K" --procs 2 --connect-timeout 30
+    if want steady || want burst || want storm; then
+        [ -z "$TPID" ] && { start_target "$name" "$w" || { stop_target; continue; }; }
+        if want steady; then
+            loadgen "$name" steady "$name-steady20" -n "$STEADY_N" --rate 20 --duration "$STEADY_T" --procs 2
+            loadgen "$name" steady "$name-steady5" -n "$STEADY_N" --rate 5 --duration "$STEADY_T" --procs 2
+        fi
+        want burst && loadgen "$name" burst "$name-burst" -n "$BURST_N" --items "$BURST_M" --procs 2 --drain 60
+        want storm && loadgen "$name" storm "$name-storm" -n "$STORM_N" --items "$STORM_K" --procs 2 --connect-timeout 30
+    fi
     stop_target
-    if [ "$TKIND" = tickerd ] || [ "${BENCH_STALLED_PEERS:-0}" = 1 ]; then
+    if ! want stalled; then
+        :
+    elif [[ $name == tickerd* || $name == base ]] || [ "${BENCH_STALLED_PEERS:-0}" = 1 ]; then
         # each on a fresh server, so that neither sees the other's heap
         for n in 0 "$STALL_CTL" "$STALL_N"; do # 0: the readers alone, the baseline
             start_target "$name" "$w" || { stop_target; continue; }
