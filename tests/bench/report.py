@@ -215,6 +215,8 @@ def main():
     print(line)
     print("-" * len(line))
     for f in figures:
+        if all(v is None for v in f["values"].values()):
+            continue  # a scenario that was not run
         row = f"{f['figure']:<{w0}}"
         row += "".join(f"{fmt(f['values'][t]):>15}" for t in order)
         row += "".join(f"{(fmt(f['ratios'][p]) if f['ratios'][p] is not None else '-'):>15}"
