@@ -1066,8 +1066,8 @@ static int server_metrics(server_metrics_t *m)
     inet_pton(AF_INET, opt.host, &a.sin_addr);
     char req[256];
     int n = snprintf(req, sizeof req,
-                     "GET /metrics HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n",
-                     opt.host, opt.port);
+                     "GET /metrics HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n", opt.host,
+                     opt.port);
     size_t len = 0;
     if (connect(fd, (struct sockaddr *)&a, sizeof a) || write(fd, req, (size_t)n) != n) {
         close(fd);
@@ -1514,8 +1514,9 @@ static void run_stalled(void)
     jnum("cpu_stall_s", cpu_before_close - s2.cpu_ns / 1e9);
     jnum("cpu_close_s", s3.cpu_ns / 1e9 - cpu_before_close);
     jnum("closes_after_hold", (double)closes_after_hold);
-    jnum("cpu_per_close_us",
-         closes_after_hold > 0 ? (s3.cpu_ns / 1e9 - cpu_before_close) * 1e6 / closes_after_hold : -1);
+    jnum("cpu_per_close_us", closes_after_hold > 0
+                                 ? (s3.cpu_ns / 1e9 - cpu_before_close) * 1e6 / closes_after_hold
+                                 : -1);
     fprintf(jf, ",\n  \"series\": [");
     for (int i = 0; i < st_n; i++)
         fprintf(jf, "%s[%.2f, %ld, %" PRId64 ", %" PRId64 ", %.4f]", i ? ", " : "", st_series[i].t,
@@ -1525,14 +1526,15 @@ static void run_stalled(void)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen --target tickerd|node|nchan --scenario idle|steady|burst|storm|stalled\n"
-            "  --port P [--host 127.0.0.1] [--pub-port P (nchan)] [--redis HOST:PORT]\n"
-            "  [--stream KEY] [-n CLIENTS] [--procs K] [--rate R] [--duration S]\n"
-            "  [--items M] [--hold S] [--src 127.X.Y] [--per-src N] [--pid PID]...\n"
-            "  [--out FILE] [--label L] [--timeout S] [--connect-timeout S] [--drain S]\n"
-            "  [--text-bytes B] stalled: [--readers R] [--rcvbuf B] [--observe S]\n"
-            "  [--rss-limit-mb MB]\n");
+    fprintf(
+        stderr,
+        "usage: loadgen --target tickerd|node|nchan --scenario idle|steady|burst|storm|stalled\n"
+        "  --port P [--host 127.0.0.1] [--pub-port P (nchan)] [--redis HOST:PORT]\n"
+        "  [--stream KEY] [-n CLIENTS] [--procs K] [--rate R] [--duration S]\n"
+        "  [--items M] [--hold S] [--src 127.X.Y] [--per-src N] [--pid PID]...\n"
+        "  [--out FILE] [--label L] [--timeout S] [--connect-timeout S] [--drain S]\n"
+        "  [--text-bytes B] stalled: [--readers R] [--rcvbuf B] [--observe S]\n"
+        "  [--rss-limit-mb MB]\n");
     exit(2);
 }
 
@@ -1575,9 +1577,9 @@ int main(int argc, char **argv)
                                                     : (usage(), T_TICKERD);
             break;
         case 's':
-            opt.scenario = !strcmp(optarg, "idle")     ? S_IDLE
-                           : !strcmp(optarg, "steady") ? S_STEADY
-                           : !strcmp(optarg, "burst")  ? S_BURST
+            opt.scenario = !strcmp(optarg, "idle")      ? S_IDLE
+                           : !strcmp(optarg, "steady")  ? S_STEADY
+                           : !strcmp(optarg, "burst")   ? S_BURST
                            : !strcmp(optarg, "storm")   ? S_STORM
                            : !strcmp(optarg, "stalled") ? S_STALLED
                                                         : (usage(), S_IDLE);
