@@ -52,7 +52,7 @@
 /* options */
 
 enum target { T_TICKERD, T_NODE, T_NCHAN };
-enum scenario { S_IDLE, S_STEADY, S_BURST, S_STORM };
+enum scenario { S_IDLE, S_STEADY, S_BURST, S_STORM, S_STALLED };
 
 static struct {
     enum target target;
@@ -73,6 +73,9 @@ static struct {
     int timeout_s;
     double connect_timeout, drain_timeout;
     int inflight;
+    /* stalled: n stalled clients (g < stalled_n) and `readers` that read */
+    int stalled_n, readers, rcvbuf, text_bytes, rss_limit_mb;
+    double observe;
 } opt = {
     .host = "127.0.0.1",
     .redis_host = "127.0.0.1",
@@ -91,6 +94,9 @@ static struct {
     .connect_timeout = 60,
     .drain_timeout = 10,
     .inflight = 512,
+    .rcvbuf = 4096,
+    .rss_limit_mb = 4096,
+    .observe = 25,
 };
 
 static const char *regions[8] = {"africa",        "asia", "asia-pacific", "europe",
@@ -127,6 +133,7 @@ static int64_t real_us(void)
 
 static int filt_kind(int g)
 {
+    if (opt.scenario == S_STALLED) return 0; /* every stalled client is owed everything */
     int k = g % 4;
     return k == 0 ? 0 : k == 3 ? 2 : 1; /* 0 all, 1 one region, 2 two regions */
 }
@@ -170,7 +177,10 @@ static double h_value_ms(int b) /* upper edge of bucket b */
 typedef struct {
     int64_t connected, failed, retries, open_now, refused_http;
     int64_t delivered, uniq, dup, expected, foreign, unmatched, replay_items, markers;
-    int64_t close_1013, close_other, eof;
+    int64_t close_1013, close_other, eof, reset;
+    int64_t close_other_code; /* the last close code other than 1013 */
+    /* stalled clients: items read in the drain, how their connection ended */
+    int64_t st_paused, st_items, st_1013, st_other, st_eof, st_reset, st_open, st_bytes;
     int64_t complete;
     int64_t ready_first_us, ready_last_us; /* monotonic */
     int64_t last_recv_us, first_recv_us;
@@ -193,6 +203,8 @@ typedef struct {
     int fd;
     int g; /* global index */
     uint8_t state, ready, done, retries;
+    uint8_t stalled; /* stalled scenario: stops reading at its replay marker */
+    uint8_t paused;  /* ... and is out of the epoll set until RESUME */
     int64_t retry_at;
     uint32_t got, expected;
     uint64_t *bits;
@@ -213,7 +225,7 @@ static bool storm_mode;
 static int64_t storm_t0;
 static int inflight;
 static int64_t phase_deadline;
-static enum { P_NONE, P_CONNECT, P_WAIT } phase;
+static enum { P_NONE, P_CONNECT, P_WAIT, P_DRAIN } phase;
 static int reply_fd;
 static int nbits_words;
 
@@ -270,6 +282,8 @@ static void start_connect(client_t *c)
     }
     setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->stalled && opt.rcvbuf > 0) /* before connect: it sets the window scale */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &opt.rcvbuf, sizeof opt.rcvbuf);
     client_src(c->g, &src);
     if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
         snprintf(me->err, sizeof me->err, "bind: %s", strerror(errno));
@@ -423,6 +437,10 @@ static void on_item(client_t *c, const unsigned char *p, size_t len, int64_t now
         return;
     }
     if (opt.target != T_NCHAN) set_lastid(c, (const char *)id, (size_t)(idend - id));
+    if (c->stalled) { /* what a stalled client reads once it reads again */
+        me->st_items++;
+        return;
+    }
     int64_t ms = strtoll((const char *)id, NULL, 10);
     int seq = atoi((const char *)t + pl);
     bool replay = memmem(p, len, "\"replay\":true", 13) != NULL;
@@ -485,6 +503,12 @@ static void on_message(client_t *c, const unsigned char *p, size_t len, int64_t 
         me->markers++;
         mark_ready(c, now_mono);
         if (storm_mode) client_done(c, now_mono);
+        if (c->stalled && !c->paused && phase != P_DRAIN) {
+            /* from here on it never reads: its socket stays out of epoll */
+            epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+            c->paused = 1;
+            me->st_paused++;
+        }
     } else if (rest >= 6 && !memcmp(t, "hello\"", 6)) {
         /* tickerd's hello carries last_id: a resume point for a client
          * that has seen no item yet. */
@@ -530,9 +554,11 @@ static ssize_t parse_frames(client_t *c, unsigned char *buf, size_t len, int64_t
         if (op == 0x8) {
             int code = plen >= 2 ? (pl[0] << 8) | pl[1] : 1005;
             if (code == 1013)
-                me->close_1013++;
-            else
-                me->close_other++;
+                (*(c->stalled ? &me->st_1013 : &me->close_1013))++;
+            else {
+                (*(c->stalled ? &me->st_other : &me->close_other))++;
+                me->close_other_code = code;
+            }
             send_frame(c, 0x8, pl, plen >= 2 ? 2 : 0);
             return -1;
         } else if (op == 0x9) {
@@ -571,12 +597,15 @@ static void on_readable(client_t *c)
             bool before_ready = !c->ready;
             if (before_ready)
                 me->err_handshake++;
+            else if (c->stalled)
+                (*(r == 0 ? &me->st_eof : &me->st_reset))++;
             else
-                me->eof++;
+                (*(r == 0 ? &me->eof : &me->reset))++; /* no close frame: FIN or RST */
             kill_client(c, before_ready);
             return;
         }
         if (r < 0) return;
+        if (c->stalled) me->st_bytes += r;
         int64_t now_real = real_us(), now_mono = mono_us();
         size_t len = have + (size_t)r;
         size_t off = 0;
@@ -658,7 +687,7 @@ static int count_waiting(void)
 {
     int n = 0;
     for (int i = 0; i < ncl; i++)
-        if (cl[i].state == C_OPEN && !cl[i].done) n++;
+        if (cl[i].state == C_OPEN && !cl[i].done && !cl[i].stalled) n++;
     return n;
 }
 
@@ -690,7 +719,7 @@ static void set_expect(int lo, int hi)
         c->got = 0;
         c->done = 0;
         c->expected = 0;
-        for (int s = lo; s < hi; s++)
+        for (int s = lo; s < hi && !c->stalled; s++)
             if (matches(c->g, s)) c->expected++;
         if (c->state != C_DEAD) me->expected += c->expected;
     }
@@ -709,6 +738,7 @@ static void child_main(int idx, int cmd_fd, int rep_fd)
     for (int i = 0; i < ncl; i++) {
         cl[i].fd = -1;
         cl[i].g = gbase + i;
+        cl[i].stalled = opt.scenario == S_STALLED && cl[i].g < opt.stalled_n;
     }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -785,6 +815,21 @@ static void child_main(int idx, int cmd_fd, int rep_fd)
                             if (cl[k].state == C_OPEN && cl[k].ready) open++;
                         me->open_now = open;
                         reply("OK\n");
+                    } else if (!strncmp(cmd, "RESUME", 6)) {
+                        /* the stalled clients read again, until the server
+                         * has closed each or the deadline */
+                        double dl;
+                        sscanf(cmd + 7, "%lf", &dl);
+                        for (int k = 0; k < ncl; k++) {
+                            client_t *c = &cl[k];
+                            if (!c->paused) continue;
+                            c->paused = 0;
+                            if (c->state != C_OPEN) continue;
+                            struct epoll_event e2 = {.events = EPOLLIN, .data.ptr = c};
+                            epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &e2);
+                        }
+                        phase = P_DRAIN;
+                        phase_deadline = mono_us() + (int64_t)(dl * 1e6);
                     } else if (!strcmp(cmd, "QUIT")) {
                         _exit(0);
                     }
@@ -819,6 +864,15 @@ static void child_main(int idx, int cmd_fd, int rep_fd)
             }
         } else if (phase == P_WAIT) {
             if (count_waiting() == 0 || now > phase_deadline) {
+                phase = P_NONE;
+                reply("OK\n");
+            }
+        } else if (phase == P_DRAIN) {
+            int open = 0;
+            for (int k = 0; k < ncl; k++)
+                if (cl[k].stalled && cl[k].state == C_OPEN) open++;
+            if (open == 0 || now > phase_deadline) {
+                me->st_open = open;
                 phase = P_NONE;
                 reply("OK\n");
             }
@@ -992,6 +1046,57 @@ static proc_stat_t server_stat(void)
     return r;
 }
 
+/* tickerd's /metrics: slow-consumer closes and connections now (summed
+ * over transports). Returns -1 when there is no such page (the peers). */
+typedef struct {
+    int64_t slow, conns, sent;
+} server_metrics_t;
+
+static int server_metrics(server_metrics_t *m)
+{
+    static char buf[1 << 19];
+    memset(m, 0, sizeof *m);
+    if (opt.target != T_TICKERD) return -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
+    inet_pton(AF_INET, opt.host, &a.sin_addr);
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "GET /metrics HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n", opt.host,
+                     opt.port);
+    size_t len = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    for (;;) {
+        ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+        if (r <= 0) break;
+        len += (size_t)r;
+        if (len == sizeof buf - 1) break;
+    }
+    close(fd);
+    buf[len] = 0;
+    if (len < 12 || memcmp(buf + 9, "200", 3)) return -1;
+    int found = 0;
+    for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (!strncmp(l, "tickerd_slow_consumer_disconnects_total ", 40)) {
+            m->slow = strtoll(l + 40, NULL, 10);
+            found = 1;
+        } else if (!strncmp(l, "tickerd_connections{", 20)) {
+            char *sp = strchr(l, ' ');
+            if (sp) m->conns += strtoll(sp + 1, NULL, 10);
+        } else if (!strncmp(l, "tickerd_messages_sent_total ", 28)) {
+            m->sent = strtoll(l + 28, NULL, 10);
+        }
+    }
+    return found ? 0 : -1;
+}
+
 /* ---- publishing ---- */
 
 static redisContext *rc;
@@ -1020,20 +1125,38 @@ static void pub_open(void)
     redisSetTimeout(rc, (struct timeval){.tv_sec = 10});
 }
 
+/* An item's text: "bench <tag>#<seq> " and the pad, repeated up to
+ * --text-bytes (0: the pad once, about 300 bytes a frame). */
+static void item_text(char *out, size_t cap, int seq)
+{
+    int n = snprintf(out, cap, "bench %s#%d %s", tag, seq, pad);
+    size_t want = opt.text_bytes > 0 ? (size_t)opt.text_bytes : 0;
+    if (want >= cap) want = cap - 1;
+    while ((size_t)n < want) {
+        size_t k = sizeof pad - 1;
+        if ((size_t)n + 1 + k > want) k = want - (size_t)n - 1;
+        out[n++] = ' ';
+        memcpy(out + n, pad, k);
+        n += (int)k;
+        out[n] = 0;
+    }
+}
+
 static int http_pending;
 static char http_in[1 << 16];
 static size_t http_inlen;
 
 static void http_queue(int seq)
 {
-    char body[1024], req[1400];
+    char body[2048], req[2600], text[1100];
     int64_t ms = real_us() / 1000;
+    item_text(text, sizeof text, seq);
     int bl = snprintf(body, sizeof body,
                       "{\"type\":\"item\",\"id\":\"%" PRId64 "-0\",\"ts\":%" PRId64
                       ",\"lang\":\"en\",\"region\":[\"%s\"],\"priority\":\"breaking\","
-                      "\"category\":\"politics\",\"text\":\"bench %s#%d %s\",\"source\":\"bench\","
+                      "\"category\":\"politics\",\"text\":\"%s\",\"source\":\"bench\","
                       "\"expires\":%" PRId64 "}",
-                      ms, ms, regions[seq % 8], tag, seq, pad, ms + 21600000);
+                      ms, ms, regions[seq % 8], text, ms + 21600000);
     int n = snprintf(req, sizeof req,
                      "POST /pub/%s HTTP/1.1\r\nHost: %s\r\nAccept: text/json\r\n"
                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
@@ -1073,8 +1196,8 @@ static int redis_pending;
 
 static void redis_queue(int seq)
 {
-    char text[256];
-    snprintf(text, sizeof text, "bench %s#%d %s", tag, seq, pad);
+    char text[1100];
+    item_text(text, sizeof text, seq);
     const char *argv[] = {"XADD",     opt.stream,       "*",        "lang",     "en",
                           "region",   regions[seq % 8], "priority", "breaking", "category",
                           "politics", "source",         "bench",    "text",     text};
@@ -1109,9 +1232,14 @@ static void flush(void)
         redis_flush();
 }
 
+/* Called after every flush of a burst (the stalled scenario samples the
+ * server's RSS there); publishing stops early when it sets pub_stop. */
+static void (*pub_hook)(void);
+static bool pub_stop;
+
 /* Publishes seqs [lo, hi): paced at rate (items/s), or as fast as a
- * pipeline of 32 allows when rate <= 0. */
-static void publish_range(int lo, int hi, double rate)
+ * pipeline of 32 allows when rate <= 0. Returns the number published. */
+static int publish_range(int lo, int hi, double rate)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1130,10 +1258,18 @@ static void publish_range(int lo, int hi, double rate)
             flush();
         } else {
             publish(s);
-            if ((s - lo) % 32 == 31) flush();
+            if ((s - lo) % 32 == 31) {
+                flush();
+                if (pub_hook) pub_hook();
+                if (pub_stop) {
+                    hi = s + 1;
+                    break;
+                }
+            }
         }
     }
     flush();
+    return hi - lo;
 }
 
 /* ---- output ---- */
@@ -1152,7 +1288,7 @@ static void jstr(const char *k, const char *v)
 }
 
 static const char *tname[] = {"tickerd", "node", "nchan"};
-static const char *sname[] = {"idle", "steady", "burst", "storm"};
+static const char *sname[] = {"idle", "steady", "burst", "storm", "stalled"};
 
 static void connect_all(void)
 {
@@ -1197,21 +1333,208 @@ static void delivery_out(void)
     }
     jnum("clients_complete", (double)SUM(complete));
     jnum("closed_1013", (double)SUM(close_1013));
-    jnum("closed_other", (double)SUM(close_other) + (double)SUM(eof));
+    /* every other way a client lost its connection after its marker */
+    jnum("closed_other", (double)SUM(close_other));
+    jnum("closed_other_code", (double)MAX(close_other_code));
+    jnum("dropped_eof", (double)SUM(eof));
+    jnum("dropped_reset", (double)SUM(reset));
+    jnum("disconnects_other", (double)(SUM(close_other) + SUM(eof) + SUM(reset)));
     jnum("lat_p50_ms", pct(offsetof(slot_t, lat), 0.50));
     jnum("lat_p99_ms", pct(offsetof(slot_t, lat), 0.99));
     jnum("lat_max_ms", (double)MAX(lat_max_us) / 1000.0);
     jnum("lat_samples", (double)SUM(lat_n));
 }
 
+/* ---- the stalled scenario ----
+ *
+ * stalled_n clients (all subscribed to everything, SO_RCVBUF --rcvbuf set
+ * before connect) read their hello and replay marker and then never read
+ * again; --readers more clients read everything. A burst of --items items of
+ * --text-bytes is published; the server's RSS (process tree) and, for
+ * tickerd, /metrics (slow-consumer closes, connections) are sampled every
+ * 200 ms through the burst, --hold s after it (the peak) and until the
+ * server has closed every stalled client or --observe s after the burst.
+ * Then the stalled clients read again for up to --drain s, and each one's
+ * end is classified: close frame 1013, another close code, FIN or RST
+ * without a close frame, or still open. */
+#define ST_MAX 1024
+static struct {
+    double t, cpu_s;
+    long rss_kb;
+    int64_t slow, conns;
+} st_series[ST_MAX];
+static int st_n;
+static int64_t st_t0, st_last_sample, st_last_slow;
+static long st_peak_rss, st_last_rss;
+static double st_peak_t, st_first_close_t = -1, st_last_close_t = -1;
+static server_metrics_t st_m0;
+static bool st_have_metrics, st_rss_limit_hit;
+
+static void st_sample_now(bool force)
+{
+    int64_t now = mono_us();
+    if (!force && now - st_last_sample < 200000) return;
+    st_last_sample = now;
+    proc_stat_t ps = server_stat();
+    server_metrics_t m;
+    bool hm = st_have_metrics && server_metrics(&m) == 0;
+    double t = (double)(now - st_t0) / 1e6;
+    st_last_rss = ps.rss_kb;
+    if (ps.rss_kb > st_peak_rss) {
+        st_peak_rss = ps.rss_kb;
+        st_peak_t = t;
+    }
+    int64_t slow = hm ? m.slow - st_m0.slow : -1;
+    if (hm && slow > st_last_slow) {
+        if (st_first_close_t < 0) st_first_close_t = t;
+        st_last_close_t = t;
+        st_last_slow = slow;
+    }
+    if (st_n < ST_MAX) {
+        st_series[st_n].t = t;
+        st_series[st_n].cpu_s = ps.cpu_ns / 1e9;
+        st_series[st_n].rss_kb = ps.rss_kb;
+        st_series[st_n].slow = slow;
+        st_series[st_n].conns = hm ? m.conns : -1;
+        st_n++;
+    }
+    if (opt.rss_limit_mb > 0 && ps.rss_kb > (long)opt.rss_limit_mb * 1024) {
+        st_rss_limit_hit = true;
+        pub_stop = true; /* a peer that copies per client: stop the burst */
+    }
+}
+
+static void st_sample(void)
+{
+    st_sample_now(false);
+}
+
+static void run_stalled(void)
+{
+    sleep(1);
+    proc_stat_t s0 = server_stat();
+    st_have_metrics = server_metrics(&st_m0) == 0;
+    int64_t tc = mono_us();
+    connect_all();
+    double conn_s = (double)(mono_us() - tc) / 1e6;
+    broadcast("EXPECT 0 %d 1\n", opt.items);
+    gather();
+    sleep(1);
+    proc_stat_t s1 = server_stat();
+    int64_t paused = SUM(st_paused);
+    st_t0 = mono_us();
+    st_sample_now(true);
+    pub_hook = st_sample;
+    int m = publish_range(0, opt.items, 0);
+    pub_hook = NULL;
+    int64_t t_pub = mono_us();
+    while (!st_rss_limit_hit && mono_us() < t_pub + (int64_t)(opt.hold * 1e6)) {
+        st_sample();
+        usleep(20000);
+    }
+    st_sample_now(true);
+    long rss_hold = st_last_rss;
+    int64_t slow_hold = st_have_metrics ? st_last_slow : -1;
+    proc_stat_t s2 = server_stat();
+    int i_hold = st_n;
+    /* until the server has closed every stalled client, or the deadline */
+    while (mono_us() < t_pub + (int64_t)(opt.observe * 1e6) &&
+           !(st_have_metrics && st_last_slow >= paused)) {
+        st_sample();
+        usleep(20000);
+    }
+    st_sample_now(true);
+    proc_stat_t s3 = server_stat();
+    double observed = (double)(mono_us() - t_pub) / 1e6;
+    /* server CPU while they stall, and from the last sample before the
+     * first close after the hold to the end of the observation */
+    double cpu_before_close = s3.cpu_ns / 1e9;
+    int64_t closes_after_hold = st_have_metrics ? st_last_slow - slow_hold : 0;
+    for (int i = i_hold; closes_after_hold > 0 && i < st_n; i++)
+        if (st_series[i].slow > slow_hold) {
+            cpu_before_close = i > i_hold ? st_series[i - 1].cpu_s : s2.cpu_ns / 1e9;
+            break;
+        }
+    broadcast("RESUME %.1f\n", opt.drain_timeout);
+    gather();
+    broadcast("COUNT\n");
+    gather();
+    st_sample_now(true);
+    long rss_end = st_last_rss;
+
+    common_out();
+    jnum("stalled_clients", opt.stalled_n);
+    jnum("readers", opt.readers);
+    jnum("connected", (double)SUM(connected));
+    jnum("failed", (double)SUM(failed));
+    jnum("connect_s", conn_s);
+    jnum("stalled_paused", (double)paused);
+    jnum("rcvbuf", opt.rcvbuf);
+    jnum("items", m);
+    jnum("text_bytes", opt.text_bytes);
+    jnum("publish_s", (double)(t_pub - st_t0) / 1e6);
+    jnum("server_procs", s1.nproc);
+    /* series: [s from the burst's first XADD, RSS KiB, slow closes, connections, CPU s] */
+    jnum("rss_before_kb", (double)s0.rss_kb);
+    jnum("rss_connected_kb", (double)s1.rss_kb);
+    jnum("rss_peak_kb", (double)st_peak_rss);
+    jnum("rss_peak_t_s", st_peak_t);
+    jnum("rss_hold_kb", (double)rss_hold);
+    jnum("rss_end_kb", (double)rss_end);
+    jnum("rss_limit_hit", st_rss_limit_hit);
+    int ntot = opt.n;
+    jnum("rss_connect_per_client_kb", ntot ? (double)(s1.rss_kb - s0.rss_kb) / ntot : -1);
+    jnum("rss_burst_growth_kb", (double)(st_peak_rss - s1.rss_kb));
+    jnum("rss_burst_growth_per_stalled_kb",
+         (double)(st_peak_rss - s1.rss_kb) / (opt.stalled_n ? opt.stalled_n : 1));
+    jnum("rss_total_growth_kb", (double)(st_peak_rss - s0.rss_kb));
+    jnum("rss_total_growth_per_stalled_kb",
+         (double)(st_peak_rss - s0.rss_kb) / (opt.stalled_n ? opt.stalled_n : 1));
+    jnum("hold_s", opt.hold);
+    jnum("observed_s", observed);
+    /* the server's count of slow-consumer closes (tickerd's /metrics) */
+    jnum("slow_closes", st_have_metrics ? (double)st_last_slow : -1);
+    jnum("slow_closes_at_hold", (double)slow_hold);
+    jnum("close_first_s", st_first_close_t); /* from the burst's first XADD */
+    jnum("close_last_s", st_last_close_t);
+    /* what the stalled clients found when they read again */
+    jnum("stalled_got_1013", (double)SUM(st_1013));
+    jnum("stalled_closed_other", (double)SUM(st_other));
+    jnum("stalled_dropped_eof", (double)SUM(st_eof));
+    jnum("stalled_dropped_reset", (double)SUM(st_reset));
+    jnum("stalled_still_open", (double)SUM(st_open));
+    jnum("stalled_items_read", (double)SUM(st_items));
+    jnum("stalled_bytes_read", (double)SUM(st_bytes));
+    jnum("close_other_code", (double)MAX(close_other_code));
+    /* the readers */
+    delivery_out();
+    jnum("cpu_burst_s", (s2.cpu_ns - s1.cpu_ns) / 1e9);
+    jnum("cpu_observe_s", (s3.cpu_ns - s2.cpu_ns) / 1e9);
+    jnum("cpu_observe_wall_s", observed - opt.hold);
+    jnum("cpu_stall_s", cpu_before_close - s2.cpu_ns / 1e9);
+    jnum("cpu_close_s", s3.cpu_ns / 1e9 - cpu_before_close);
+    jnum("closes_after_hold", (double)closes_after_hold);
+    jnum("cpu_per_close_us", closes_after_hold > 0
+                                 ? (s3.cpu_ns / 1e9 - cpu_before_close) * 1e6 / closes_after_hold
+                                 : -1);
+    fprintf(jf, ",\n  \"series\": [");
+    for (int i = 0; i < st_n; i++)
+        fprintf(jf, "%s[%.2f, %ld, %" PRId64 ", %" PRId64 ", %.4f]", i ? ", " : "", st_series[i].t,
+                st_series[i].rss_kb, st_series[i].slow, st_series[i].conns, st_series[i].cpu_s);
+    fprintf(jf, "]");
+}
+
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen --target tickerd|node|nchan --scenario idle|steady|burst|storm\n"
-            "  --port P [--host 127.0.0.1] [--pub-port P (nchan)] [--redis HOST:PORT]\n"
-            "  [--stream KEY] [-n CLIENTS] [--procs K] [--rate R] [--duration S]\n"
-            "  [--items M] [--hold S] [--src 127.X.Y] [--per-src N] [--pid PID]...\n"
-            "  [--out FILE] [--label L] [--timeout S] [--connect-timeout S]\n");
+    fprintf(
+        stderr,
+        "usage: loadgen --target tickerd|node|nchan --scenario idle|steady|burst|storm|stalled\n"
+        "  --port P [--host 127.0.0.1] [--pub-port P (nchan)] [--redis HOST:PORT]\n"
+        "  [--stream KEY] [-n CLIENTS] [--procs K] [--rate R] [--duration S]\n"
+        "  [--items M] [--hold S] [--src 127.X.Y] [--per-src N] [--pid PID]...\n"
+        "  [--out FILE] [--label L] [--timeout S] [--connect-timeout S] [--drain S]\n"
+        "  [--text-bytes B] stalled: [--readers R] [--rcvbuf B] [--observe S]\n"
+        "  [--rss-limit-mb MB]\n");
     exit(2);
 }
 
@@ -1238,6 +1561,11 @@ int main(int argc, char **argv)
                                  {"connect-timeout", 1, 0, 'C'},
                                  {"inflight", 1, 0, 'I'},
                                  {"drain", 1, 0, 'D'},
+                                 {"readers", 1, 0, 'E'},
+                                 {"rcvbuf", 1, 0, 'B'},
+                                 {"text-bytes", 1, 0, 'X'},
+                                 {"observe", 1, 0, 'O'},
+                                 {"rss-limit-mb", 1, 0, 'L'},
                                  {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:", lo, NULL)) != -1) {
@@ -1249,11 +1577,12 @@ int main(int argc, char **argv)
                                                     : (usage(), T_TICKERD);
             break;
         case 's':
-            opt.scenario = !strcmp(optarg, "idle")     ? S_IDLE
-                           : !strcmp(optarg, "steady") ? S_STEADY
-                           : !strcmp(optarg, "burst")  ? S_BURST
-                           : !strcmp(optarg, "storm")  ? S_STORM
-                                                       : (usage(), S_IDLE);
+            opt.scenario = !strcmp(optarg, "idle")      ? S_IDLE
+                           : !strcmp(optarg, "steady")  ? S_STEADY
+                           : !strcmp(optarg, "burst")   ? S_BURST
+                           : !strcmp(optarg, "storm")   ? S_STORM
+                           : !strcmp(optarg, "stalled") ? S_STALLED
+                                                        : (usage(), S_IDLE);
             break;
         case 'H':
             opt.host = optarg;
@@ -1320,12 +1649,34 @@ int main(int argc, char **argv)
         case 'D':
             opt.drain_timeout = atof(optarg);
             break;
+        case 'E':
+            opt.readers = atoi(optarg);
+            break;
+        case 'B':
+            opt.rcvbuf = atoi(optarg);
+            break;
+        case 'X':
+            opt.text_bytes = atoi(optarg);
+            break;
+        case 'O':
+            opt.observe = atof(optarg);
+            break;
+        case 'L':
+            opt.rss_limit_mb = atoi(optarg);
+            break;
         default:
             usage();
         }
     }
-    if (!opt.port || opt.n < 1 || opt.n > 200000 || opt.items < 1 || opt.items > 1000000) usage();
+    if (!opt.port || opt.n < (opt.scenario == S_STALLED && opt.readers > 0 ? 0 : 1) ||
+        opt.n > 200000 || opt.items < 1 || opt.items > 1000000)
+        usage();
     if (!opt.pub_port) opt.pub_port = opt.port;
+    if (opt.text_bytes < 0 || opt.text_bytes > 1000 || opt.readers < 0) usage();
+    if (opt.scenario == S_STALLED) { /* clients [0, stalled_n) stall, the rest read */
+        opt.stalled_n = opt.n;
+        opt.n += opt.readers;
+    }
 
     /* file limit: raise the soft limit to the hard one */
     struct rlimit rl;
@@ -1407,6 +1758,8 @@ int main(int argc, char **argv)
         broadcast("EXPECT 0 %d 1\n", m);
         gather();
         usleep(200000);
+        server_metrics_t m0, m1;
+        bool have_m = server_metrics(&m0) == 0;
         proc_stat_t before = server_stat();
         int64_t t0 = mono_us();
         publish_range(0, m, opt.scenario == S_STEADY ? opt.rate : 0);
@@ -1414,6 +1767,7 @@ int main(int argc, char **argv)
         broadcast("WAIT %.1f\n", opt.drain_timeout);
         gather();
         proc_stat_t after = server_stat();
+        have_m = have_m && server_metrics(&m1) == 0;
         double cpu = (after.cpu_ns - before.cpu_ns) / 1e9;
         if (cpu <= 0) cpu = (after.cpu_user - before.cpu_user) + (after.cpu_sys - before.cpu_sys);
         int64_t last = MAX(last_recv_us);
@@ -1424,6 +1778,8 @@ int main(int argc, char **argv)
         jnum("rate", opt.scenario == S_STEADY ? opt.rate : 0);
         jnum("publish_s", (double)(t_pub - t0) / 1e6);
         delivery_out();
+        /* the server's own count (tickerd's /metrics), beside what the clients saw */
+        jnum("slow_closes", have_m ? (double)(m1.slow - m0.slow) : -1);
         double wall = last > t0 ? (double)(last - t0) / 1e6 : 0;
         jnum("wall_s", wall);
         jnum("cpu_user_s", after.cpu_user - before.cpu_user);
@@ -1431,6 +1787,8 @@ int main(int argc, char **argv)
         jnum("cpu_s", cpu);
         jnum("deliveries_per_cpu_s", cpu > 0 ? (double)SUM(delivered) / cpu : -1);
         jnum("deliveries_per_wall_s", wall > 0 ? (double)SUM(delivered) / wall : -1);
+    } else if (opt.scenario == S_STALLED) {
+        run_stalled();
     } else { /* storm */
         connect_all();
         /* warm-up: every client learns an id to resume from */

@@ -7,7 +7,15 @@
 Each FILE is build/bench/raw/<target>-<run>.json, as run.sh names them.
 Ratios are tickerd / peer for each figure (tickerd = the first target, the
 one run with the configured number of workers); whether a ratio above or
-below 1 is good depends on the figure ("better" column).
+below 1 is good depends on the figure ("better" column). A target "base"
+(BENCH_BASE_BIN: another tickerd binary, e.g. 0.1) is a peer like the others.
+
+The stalled scenario runs twice per target, with N stalled clients
+(stalled<N>.json) and with a control number (stalled<n>.json, n < N), and
+with none (stalled0.json: the readers alone, whose burst growth is the
+baseline); the table derives the growth ratio RSS growth(N) / growth(n),
+the marginal growth per stalled client, (growth(N) - growth(n)) / (N - n),
+and the growth beyond the baseline per stalled client.
 """
 import argparse
 import datetime
@@ -39,11 +47,80 @@ FIGURES = [
     ("burst: delivered", "burst", "unique", "higher", None),
     ("burst: lost", "burst", "lost", "lower", ("<=", 0)),
     ("burst: closed 1013 (slow consumer)", "burst", "closed_1013", "lower", None),
+    ("burst: 1013 counted by the server", "burst", "slow_closes", "lower", None),
+    ("burst: other disconnects", "burst", "disconnects_other", "lower", None),
     ("storm: all replays served, s", "storm", "storm_all_s", "lower", ("<=", 0.5)),
     ("storm: median client served, s", "storm", "storm_p50_s", "lower", None),
     ("storm: clients served", "storm", "clients_served", "higher", None),
     ("storm: missed items lost", "storm", "lost", "lower", ("<=", 0)),
+    ("stalled: stalled clients (large run)", "stalledL", "stalled_clients", "same", None),
+    ("stalled: RSS before connecting, KiB", "stalledL", "rss_before_kb", "lower", None),
+    ("stalled: RSS growth, connect, KiB", "stalledL", "rss_connect_growth_kb", "lower", None),
+    ("stalled: RSS growth, burst (peak), KiB", "stalledL", "rss_burst_growth_kb", "lower", None),
+    ("stalled: burst growth / stalled clients", "stalledL", "rss_burst_growth_per_stalled_kb", "lower",
+     None),
+    ("stalled: RSS growth, connect+burst, KiB", "stalledL", "rss_total_growth_kb", "lower", None),
+    ("stalled control: stalled clients", "stalledS", "stalled_clients", "same", None),
+    ("stalled control: RSS growth, burst, KiB", "stalledS", "rss_burst_growth_kb", "lower", None),
+    ("stalled control: growth connect+burst", "stalledS", "rss_total_growth_kb", "lower", None),
+    ("stalled none (readers only): burst growth", "stalled0", "rss_burst_growth_kb", "lower", None),
+    ("stalled: burst growth minus none, KiB", "stalled", "net_burst_growth_kb_large", "lower", None),
+    ("stalled: ... minus none, per stalled client", "stalled", "net_kb_per_stalled_large", "lower", None),
+    ("stalled control: burst growth minus none", "stalled", "net_burst_growth_kb_control", "lower",
+     None),
+    ("stalled: burst growth ratio large/control", "stalled", "burst_growth_ratio", "lower", None),
+    ("stalled: total growth ratio large/control", "stalled", "total_growth_ratio", "lower", None),
+    ("stalled: marginal KiB per stalled client", "stalled", "marginal_kb_per_client", "lower", None),
+    ("stalled: server 1013 closes at hold", "stalledL", "slow_closes_at_hold", "same", None),
+    ("stalled: server 1013 closes, total", "stalledL", "slow_closes", "same", None),
+    ("stalled: first 1013, s after burst start", "stalledL", "close_first_s", "same", None),
+    ("stalled: last 1013, s after burst start", "stalledL", "close_last_s", "same", None),
+    ("stalled: clients that then read a 1013", "stalledL", "stalled_got_1013", "same", None),
+    ("stalled: ... other close / FIN / RST", "stalledL", "stalled_other_end", "same", None),
+    ("stalled: ... still open after the drain", "stalledL", "stalled_still_open", "same", None),
+    ("stalled: readers lost", "stalledL", "lost", "lower", ("<=", 0)),
+    ("stalled: readers closed 1013", "stalledL", "closed_1013", "lower", ("<=", 0)),
+    ("stalled: server CPU s, stalled until close", "stalledL", "cpu_stall_s", "lower", None),
+    ("stalled: ... wall s of that", "stalledL", "cpu_observe_wall_s", "same", None),
+    ("stalled: server CPU s at the closes", "stalledL", "cpu_close_s", "lower", None),
+    ("stalled: ... us per client closed then", "stalledL", "cpu_per_close_us", "lower", None),
 ]
+
+
+def derive_stalled(runs):
+    """Per target: the large and the control stalled runs as 'stalledL' and
+    'stalledS', and the ratios between them as 'stalled'."""
+    for t, r in runs.items():
+        st = sorted((d.get("stalled_clients", 0), k) for k, d in r.items()
+                    if d.get("scenario") == "stalled")
+        for n, k in st:
+            d = r[k]
+            d["rss_connect_growth_kb"] = d["rss_connected_kb"] - d["rss_before_kb"]
+            d["stalled_other_end"] = (d.get("stalled_closed_other", 0)
+                                      + d.get("stalled_dropped_eof", 0)
+                                      + d.get("stalled_dropped_reset", 0))
+        zero = [k for n, k in st if n == 0]
+        st = [(n, k) for n, k in st if n > 0]
+        if zero:
+            r["stalled0"] = r[zero[0]]
+        if not st:
+            continue
+        big, small = r[st[-1][1]], r[st[0][1]]
+        r["stalledL"], r["stalledS"] = big, small
+        der = {}
+        if zero:  # what the stalled clients add to a burst the readers alone cost
+            z = r[zero[0]]["rss_burst_growth_kb"]
+            der["net_burst_growth_kb_large"] = big["rss_burst_growth_kb"] - z
+            der["net_burst_growth_kb_control"] = small["rss_burst_growth_kb"] - z
+            der["net_kb_per_stalled_large"] = der["net_burst_growth_kb_large"] / big["stalled_clients"]
+        if len(st) >= 2 and st[0][0] != st[-1][0]:
+            gb, gs = big["rss_burst_growth_kb"], small["rss_burst_growth_kb"]
+            tb, ts = big["rss_total_growth_kb"], small["rss_total_growth_kb"]
+            der["burst_growth_ratio"] = gb / gs if gs > 0 else None
+            der["total_growth_ratio"] = tb / ts if ts > 0 else None
+            der["marginal_kb_per_client"] = (tb - ts) / (big["stalled_clients"]
+                                                        - small["stalled_clients"])
+        r["stalled"] = der
 
 
 def load(files):
@@ -61,7 +138,7 @@ def load(files):
 def fmt(v):
     if v is None:
         return "-"
-    if isinstance(v, float) and v < 0:
+    if (isinstance(v, float) and v < 0) or v == -1:  # -1: not measured
         return "n/a"
     if abs(v) >= 100000:
         return f"{v:,.0f}"
@@ -75,8 +152,13 @@ def fmt(v):
 def one(path):
     d = json.load(open(path))
     keys = ["held", "rss_per_conn_kb", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "unique",
-            "expected", "lost", "closed_1013", "deliveries_per_cpu_s", "cpu_user_s", "cpu_sys_s",
-            "storm_all_s", "clients_served", "failed", "last_error"]
+            "expected", "lost", "closed_1013", "slow_closes", "disconnects_other",
+            "deliveries_per_cpu_s", "cpu_user_s", "cpu_sys_s", "storm_all_s", "clients_served",
+            "stalled_paused", "rss_before_kb", "rss_connected_kb", "rss_peak_kb", "rss_peak_t_s",
+            "rss_end_kb", "rss_burst_growth_kb", "rss_burst_growth_per_stalled_kb",
+            "slow_closes_at_hold", "close_first_s", "close_last_s", "stalled_got_1013",
+            "stalled_closed_other", "stalled_dropped_eof", "stalled_dropped_reset",
+            "stalled_still_open", "rss_limit_hit", "failed", "last_error"]
     parts = [f"{k}={d[k] if isinstance(d[k], str) else fmt(d[k])}" for k in keys
              if k in d and d[k] != ""]
     print(f"  {d.get('label')} {os.path.basename(path)[:-5]}: " + " ".join(parts))
@@ -88,13 +170,16 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--scale", default="?")
     ap.add_argument("--workers", default="?")
+    ap.add_argument("--bin", help="the tickerd binary of targets tickerd, tickerd-w1")
+    ap.add_argument("--base-bin", help="the binary of target base")
     ap.add_argument("files", nargs="*")
     a = ap.parse_args()
     if a.one:
         one(a.one)
         return 0
     runs = load(a.files)
-    order = [t for t in ("tickerd", "tickerd-w1", "node", "nchan") if t in runs]
+    derive_stalled(runs)
+    order = [t for t in ("tickerd", "base", "tickerd-w1", "node", "nchan") if t in runs]
     order += sorted(t for t in runs if t not in order)
     base = order[0] if order else None
     peers = [t for t in order if not t.startswith("tickerd")]
@@ -121,10 +206,17 @@ def main():
     w0 = max(len(f["figure"]) for f in figures) + 1
     line = f"{'figure':<{w0}}" + "".join(f"{c:>15}" for c in cols)
     print(f"\ntickerd benchmark, scale {a.scale}, {a.workers} worker process(es) per target "
-          f"(tickerd-w1: 1)\n")
+          f"(tickerd-w1: 1)")
+    if a.bin:
+        print(f"tickerd: {a.bin}")
+    if a.base_bin:
+        print(f"base:    {a.base_bin}")
+    print()
     print(line)
     print("-" * len(line))
     for f in figures:
+        if all(v is None for v in f["values"].values()):
+            continue  # a scenario that was not run
         row = f"{f['figure']:<{w0}}"
         row += "".join(f"{fmt(f['values'][t]):>15}" for t in order)
         row += "".join(f"{(fmt(f['ratios'][p]) if f['ratios'][p] is not None else '-'):>15}"
@@ -136,7 +228,7 @@ def main():
           " Targets are the issue's, for BENCH_SCALE=full.")
     if a.out:
         with open(a.out, "w") as fh:
-            json.dump({"scale": a.scale, "workers": a.workers,
+            json.dump({"scale": a.scale, "workers": a.workers, "bin": a.bin, "base_bin": a.base_bin,
                        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                        "cpus": os.cpu_count(), "targets": order, "figures": figures,
                        "runs": runs}, fh, indent=1)

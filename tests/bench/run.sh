@@ -11,9 +11,20 @@
 #   BENCH_SCALE=small|full   small (default) ends in under 3 minutes; full
 #                            uses the issue's numbers (about 10 minutes)
 #   BENCH_WORKERS=2          server processes of every target
-#   BENCH_TARGETS="tickerd tickerd-w1 node nchan"
-#   BENCH_QUEUE_BYTES=2097152  tickerd's [limits] max_queue_bytes (above the 1.5 MB
-#                            burst each client gets; see README)
+#   BENCH_TARGETS="tickerd tickerd-w1 node nchan"   (plus "base" when
+#                            BENCH_BASE_BIN is set)
+#   BENCH_QUEUE_BYTES=N      tickerd's [limits] max_queue_bytes; unset (the
+#                            default) = the daemon's own default
+#   TICKERD_BIN=PATH         the binary of the tickerd and tickerd-w1 targets
+#                            (default build/tickerd)
+#   BENCH_BASE_BIN=PATH      another tickerd binary (e.g. an older release,
+#                            built in its own worktree), run in the same run as
+#                            target "base" with workers=W; the table then
+#                            has tickerd/base ratios
+#   BENCH_SCENARIOS="idle steady burst storm stalled"   the scenarios to run
+#   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
+#                            (off by default: they buffer per client, and
+#                            loadgen stops the burst at --rss-limit-mb)
 #
 # As root it raises net.core.somaxconn to 65535 for the run (docs/deployment.md
 # recommends it for reconnect storms; every target gets the same backlog) and
@@ -26,7 +37,18 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
-QUEUE_BYTES=${BENCH_QUEUE_BYTES:-2097152}
+SCENARIOS=" ${BENCH_SCENARIOS:-idle steady burst storm stalled} "
+want() { [[ $SCENARIOS == *" $1 "* ]]; }
+QUEUE_BYTES=${BENCH_QUEUE_BYTES:-} # empty: the daemon's default
+TICKERD_BIN=${TICKERD_BIN:-$ROOT/build/tickerd}
+BASE_BIN=${BENCH_BASE_BIN:-}
+if [ -n "$BASE_BIN" ] && [ -z "${BENCH_TARGETS:-}" ]; then
+    TARGETS="tickerd base tickerd-w1 node nchan"
+fi
+if [[ " $TARGETS " == *" base "* ]] && [ ! -x "$BASE_BIN" ]; then
+    echo "run.sh: target base needs BENCH_BASE_BIN (an executable tickerd)" >&2
+    exit 2
+fi
 OUT=$ROOT/build/bench
 RAW=$OUT/raw
 mkdir -p "$RAW"
@@ -81,6 +103,7 @@ full)
     STEADY_N=10000 STEADY_T=20
     BURST_N=1000 BURST_M=5000
     STORM_N=10000 STORM_K=24
+    STALL_N=1000 STALL_CTL=100 STALL_M=5000
     ;;
 *)
     SCALE=small
@@ -88,8 +111,14 @@ full)
     STEADY_N=2000 STEADY_T=5
     BURST_N=200 BURST_M=2000
     STORM_N=2000 STORM_K=24
+    STALL_N=1000 STALL_CTL=100 STALL_M=5000
     ;;
 esac
+# stalled: items of about 1 KB (900 bytes of text), 10 clients that read
+# beside the stalled ones, 4 s of hold after the burst (the RSS peak), then
+# until the server has closed every stalled client (slow_timeout_s = 15) or
+# 25 s after the burst, then 5 s in which the stalled clients read again
+STALL_TEXT=900 STALL_READERS=10 STALL_HOLD=4 STALL_OBSERVE=25 STALL_DRAIN=5
 NOFILE=$(ulimit -Hn)
 [ "$NOFILE" = unlimited ] && NOFILE=1048576
 ulimit -n "$NOFILE"
@@ -102,7 +131,8 @@ PER_PROC=$((NOFILE - 1000)) # connections one server process can hold
 WI=$(((IDLE_N + PER_PROC - 1) / PER_PROC))
 [ "$WI" -lt "$W" ] && WI=$W
 log "scale $SCALE: idle $IDLE_N, steady $STEADY_N x ${STEADY_T}s at 20 and 5 items/s," \
-    "burst $BURST_M items to $BURST_N, storm $STORM_N; workers $W (idle: $WI); nofile $NOFILE"
+    "burst $BURST_M items to $BURST_N, storm $STORM_N, stalled $STALL_N and $STALL_CTL;" \
+    "workers $W (idle: $WI); nofile $NOFILE; max_queue_bytes ${QUEUE_BYTES:-default}"
 
 # ---------------------------------------------------------------- build, deps
 make --no-print-directory all >&2 || exit 1
@@ -143,8 +173,10 @@ start_target() { # NAME WORKERS
     TPORT=$(free_port)
     TSTREAM="bench:$name:$RANDOM$RANDOM"
     case $name in
-    tickerd*)
+    tickerd* | base)
         TKIND=tickerd
+        local bin=$TICKERD_BIN
+        [ "$name" = base ] && bin=$BASE_BIN
         cat >"$WORK/$name.conf" <<EOF
 [server]
 listen = 127.0.0.1:$TPORT
@@ -156,9 +188,13 @@ url = redis://127.0.0.1:$REDIS_PORT/0
 key = $TSTREAM
 [limits]
 max_connections = 200000
-max_queue_bytes = $QUEUE_BYTES
 EOF
-        "$ROOT/build/tickerd" -c "$WORK/$name.conf" >>"$WORK/$name.log" 2>&1 &
+        [ -n "$QUEUE_BYTES" ] && echo "max_queue_bytes = $QUEUE_BYTES" >>"$WORK/$name.conf"
+        if ! "$bin" -c "$WORK/$name.conf" --check-config >&2; then
+            log "$name: $bin does not accept its configuration"
+            return 1
+        fi
+        "$bin" -c "$WORK/$name.conf" >>"$WORK/$name.log" 2>&1 &
         TPID=$!
         HEALTH=http://127.0.0.1:$TPORT/healthz
         ;;
@@ -221,17 +257,34 @@ for name in $TARGETS; do
         wi=1
         [ "$idle_n" -gt "$PER_PROC" ] && idle_n=$PER_PROC
     fi
-    start_target "$name" "$wi" || { stop_target; continue; }
-    loadgen "$name" idle "$name-idle" -n "$idle_n" --hold "$HOLD" --connect-timeout 120
-    if [ "$wi" != "$w" ]; then
-        stop_target
-        start_target "$name" "$w" || { stop_target; continue; }
+    if want idle; then
+        start_target "$name" "$wi" || { stop_target; continue; }
+        loadgen "$name" idle "$name-idle" -n "$idle_n" --hold "$HOLD" --connect-timeout 120
+        [ "$wi" != "$w" ] && stop_target
     fi
-    loadgen "$name" steady "$name-steady20" -n "$STEADY_N" --rate 20 --duration "$STEADY_T" --procs 2
-    loadgen "$name" steady "$name-steady5" -n "$STEADY_N" --rate 5 --duration "$STEADY_T" --procs 2
-    loadgen "$name" burst "$name-burst" -n "$BURST_N" --items "$BURST_M" --procs 2 --drain 60
-    loadgen "$name" storm "$name-storm" -n "$STORM_N" --items "$STORM_K" --procs 2 --connect-timeout 30
+    if want steady || want burst || want storm; then
+        [ -z "$TPID" ] && { start_target "$name" "$w" || { stop_target; continue; }; }
+        if want steady; then
+            loadgen "$name" steady "$name-steady20" -n "$STEADY_N" --rate 20 --duration "$STEADY_T" --procs 2
+            loadgen "$name" steady "$name-steady5" -n "$STEADY_N" --rate 5 --duration "$STEADY_T" --procs 2
+        fi
+        want burst && loadgen "$name" burst "$name-burst" -n "$BURST_N" --items "$BURST_M" --procs 2 --drain 60
+        want storm && loadgen "$name" storm "$name-storm" -n "$STORM_N" --items "$STORM_K" --procs 2 --connect-timeout 30
+    fi
     stop_target
+    if ! want stalled; then
+        :
+    elif [[ $name == tickerd* || $name == base ]] || [ "${BENCH_STALLED_PEERS:-0}" = 1 ]; then
+        # each on a fresh server, so that neither sees the other's heap
+        for n in 0 "$STALL_CTL" "$STALL_N"; do # 0: the readers alone, the baseline
+            start_target "$name" "$w" || { stop_target; continue; }
+            loadgen "$name" stalled "$name-stalled$n" -n "$n" --readers "$STALL_READERS" \
+                --items "$STALL_M" --text-bytes "$STALL_TEXT" --rcvbuf 4096 --hold "$STALL_HOLD" \
+                --observe "$STALL_OBSERVE" --drain "$STALL_DRAIN" --rss-limit-mb 3072 --timeout 120
+            stop_target
+        done
+    fi
 done
 
-python3 tests/bench/report.py --scale "$SCALE" --workers "$W" --out "$OUT/results.json" "$RAW"/*.json
+python3 tests/bench/report.py --scale "$SCALE" --workers "$W" --out "$OUT/results.json" \
+    --bin "$TICKERD_BIN" ${BASE_BIN:+--base-bin "$BASE_BIN"} "$RAW"/*.json
