@@ -125,10 +125,14 @@ static void store_release(tk_history_t *h, tk_state_t *st)
     while (*p != st)
         p = &(*p)->chain;
     *p = st->chain;
-    if (st->older) st->older->newer = st->newer;
-    else h->oldest = st->newer;
-    if (st->newer) st->newer->older = st->older;
-    else h->newest = st->older;
+    if (st->older)
+        st->older->newer = st->newer;
+    else
+        h->oldest = st->newer;
+    if (st->newer)
+        st->newer->older = st->older;
+    else
+        h->newest = st->older;
     uint32_t i = st->heap_at, last = --h->nlive;
     if (i != last) {
         heap_swap(h, i, last);
@@ -153,8 +157,10 @@ static int store_put(tk_history_t *h, tk_state_t *st)
     *slot = st;
     st->older = h->newest;
     st->newer = NULL;
-    if (h->newest) h->newest->newer = st;
-    else h->oldest = st;
+    if (h->newest)
+        h->newest->newer = st;
+    else
+        h->oldest = st;
     h->newest = st;
     st->heap_at = h->nlive;
     h->heap[h->nlive++] = st;
@@ -341,8 +347,10 @@ static uint64_t first_after(const tk_history_t *h, tk_id_t id)
     uint64_t lo = h->first, hi = h->next;
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if (tk_id_cmp(tk_history_at(h, mid)->id, id) <= 0) lo = mid + 1;
-        else hi = mid;
+        if (tk_id_cmp(tk_history_at(h, mid)->id, id) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -422,8 +430,7 @@ static int make_retract(tk_event_t *ev, tk_state_t *st)
 {
     /* An item the store does not hold may be on a screen all the same
      * (expired here, or never seen): every client gets it. */
-    static const tk_match_key_t everyone = {0, TK_KEY_ANY_LANG, TK_PRIO_FLASH,
-                                            TK_KEY_ANY_CATEGORY};
+    static const tk_match_key_t everyone = {0, TK_KEY_ANY_LANG, TK_PRIO_FLASH, TK_KEY_ANY_CATEGORY};
     ev->json = tk_item_encode("retract", ev->id, &ev->ref, NULL, false, &ev->json_len);
     if (!ev->json) return -1;
     if (!st) return copy_keys(ev, &everyone, 1);

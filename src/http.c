@@ -70,7 +70,8 @@ static tk_sub_req_t *parse_query(struct lws *wsi, int *rc, tk_grant_t *g)
     }
     if (tk_request_query(wsi, tk_site_of(wsi)->cfg, req, err, sizeof err)) goto bad;
     if (!(status = tk_guard_admit(tk_site_of(wsi)->cfg, tk_site_of(wsi)->stopping, wsi, req, g, err,
-                                  sizeof err))) return req;
+                                  sizeof err)))
+        return req;
 bad:
     free(req);
     *rc = respond_text(wsi, status, err);
@@ -93,12 +94,12 @@ static int serve_health(struct lws *wsi)
     bool up = site->redis_up && down == 0;
     bool ok = up || down <= (int64_t)site->cfg->grace_s * 1000;
     tk_id_format(tk_history_last_id(site->history), last);
-    int n =
-        snprintf(body, sizeof body,
-                 "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
-                 "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
-                 ok ? "ok" : "unavailable", up ? "up" : "down", (double)down / 1000,
-                 tk_hub_is_ready(site->hub) ? "true" : "false", (long long)conns, last, tk_hub_epoch(site->hub), TK_VERSION);
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
+                     "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
+                     ok ? "ok" : "unavailable", up ? "up" : "down", (double)down / 1000,
+                     tk_hub_is_ready(site->hub) ? "true" : "false", (long long)conns, last,
+                     tk_hub_epoch(site->hub), TK_VERSION);
     return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));
 }
 
@@ -137,7 +138,8 @@ static int serve_items(struct lws *wsi)
     FILE *f = st ? open_memstream(&body, &len) : NULL;
     if (f) {
         int n = tk_history_current(tk_site_of(wsi)->history, &req->filter, limit, tk_now_ms(), st);
-        fprintf(f, "{\"epoch\":\"%s\",\"last_id\":\"%s\",\"items\":[", tk_hub_epoch(tk_site_of(wsi)->hub), last);
+        fprintf(f, "{\"epoch\":\"%s\",\"last_id\":\"%s\",\"items\":[",
+                tk_hub_epoch(tk_site_of(wsi)->hub), last);
         for (int i = 0; i < n; i++) {
             char *json = tk_item_encode("item", st[i]->item.id, NULL, &st[i]->item, false, NULL);
             fprintf(f, "%s%s", i ? "," : "", json ? json : "null");
@@ -247,7 +249,8 @@ static void sse_want_write(tk_client_t *c)
 
 static void sse_closing(tk_client_t *c, uint16_t code)
 {
-    if (!tk_site_of(session_of(c)->wsi)->stopping) lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    if (!tk_site_of(session_of(c)->wsi)->stopping)
+        lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
 }
 
 static const char *sse_peer(tk_client_t *c, char *buf, size_t cap)

@@ -70,8 +70,10 @@ static void mark_owed(tk_client_t *c)
 static void unmark_owed(tk_client_t *c)
 {
     if (!c->owed) return;
-    if (c->owed_prev) c->owed_prev->owed_next = c->owed_next;
-    else c->hub->owed = c->owed_next;
+    if (c->owed_prev)
+        c->owed_prev->owed_next = c->owed_next;
+    else
+        c->hub->owed = c->owed_next;
     if (c->owed_next) c->owed_next->owed_prev = c->owed_prev;
     c->owed_prev = c->owed_next = NULL;
     c->owed = 0;
@@ -229,8 +231,7 @@ static size_t gather_own(tk_client_t *c, unsigned char *dst, size_t cap, tk_msg_
 /* Copies the matching events from c's cursor into dst, n bytes already
  * there. An event too big for an empty buffer goes in *big (not a new
  * reference: the history keeps it while the caller writes). */
-static size_t gather_log(tk_client_t *c, unsigned char *dst, size_t n, size_t cap,
-                         tk_msg_t **big)
+static size_t gather_log(tk_client_t *c, unsigned char *dst, size_t n, size_t cap, tk_msg_t **big)
 {
     tk_history_t *h = c->hub->history;
     uint64_t end = tk_history_next_seq(h), first = tk_history_first_seq(h);
@@ -288,8 +289,7 @@ int tk_client_writable(tk_client_t *c)
     }
     if (rc < 0) return -1;
     c->progress_ms = loop_ms(hub);
-    if (c->qlen || c->state == TK_CLIENT_CLOSING ||
-        c->cursor < tk_history_next_seq(hub->history))
+    if (c->qlen || c->state == TK_CLIENT_CLOSING || c->cursor < tk_history_next_seq(hub->history))
         c->ops->want_write(c);
     else
         unmark_owed(c);
@@ -303,11 +303,11 @@ static void send_hello(tk_client_t *c)
     tk_hub_t *hub = c->hub;
     char last[TK_ID_STRLEN];
     tk_id_format(tk_history_last_id(hub->history), last);
-    tk_client_send_json(
-        c, "hello",
-        json_pack("{s:i, s:s, s:s, s:o, s:i, s:s}", "protocol", 1, "server", "tickerd/" TK_VERSION,
-                  "epoch", hub->epoch, "filter", tk_filter_to_json(&c->filter), "heartbeat_s",
-                  hub->lim.heartbeat_s, "last_id", last));
+    tk_client_send_json(c, "hello",
+                        json_pack("{s:i, s:s, s:s, s:o, s:i, s:s}", "protocol", 1, "server",
+                                  "tickerd/" TK_VERSION, "epoch", hub->epoch, "filter",
+                                  tk_filter_to_json(&c->filter), "heartbeat_s",
+                                  hub->lim.heartbeat_s, "last_id", last));
 }
 
 /* Queues the replay a request asks for (references to shared frames), then
@@ -371,8 +371,7 @@ static void start(tk_client_t *c, const tk_sub_req_t *req)
 
 /* --- clients --- */
 
-void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
-                   tk_sub_req_t *req)
+void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops, tk_sub_req_t *req)
 {
     c->ops = ops;
     c->hub = hub;
@@ -401,8 +400,10 @@ void tk_hub_detach(tk_client_t *c)
         tk_hub_t *hub = c->hub;
         c->attached = 0;
         unmark_owed(c);
-        if (c->prev) c->prev->next = c->next;
-        else hub->clients = c->next;
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            hub->clients = c->next;
         if (c->next) c->next->prev = c->prev;
         c->prev = c->next = NULL;
         hub->nclients--;
@@ -593,8 +594,10 @@ static void heartbeat(tk_hub_t *hub, int64_t now)
             continue;
         }
         tk_msg_t *m = ws ? hub->ws_ping : hub->sse_comment;
-        if (c->owed || c->ops->busy(c)) enqueue(c, m);
-        else if (c->ops->write(c, m->data, m->len) < 0) tk_client_close(c, 0);
+        if (c->owed || c->ops->busy(c))
+            enqueue(c, m);
+        else if (c->ops->write(c, m->data, m->len) < 0)
+            tk_client_close(c, 0);
     }
 }
 
@@ -667,8 +670,10 @@ void tk_hub_free(tk_hub_t *hub)
     if (!hub) return;
     while (hub->clients)
         tk_hub_detach(hub->clients);
-    if (hub->loop) uv_close((uv_handle_t *)&hub->timer, on_timer_closed);
-    else free_hub(hub);
+    if (hub->loop)
+        uv_close((uv_handle_t *)&hub->timer, on_timer_closed);
+    else
+        free_hub(hub);
 }
 
 void tk_hub_set_limits(tk_hub_t *hub, const tk_hub_limits_t *lim)

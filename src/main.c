@@ -21,7 +21,6 @@ static struct {
     int check;
 } opts;
 
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tickerd [-c FILE] [--listen ADDR:PORT] [--redis URL] [--stream KEY]\n"
@@ -133,7 +132,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "tickerd: %s\n", err);
         return 2;
     }
-        if (opts.check) {
+    if (opts.check) {
         printf("%s: ok\n", opts.config ? opts.config : "defaults");
         tk_config_free(cfg);
         return 0;

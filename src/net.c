@@ -40,9 +40,8 @@ static void log_header_overflow(struct lws *wsi)
                lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI) <= 0 &&
                lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0;
     header_overflow = false;
-    tk_log_refused("refused %s: request line and headers over %d bytes (%s, %d)",
-                   ip ? ip : "?", HEADER_BYTES, uri ? "the request line alone" : "headers",
-                   uri ? 414 : 431);
+    tk_log_refused("refused %s: request line and headers over %d bytes (%s, %d)", ip ? ip : "?",
+                   HEADER_BYTES, uri ? "the request line alone" : "headers", uri ? 414 : 431);
     tk_metrics_refused(uri ? 414 : 431);
 }
 

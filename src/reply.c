@@ -57,12 +57,11 @@ int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const ch
      * 204 and 304 never carry one. */
     bool bodyless = status == 204 || status == 304 ||
                     lws_http_get_uri_and_method(wsi, &u, &ulen) == LWSHUMETH_HEAD;
-    int hl =
-        snprintf(head, sizeof head,
-                 "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                 "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
-                 status, status_text(status), type, status == 304 || status == 204 ? 0 : len,
-                 extra ? extra : "");
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
+                      status, status_text(status), type, status == 304 || status == 204 ? 0 : len,
+                      extra ? extra : "");
     if (hl < 0 || (size_t)hl >= sizeof head) return -1;
     size_t total = (size_t)hl + (bodyless ? 0 : len);
     unsigned char *buf = malloc(LWS_PRE + total);

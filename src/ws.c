@@ -97,7 +97,9 @@ static unsigned parse_handshake(struct lws *wsi, tk_sub_req_t **out, tk_grant_t 
     tk_sub_req_t *req = malloc(sizeof *req);
     if (!req) return 503;
     if (tk_request_query(wsi, tk_site_of(wsi)->cfg, req, err, errlen)) goto bad;
-    if ((status = tk_guard_admit(tk_site_of(wsi)->cfg, tk_site_of(wsi)->stopping, wsi, req, g, err, errlen))) goto bad;
+    if ((status = tk_guard_admit(tk_site_of(wsi)->cfg, tk_site_of(wsi)->stopping, wsi, req, g, err,
+                                 errlen)))
+        goto bad;
     *out = req;
     return 0;
 bad:
@@ -130,8 +132,8 @@ static int regrant(ws_session_t *s, tk_sub_req_t *req, char *err, size_t errlen)
 {
     tk_grant_t g = s->grant;
     if (*tk_site_of(s->wsi)->cfg->jwt_secret && req->token[0] &&
-        tk_grant_from_token(tk_site_of(s->wsi)->cfg->jwt_secret, req->token, tk_now_ms() / 1000, &g, err,
-                            errlen))
+        tk_grant_from_token(tk_site_of(s->wsi)->cfg->jwt_secret, req->token, tk_now_ms() / 1000, &g,
+                            err, errlen))
         return -1;
     if (tk_grant_apply(&g, req, err, errlen)) return -1;
     s->grant = g;

@@ -72,11 +72,11 @@ struct tk_client {
     tk_id_t last_sent;  /* for the gap frame */
     tk_msg_t **q;       /* own frames: a ring of references */
     uint32_t qhead, qlen, qcap;
-    tk_sub_req_t *pending; /* the handshake request, while parked */
-    int64_t progress_ms;   /* loop time the client last took bytes */
-    int64_t expires_s;     /* wall time its token expires (1008); 0: never */
+    tk_sub_req_t *pending;    /* the handshake request, while parked */
+    int64_t progress_ms;      /* loop time the client last took bytes */
+    int64_t expires_s;        /* wall time its token expires (1008); 0: never */
     const char *close_reason; /* for the close frame; NULL: the code's own */
-    uint32_t heard_s;      /* loop time (s) of the last frame received */
+    uint32_t heard_s;         /* loop time (s) of the last frame received */
     uint16_t close_code;
     uint8_t transport;
     uint8_t state;
@@ -97,8 +97,7 @@ int tk_hub_count(const tk_hub_t *hub);
 
 /* Adds a client that passed its handshake. req (malloc'd) is taken over.
  * Sends hello and the replay now, or once the start-up load is done. */
-void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
-                   tk_sub_req_t *req);
+void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops, tk_sub_req_t *req);
 /* Removes a client and frees what it holds; safe to call twice. */
 void tk_hub_detach(tk_client_t *c);
 /* Replaces a client's filter from a subscribe frame: hello, and a replay

@@ -20,9 +20,9 @@ typedef struct tk_site {
     const tk_config_t *cfg; /* the current configuration */
     tk_hub_t *hub;
     tk_history_t *history;
-    bool stopping;           /* SIGTERM: refuse new clients */
-    bool redis_up;           /* this worker's stream connection */
-    int64_t redis_down_ms;   /* wall time it went down; 0 when up */
+    bool stopping;         /* SIGTERM: refuse new clients */
+    bool redis_up;         /* this worker's stream connection */
+    int64_t redis_down_ms; /* wall time it went down; 0 when up */
 } tk_site_t;
 
 /* The site of the context a connection belongs to. */

@@ -13,7 +13,6 @@
 #include "tickerd/guard.h"
 #include "tickerd/metrics.h"
 
-
 static const char secret[] = "fuzz-secret-0123456789";
 
 static char *sign(const uint8_t *claims, size_t n, int how)

@@ -104,7 +104,8 @@ static void test_publish(void **state)
     assert_int_equal(ev->nkeys, 1);
     assert_int_equal(ev->keys[0].regions, region("mena"));
     assert_int_equal(ev->keys[0].priority, TK_PRIO_BREAKING);
-    char *want = tk_item_encode("item", ev->id, NULL, &tk_history_find(h, ev->id)->item, false, NULL);
+    char *want =
+        tk_item_encode("item", ev->id, NULL, &tk_history_find(h, ev->id)->item, false, NULL);
     assert_string_equal(ev->json, want);
     assert_int_equal(ev->json_len, strlen(want));
     free(want);
@@ -526,8 +527,8 @@ static void test_eviction(void **state)
 
     /* Out of the event log, item 1 is still live: a correction finds it
      * and keeps the fields it does not carry. */
-    tk_event_t *u = add(h, id_at(T0 + 2001, 0),
-                        KV("op", "update", "ref", "1732752000001-0", "text", "u"));
+    tk_event_t *u =
+        add(h, id_at(T0 + 2001, 0), KV("op", "update", "ref", "1732752000001-0", "text", "u"));
     assert_non_null(strstr(u->json, "\"text\":\"u\""));
     assert_non_null(strstr(u->json, "\"source\":\"s\""));
     /* A message a client still holds outlives the eviction of its event. */
@@ -565,7 +566,6 @@ static void test_reset(void **state)
     tk_history_free(NULL);
 }
 
-
 /* --- the live store and the log as a queue --- */
 
 /* A retract or a text-only update of an item far older than the event log
@@ -573,9 +573,9 @@ static void test_reset(void **state)
 static void test_correction_of_an_old_item(void **state)
 {
     tk_history_t *h = tk_history_create(10, 10000);
-    tk_event_t *pub =
-        add(h, id_at(T0, 0), KV("text", "old", "region", "palestine", "lang", "ar", "category",
-                                "politics", "priority", "urgent"));
+    tk_event_t *pub = add(h, id_at(T0, 0),
+                          KV("text", "old", "region", "palestine", "lang", "ar", "category",
+                             "politics", "priority", "urgent"));
     tk_id_t orig = pub->id;
     for (int i = 1; i <= 5000; i++)
         add(h, id_at(T0 + i, 0), KV("text", "other", "region", "europe", "lang", "es"));
@@ -615,9 +615,9 @@ static void test_live_bound(void **state)
     assert_int_equal(tk_history_current(h, &f, 10, T0, cur), 5);
     assert_int_equal(cur[0]->item.id.ms, T0 + 4);
     /* Now unknown: an update is refused, a retract goes to everyone. */
-    assert_int_equal(refused(h, id_at(T0 + 9, 0), KV("op", "update", "ref", "1732752000001-0",
-                                                      "text", "late")),
-                     TK_REJECT_UNKNOWN_REF);
+    assert_int_equal(
+        refused(h, id_at(T0 + 9, 0), KV("op", "update", "ref", "1732752000001-0", "text", "late")),
+        TK_REJECT_UNKNOWN_REF);
     tk_event_t *r = add(h, id_at(T0 + 10, 0), KV("op", "retract", "ref", "1732752000001-0"));
     filter_region(&f, "asia");
     assert_true(tk_filter_match_any(&f, r->keys, r->nkeys));
@@ -643,7 +643,8 @@ static void test_expiry_releases(void **state)
     assert_int_equal(tk_history_live_count(h), 2);
     assert_null(tk_history_find(h, id_at(T0 + 2, 0)));
     /* An update that lengthens the ttl moves the expiry. */
-    add(h, id_at(T0 + 4, 0), KV("op", "update", "ref", "1732752000003-0", "text", "c2", "ttl", "100"));
+    add(h, id_at(T0 + 4, 0),
+        KV("op", "update", "ref", "1732752000003-0", "text", "c2", "ttl", "100"));
     tk_history_expire(h, T0 + 1 + 30000);
     assert_int_equal(tk_history_live_count(h), 1);
     assert_non_null(tk_history_find(h, id_at(T0 + 3, 0)));
