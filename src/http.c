@@ -78,8 +78,9 @@ bad:
     return NULL;
 }
 
-/* Daemon-wide: Redis counts as up when every worker's connection is, and
- * as down for as long as the longest-down worker's has been. */
+/* Daemon-wide: 503 "starting" until every worker listens and has loaded
+ * the history; Redis counts as up when every worker's connection is, and as
+ * down for as long as the longest-down worker's has been. */
 static int serve_health(struct lws *wsi)
 {
     const tk_site_t *site = tk_site_of(wsi);
@@ -92,13 +93,14 @@ static int serve_health(struct lws *wsi)
     }
     conns = tk_metrics_connections();
     bool up = site->redis_up && down == 0;
-    bool ok = up || down <= (int64_t)site->cfg->grace_s * 1000;
+    bool ready = tk_metrics_all_ready();
+    bool ok = ready && (up || down <= (int64_t)site->cfg->grace_s * 1000);
     tk_id_format(tk_history_last_id(site->history), last);
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
                      "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
-                     ok ? "ok" : "unavailable", up ? "up" : "down", (double)down / 1000,
-                     tk_hub_is_ready(site->hub) ? "true" : "false", (long long)conns, last,
+                     ok ? "ok" : ready ? "unavailable" : "starting", up ? "up" : "down",
+                     (double)down / 1000, ready ? "true" : "false", (long long)conns, last,
                      tk_hub_epoch(site->hub), TK_VERSION);
     return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));
 }

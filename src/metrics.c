@@ -80,8 +80,31 @@ void tk_metrics_bind(int worker)
     tk_metrics_slot = &tk_metrics->slots[worker];
     ip_row = row_of(worker);
     tk_worker_stats_t *w = &tk_metrics->workers[worker];
-    w->started_ms = tk_now_ms();
+    w->started_ms = w->turned_ms = tk_now_ms();
+    w->ready = 0;
     __atomic_store_n(&w->pid, (int64_t)getpid(), __ATOMIC_RELEASE);
+}
+
+bool tk_metrics_all_ready(void)
+{
+    for (int i = 0; i < tk_metrics->nworkers; i++) {
+        const tk_worker_stats_t *w = &tk_metrics->workers[i];
+        if (!__atomic_load_n(&w->pid, __ATOMIC_ACQUIRE) || !__atomic_load_n(&w->ready, __ATOMIC_RELAXED))
+            return false;
+    }
+    return true;
+}
+
+bool tk_metrics_all_turning(int64_t max_ms)
+{
+    int64_t now = tk_now_ms();
+    for (int i = 0; i < tk_metrics->nworkers; i++) {
+        const tk_worker_stats_t *w = &tk_metrics->workers[i];
+        if (__atomic_load_n(&w->pid, __ATOMIC_ACQUIRE) &&
+            now - __atomic_load_n(&w->turned_ms, __ATOMIC_RELAXED) > max_ms)
+            return false;
+    }
+    return true;
 }
 
 void tk_metrics_release(int worker)
@@ -104,6 +127,7 @@ void tk_metrics_release(int worker)
     __atomic_store_n(&w->pid, 0, __ATOMIC_RELEASE);
     w->redis_up = 0;
     w->redis_down_since_ms = 0;
+    w->ready = 0;
 }
 
 void tk_metrics_observe_fanout(double seconds)

@@ -20,6 +20,7 @@
 #include "tickerd/supervisor.h"
 
 #define STOP_WAIT_S 8
+#define WORKER_STUCK_MS 3000
 #define RESTART_MIN_INTERVAL_MS 1000
 #define TICK_MS 1000
 
@@ -157,7 +158,7 @@ int tk_supervise(int n, int (*worker)(int), int (*reload)(void))
     sigprocmask(SIG_BLOCK, &set, &old);
     for (int i = 0; i < n; i++)
         spawn(i, worker, &old);
-    sd_notify(0, "READY=1");
+    bool ready_sent = false; /* READY=1 once every worker serves */
     if (sd_watchdog_enabled(0, &watchdog_us) > 0 && (int64_t)(watchdog_us / 2000) < tick_ms)
         tick_ms = watchdog_us / 2000 ? (int64_t)(watchdog_us / 2000) : 1;
     int64_t wait = tick_ms;
@@ -189,9 +190,16 @@ int tk_supervise(int n, int (*worker)(int), int (*reload)(void))
         }
         wait = restart_due(worker, &old);
         if (wait > tick_ms) wait = tick_ms;
+        if (!ready_sent && wait > 100) wait = 100; /* watch for READY closely */
+        if (!ready_sent && tk_metrics_all_ready()) {
+            sd_notify(0, "READY=1");
+            ready_sent = true;
+        }
         if (mono_ms() >= next_watchdog) {
             tk_notify_status();
-            if (watchdog_us) sd_notify(0, "WATCHDOG=1");
+            /* Fed only while every worker's loop turns (each stamps the
+             * time every second): a stuck worker starves it. */
+            if (watchdog_us && tk_metrics_all_turning(WORKER_STUCK_MS)) sd_notify(0, "WATCHDOG=1");
             next_watchdog = mono_ms() + tick_ms;
         }
     }

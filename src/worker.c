@@ -196,6 +196,8 @@ static void on_loaded(void *ud, const tk_id_t *horizon)
     if (horizon) tk_history_set_horizon(w->history, *horizon);
     if (!tk_hub_is_ready(w->hub)) {
         tk_hub_ready(w->hub);
+        __atomic_store_n(&tk_metrics->workers[w->index].ready, 1, __ATOMIC_RELAXED);
+        if (w->notify) sd_notify(0, "READY=1"); /* single process: serving now */
     } else if (w->reloading) {
         count_gap(tk_hub_epoch(w->hub), tk_history_last_id(w->history));
         tk_hub_resync(w->hub, true);
@@ -269,22 +271,26 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_timer_start(&w->shutdown_timer, on_shutdown_tick, 20, 20);
 }
 
+/* Every second: this loop turns (the master feeds systemd's watchdog only
+ * while every worker's does); in single-process mode, STATUS and WATCHDOG
+ * straight to systemd. */
 static void on_notify_tick(uv_timer_t *t)
 {
-    (void)t;
+    tk_worker_t *w = t->data;
+    __atomic_store_n(&tk_metrics->workers[w->index].turned_ms, tk_now_ms(), __ATOMIC_RELAXED);
+    if (!w->notify) return;
     tk_notify_status();
     sd_notify(0, "WATCHDOG=1");
 }
 
-/* Single-process mode: READY now, then STATUS and WATCHDOG on a timer. */
+/* READY=1 comes once the start-up load is done (on_loaded). */
 static void start_notify(tk_worker_t *w)
 {
-    uint64_t us = 0, every = 5000;
+    uint64_t us = 0, every = 1000;
     uv_timer_init(&w->loop, &w->notify_timer);
-    if (!w->notify) return;
-    if (sd_watchdog_enabled(0, &us) > 0 && us / 2000 < every) every = us / 2000;
+    w->notify_timer.data = w;
+    if (w->notify && sd_watchdog_enabled(0, &us) > 0 && us / 2000 < every) every = us / 2000;
     uv_timer_start(&w->notify_timer, on_notify_tick, every ? every : 1, every ? every : 1);
-    sd_notify(0, "READY=1");
 }
 
 static void start_signals(tk_worker_t *w)

@@ -43,6 +43,8 @@ typedef struct tk_worker_stats {
     int64_t redis_up;
     int64_t redis_down_since_ms; /* 0 when up */
     int64_t started_ms;
+    int64_t ready;     /* listening and the start-up load done */
+    int64_t turned_ms; /* wall time its loop last turned (the watchdog) */
     char last_id[48];
 } tk_worker_stats_t;
 
@@ -132,6 +134,11 @@ int tk_metrics_ip_count(uint32_t slot);
  * worker in ID order; one being counted at the moment worker 0 is killed
  * may be counted twice or not at all. */
 bool tk_metrics_first_count(tk_id_t id);
+
+/* Every one of the daemon's workers runs and is ready (/healthz, READY=1). */
+bool tk_metrics_all_ready(void);
+/* Every running worker's loop turned in the last max_ms (WATCHDOG=1). */
+bool tk_metrics_all_turning(int64_t max_ms);
 
 /* Renders the text exposition; returns a malloc'd string (length in *len),
  * NULL when out of memory. */

@@ -8,6 +8,7 @@ counters keep what it counted. Also: workers = 1, 2 and 256 start and serve
 import asyncio
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -43,7 +44,8 @@ def worker_pids(td):
 def wait_workers(td, n, loaded, timeout=30):
     """Waits until the master has n workers and `loaded` start-up loads
     were logged (each worker logs one when it can serve), then for 200."""
-    wait_until(lambda: len(worker_pids(td)) == n and td.log().count("redis: loaded") >= loaded,
+    wait_until(lambda: len(worker_pids(td)) == n and
+               len(re.findall(r"redis(?:\[w\d+\])?: loaded", td.log())) >= loaded,
                timeout, interval=0.05, what=f"{n} workers serving")
     td.wait_ready()
 
