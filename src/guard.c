@@ -56,6 +56,8 @@ int tk_grant_from_token(const char *secret, const char *token, int64_t now_s, tk
         g->regions = regions;
         g->langs = (uint32_t)langs;
         g->exp_s = has_exp ? exp : 0;
+        errno = 0;
+        g->publish = jwt_get_grant_bool(jwt, "publish") == 1 && errno != ENOENT;
         rc = 0;
     }
     jwt_free(jwt);
@@ -151,6 +153,7 @@ unsigned tk_guard_admit(const tk_config_t *cfg, bool stopping, struct lws *wsi, 
     g->regions = TK_ALL64;
     g->langs = TK_ALL32;
     g->exp_s = 0;
+    g->publish = false;
     if (!origin_allowed(cfg->allowed_origins, wsi)) {
         snprintf(err, errlen, "origin not allowed");
         return 403;
@@ -173,4 +176,20 @@ unsigned tk_guard_admit(const tk_config_t *cfg, bool stopping, struct lws *wsi, 
                             errlen))
         return 401;
     return tk_grant_apply(g, req, err, errlen) ? 403 : 0;
+}
+
+unsigned tk_grant_publish(const char *secret, const char *token, int64_t now_s, char *err,
+                          size_t errlen)
+{
+    tk_grant_t g;
+    if (!*secret) {
+        snprintf(err, errlen, "publishing needs auth: set [auth] jwt_secret");
+        return 403;
+    }
+    if (tk_grant_from_token(secret, token, now_s, &g, err, errlen)) return 401;
+    if (!g.publish) {
+        snprintf(err, errlen, "the token has no publish claim");
+        return 403;
+    }
+    return 0;
 }

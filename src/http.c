@@ -99,9 +99,11 @@ static int serve_health(struct lws *wsi)
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
                      "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
-                     ok ? "ok" : ready ? "unavailable" : "starting", up ? "up" : "down",
-                     (double)down / 1000, ready ? "true" : "false", (long long)conns, last,
-                     tk_hub_epoch(site->hub), TK_VERSION);
+                     ok      ? "ok"
+                     : ready ? "unavailable"
+                             : "starting",
+                     up ? "up" : "down", (double)down / 1000, ready ? "true" : "false",
+                     (long long)conns, last, tk_hub_epoch(site->hub), TK_VERSION);
     return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));
 }
 

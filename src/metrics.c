@@ -89,7 +89,8 @@ bool tk_metrics_all_ready(void)
 {
     for (int i = 0; i < tk_metrics->nworkers; i++) {
         const tk_worker_stats_t *w = &tk_metrics->workers[i];
-        if (!__atomic_load_n(&w->pid, __ATOMIC_ACQUIRE) || !__atomic_load_n(&w->ready, __ATOMIC_RELAXED))
+        if (!__atomic_load_n(&w->pid, __ATOMIC_ACQUIRE) ||
+            !__atomic_load_n(&w->ready, __ATOMIC_RELAXED))
             return false;
     }
     return true;

@@ -18,7 +18,14 @@ typedef struct tk_grant {
     uint64_t regions;
     uint32_t langs;
     int64_t exp_s; /* the token's exp (unix s); 0: none, or no token */
+    bool publish;  /* the `publish` claim is true: POST /v1/items allowed */
 } tk_grant_t;
+
+/* Whether a request may publish (POST /v1/items, SPEC §3): auth must be on
+ * and the token's `publish` claim true. Returns 0, or the status to refuse
+ * with (401 no or bad token, 403 no claim or auth off) and the reason. */
+unsigned tk_grant_publish(const char *secret, const char *token, int64_t now_s, char *err,
+                          size_t errlen);
 
 /* Checks a token against secret and now (seconds). Returns 0 and fills g,
  * or -1 with the reason in err. Pure: unit-testable. */

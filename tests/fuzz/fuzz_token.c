@@ -39,7 +39,7 @@ out:
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256], *token;
-    tk_grant_t g = {0, 0, 0};
+    tk_grant_t g = {0, 0, 0, false};
     static tk_config_t *cfg;
     if (!cfg && !(cfg = tk_config_create())) abort();
     if (size == 0) return 0;

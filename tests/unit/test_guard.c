@@ -72,6 +72,28 @@ static void test_claims_absent(void **state)
     assert_true(g.langs == TK_ALL32);
 }
 
+/* POST /v1/items needs a token whose publish claim is true (SPEC §3). */
+static void test_publish_claim(void **state)
+{
+    tk_grant_t g;
+    assert_int_equal(grant("{\"publish\":true}", &g), 0);
+    assert_true(g.publish);
+    assert_int_equal(grant("{\"publish\":false}", &g), 0);
+    assert_false(g.publish);
+    assert_int_equal(grant("{\"publish\":\"true\"}", &g), 0); /* a string is no claim */
+    assert_false(g.publish);
+    assert_int_equal(grant("{}", &g), 0);
+    assert_false(g.publish);
+    char *yes = token("{\"publish\":true}"), *no = token("{\"regions\":[\"mena\"]}");
+    assert_int_equal(tk_grant_publish(secret, yes, NOW_S, err, sizeof err), 0);
+    assert_int_equal(tk_grant_publish(secret, no, NOW_S, err, sizeof err), 403);
+    assert_int_equal(tk_grant_publish(secret, "garbage", NOW_S, err, sizeof err), 401);
+    assert_int_equal(tk_grant_publish(secret, NULL, NOW_S, err, sizeof err), 401);
+    assert_int_equal(tk_grant_publish("", yes, NOW_S, err, sizeof err), 403);
+    free(yes);
+    free(no);
+}
+
 /* One case rule, one list rule: the claims read like any other list. */
 static void test_claims_lists(void **state)
 {
@@ -121,7 +143,7 @@ static void test_claims_refused(void **state)
         "{\"regions\":true}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        tk_grant_t g = {1, 1, 0};
+        tk_grant_t g = {1, 1, 0, false};
         assert_int_equal(grant(bad[i], &g), -1);
         assert_string_equal(err, "token claims regions/langs must be lists of names");
     }
@@ -240,9 +262,10 @@ static void test_proxy_trusted(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_claims_absent),  cmocka_unit_test(test_claims_lists),
-        cmocka_unit_test(test_claims_refused), cmocka_unit_test(test_claims_narrow_query),
-        cmocka_unit_test(test_origin_listed),  cmocka_unit_test(test_proxy_trusted),
+        cmocka_unit_test(test_claims_absent),       cmocka_unit_test(test_publish_claim),
+        cmocka_unit_test(test_claims_lists),        cmocka_unit_test(test_claims_refused),
+        cmocka_unit_test(test_claims_narrow_query), cmocka_unit_test(test_origin_listed),
+        cmocka_unit_test(test_proxy_trusted),
     };
     return cmocka_run_group_tests_name("guard", tests, setup, teardown);
 }
