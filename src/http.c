@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,46 +227,11 @@ static void sse_unwatch(sse_session_t *s)
     uv_close((uv_handle_t *)&w->poll, on_watch_closed);
 }
 
-static sse_session_t *session_of(tk_client_t *c)
-{
-    return (sse_session_t *)c;
-}
-
-static int sse_write(tk_client_t *c, unsigned char *data, size_t len)
-{
-    return lws_write(session_of(c)->wsi, data, len, LWS_WRITE_HTTP) < 0 ? -1 : 0;
-}
-
-static bool sse_busy(tk_client_t *c)
-{
-    return lws_partial_buffered(session_of(c)->wsi);
-}
-
-static size_t sse_room(tk_client_t *c)
-{
-    return tk_socket_room(session_of(c)->wsi);
-}
-
-static void sse_want_write(tk_client_t *c)
-{
-    lws_callback_on_writable(session_of(c)->wsi);
-}
-
-static void sse_closing(tk_client_t *c, uint16_t code)
-{
-    if (!tk_site_of(session_of(c)->wsi)->stopping)
-        lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
-}
-
-static const char *sse_peer(tk_client_t *c, char *buf, size_t cap)
-{
-    buf[0] = 0;
-    lws_get_peer_simple(session_of(c)->wsi, buf, cap);
-    return buf;
-}
+_Static_assert(offsetof(sse_session_t, wsi) == offsetof(tk_conn_t, wsi),
+               "a session starts as a tk_conn_t");
 
 static const tk_transport_ops_t sse_ops = {
-    TK_TRANSPORT_SSE, sse_write, sse_busy, sse_room, sse_want_write, sse_closing, sse_peer,
+    TK_TRANSPORT_SSE, tk_conn_write_http, tk_conn_busy, tk_conn_room, tk_conn_want_write, tk_conn_closing, tk_conn_peer,
 };
 
 /* /v1/events: an SSE stream; Last-Event-ID resumes like since. */

@@ -2,6 +2,7 @@
  * checked before the upgrade, refused with HTTP 400/404), client messages
  * (subscribe, ping), the writer and the close codes. */
 #include <libwebsockets.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,48 +38,11 @@ typedef struct ws_session {
 
 const size_t tk_ws_session_size = sizeof(ws_session_t);
 
-static ws_session_t *session_of(tk_client_t *c)
-{
-    return (ws_session_t *)c;
-}
-
-static int ws_write(tk_client_t *c, unsigned char *data, size_t len)
-{
-    return lws_write(session_of(c)->wsi, data, len, LWS_WRITE_RAW) < 0 ? -1 : 0;
-}
-
-static bool ws_busy(tk_client_t *c)
-{
-    return lws_partial_buffered(session_of(c)->wsi);
-}
-
-static size_t ws_room(tk_client_t *c)
-{
-    return tk_socket_room(session_of(c)->wsi);
-}
-
-static void ws_want_write(tk_client_t *c)
-{
-    lws_callback_on_writable(session_of(c)->wsi);
-}
-
-/* A client that never reads never becomes writable: lws kills it when the
- * timeout runs out. At shutdown the context goes anyway. */
-static void ws_closing(tk_client_t *c, uint16_t code)
-{
-    if (!tk_site_of(session_of(c)->wsi)->stopping)
-        lws_set_timeout(session_of(c)->wsi, PENDING_TIMEOUT_CLOSE_SEND, code ? 5 : 1);
-}
-
-static const char *ws_peer(tk_client_t *c, char *buf, size_t cap)
-{
-    buf[0] = 0;
-    lws_get_peer_simple(session_of(c)->wsi, buf, cap);
-    return buf;
-}
+_Static_assert(offsetof(ws_session_t, wsi) == offsetof(tk_conn_t, wsi),
+               "a session starts as a tk_conn_t");
 
 static const tk_transport_ops_t ws_ops = {
-    TK_TRANSPORT_WS, ws_write, ws_busy, ws_room, ws_want_write, ws_closing, ws_peer,
+    TK_TRANSPORT_WS, tk_conn_write_raw, tk_conn_busy, tk_conn_room, tk_conn_want_write, tk_conn_closing, tk_conn_peer,
 };
 
 /* Reads the path and query of the request into a new request and admits
