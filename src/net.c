@@ -121,10 +121,10 @@ static void log_lws(int level, const char *line)
     tk_log_limited(level == LLL_ERR ? TK_LOG_ERROR : TK_LOG_WARN, "lws: %.*s", (int)n, line);
 }
 
-struct lws_context *tk_net_start(tk_site_t *site)
+int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
 {
     struct lws_context_creation_info info;
-    struct lws_context *context = NULL;
+    struct lws_context *context;
     void *loops[1] = {site->loop};
     struct rlimit rl;
     const tk_config_t *cfg = site->cfg;
@@ -145,7 +145,9 @@ struct lws_context *tk_net_start(tk_site_t *site)
         info.alpn = "http/1.1"; /* responses are written as HTTP/1.1 */
     }
     info.foreign_loops = loops;
-    info.pcontext = &context;
+    /* lws keeps this pointer and clears what it points to when the context
+     * goes: it must outlive the context (the worker's own field). */
+    info.pcontext = pcontext;
     info.user = site;
     info.max_http_header_data = HEADER_BYTES;
     info.max_http_header_pool = 1024;
@@ -158,16 +160,16 @@ struct lws_context *tk_net_start(tk_site_t *site)
      * client from a single timer instead. */
     memset(&retry_policy, 0, sizeof retry_policy);
     info.retry_and_idle_policy = &retry_policy;
-    if (!(context = lws_create_context(&info))) {
+    if (!(context = *pcontext = lws_create_context(&info))) {
         tk_log(TK_LOG_ERROR, "cannot start libwebsockets (see its errors above)");
-        return NULL;
+        return -1;
     }
     struct lws_vhost *vh = lws_get_vhost_by_name(context, "default");
     if (!vh || tk_listener_start(site->loop, cfg->listen_host, cfg->listen_port, vh)) {
         lws_context_destroy(context);
-        return NULL;
+        return -1;
     }
-    return context;
+    return 0;
 }
 
 void tk_net_stop(struct lws_context *context)

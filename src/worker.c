@@ -330,7 +330,7 @@ int tk_worker_run(int index, tk_config_t *cfg, tk_config_loader_t load, bool not
     w->history = tk_history_create(cfg->history_size, cfg->max_live_items);
     w->hub = w->history ? tk_hub_create(&w->loop, w->history, &lim) : NULL;
     w->site = (tk_site_t){&w->loop, cfg, w->hub, w->history, false, false, tk_now_ms()};
-    if (!w->hub || !(w->lws = tk_net_start(&w->site))) goto out;
+    if (!w->hub || tk_net_start(&w->site, &w->lws)) goto out;
     if (!(w->stream = tk_stream_start(&w->loop, cfg, index, &stream_events, w))) {
         tk_net_stop(w->lws);
         tk_hub_free(w->hub);

@@ -9,9 +9,10 @@
 
 struct lws_context;
 
-/* Creates the lws context on site->loop and starts accepting. Returns the
- * context (the caller owns it) or NULL (logged). site must outlive it. */
-struct lws_context *tk_net_start(tk_site_t *site);
+/* Creates the lws context on site->loop into *pcontext (the caller owns it;
+ * lws clears *pcontext when it goes, so pcontext must outlive it, as must
+ * site) and starts accepting. Returns 0, or -1 (logged). */
+int tk_net_start(tk_site_t *site, struct lws_context **pcontext);
 /* First step of the two-step shutdown: call from a uv callback. */
 void tk_net_stop(struct lws_context *context);
 /* Second step, after uv_run has returned. */
