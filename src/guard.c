@@ -110,7 +110,7 @@ bool tk_proxy_trusted(const char *list, const struct sockaddr *peer)
 /* An Origin too long to compare is refused, never skipped. */
 static bool origin_allowed(const char *allowed, struct lws *wsi)
 {
-    char origin[256];
+    char origin[TK_ORIGIN_MAX + 1];
     if (!*allowed) return true;
     int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
     if (n < 0) return false;

@@ -27,7 +27,7 @@
 /* The CORS header lines for this request's Origin, per allowed_origins. */
 static void cors_headers(struct lws *wsi, char *out, size_t cap)
 {
-    char origin[200];
+    char origin[TK_ORIGIN_MAX + 1];
     const char *allowed = tk_site_of(wsi)->cfg->allowed_origins;
     *out = 0;
     if (!*allowed) {
@@ -122,7 +122,7 @@ static int serve_metrics(struct lws *wsi)
 static int serve_items(struct lws *wsi)
 {
     int rc = 0;
-    char last[TK_ID_STRLEN], etag[64], inm[64], extra[512], cors[300];
+    char last[TK_ID_STRLEN], etag[64], inm[64], extra[512], cors[400];
     tk_grant_t grant;
     tk_sub_req_t *req = parse_query(wsi, &rc, &grant);
     if (!req) return rc;
@@ -238,7 +238,7 @@ static const tk_transport_ops_t sse_ops = {
 static int serve_events(struct lws *wsi, sse_session_t *s)
 {
     int rc = 0;
-    char last_event[64], cors[300], head[1024];
+    char last_event[64], cors[400], head[1024];
     tk_grant_t grant;
     tk_sub_req_t *req = parse_query(wsi, &rc, &grant);
     if (!req) return rc;
@@ -327,7 +327,7 @@ static int serve_static(struct lws *wsi, const char *uri)
  * (the Authorization header, for a bearer token), 403 for another origin. */
 static int serve_preflight(struct lws *wsi)
 {
-    char origin[256], head[700];
+    char origin[TK_ORIGIN_MAX + 1], head[700];
     const char *allowed = tk_site_of(wsi)->cfg->allowed_origins;
     int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
     if (n < 0) return respond_text(wsi, 403, "Origin header too long");
@@ -352,7 +352,7 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     if (method != LWSHUMETH_GET && method != LWSHUMETH_HEAD)
         return respond_text(wsi, 405, "only GET, HEAD and OPTIONS are served here");
     if (method == LWSHUMETH_HEAD && !strcmp(uri, "/v1/events")) {
-        char cors[300], head[400];
+        char cors[400], head[512];
         cors_headers(wsi, cors, sizeof cors);
         snprintf(head, sizeof head, "%s", cors);
         return finish(wsi, tk_http_respond(wsi, 200, "text/event-stream", "", 0, head));

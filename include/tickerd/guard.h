@@ -36,6 +36,10 @@ int tk_grant_from_token(const char *secret, const char *token, int64_t now_s, tk
  * for more than the grant are refused (-1, reason in err). */
 int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t errlen);
 
+/* The longest Origin compared (one longer is refused, never skipped); the
+ * guard, the CORS headers and the preflight use the same buffer size. */
+#define TK_ORIGIN_MAX 255
+
 /* True when origin is one of the comma/space-separated allowed list. */
 bool tk_origin_listed(const char *allowed, const char *origin);
 
