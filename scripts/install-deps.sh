@@ -11,7 +11,8 @@ python3-prometheus-client python3-jwt openssl systemd"
 # metapackage), promtool (in "prometheus") for the /metrics test, Chromium for
 # the browser tests (node and npm only where missing).
 if [ "$1" = "--test" ]; then
-    PKGS="$PKGS valgrind openssl redis-sentinel nginx chromium python3-hypothesis prometheus"
+    PKGS="$PKGS valgrind openssl redis-sentinel nginx chromium python3-hypothesis prometheus \
+slowhttptest python3-feedparser python3-wsproto"
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 fi
 [ "$1" = "--fuzz" ] && PKGS="$PKGS clang"
