@@ -22,7 +22,7 @@ CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
-CORE_SRC := src/clock.c src/id.c src/parse.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c
+CORE_SRC := src/clock.c src/id.c src/parse.c src/proxy.c src/head.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c
 DAEMON_SRC := $(CORE_SRC) src/metrics.c src/guard.c src/listener.c src/hub.c src/redis_uv.c src/sentinel.c src/stream.c src/net.c src/site.c src/reply.c src/request.c \
               src/ws.c src/http.c src/supervisor.c src/worker.c src/main.c
 CTL_SRC  := $(CORE_SRC) src/tickerctl.c
@@ -73,7 +73,7 @@ unit-test: $(UNIT_TESTS)
 # corpus; what it finds lands in $(BUILD)/fuzz/. `make fuzz-regress` (part of
 # unit-test) builds the same harnesses with $(CC) and a plain main() and
 # replays the seed corpus and every kept crash input.
-FUZZERS      := item query frame config token
+FUZZERS      := item query frame config token proxy
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \

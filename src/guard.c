@@ -5,12 +5,14 @@
 #include <jwt.h>
 #include <libwebsockets.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tickerd/guard.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/clock.h"
+#include "tickerd/head.h"
 #include "tickerd/parse.h"
 
 /* A regions/langs claim: an array of names or a comma-separated string
@@ -95,16 +97,36 @@ bool tk_origin_listed(const char *allowed, const char *origin)
     return false;
 }
 
-bool tk_proxy_trusted(const char *list, const struct sockaddr *peer)
+tk_peer_t *tk_peer_new(const char *conn)
 {
-    tk_list_iter_t it;
-    tk_span_t el;
-    tk_cidr_t c;
-    if (!list || !peer) return false;
-    tk_list_init(&it, list, strlen(list));
-    while (tk_list_next(&it, &el) > 0)
-        if (tk_cidr_parse(el.s, el.len, &c) == 0 && tk_cidr_contains(&c, peer)) return true;
-    return false;
+    tk_peer_t *p = malloc(sizeof *p);
+    if (!p) return NULL;
+    snprintf(p->conn, sizeof p->conn, "%s", conn && *conn ? conn : "?");
+    memcpy(p->client, p->conn, sizeof p->client);
+    return p;
+}
+
+void tk_peer_free(tk_peer_t *p)
+{
+    free(p);
+}
+
+void tk_guard_identify(const tk_config_t *cfg, struct lws *wsi)
+{
+    tk_peer_t *p = lws_get_opaque_user_data(wsi);
+    char xff[TK_HEAD_MAX];
+    if (!p) return;
+    memcpy(p->client, p->conn, sizeof p->client);
+    if (!tk_proxy_trusted(cfg->trusted_proxies, p->conn)) return;
+    int n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
+    if (n > 0)
+        tk_forwarded_client(cfg->trusted_proxies, xff, (size_t)n, p->client, sizeof p->client);
+}
+
+const char *tk_guard_client(struct lws *wsi)
+{
+    tk_peer_t *p = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    return p ? p->client : "?";
 }
 
 /* An Origin too long to compare is refused, never skipped. */
@@ -133,10 +155,8 @@ static const char *find_token(struct lws *wsi, tk_sub_req_t *req)
 
 uint32_t tk_guard_ip_slot(struct lws *wsi)
 {
-    char ip[64] = "";
     uint32_t h = 2166136261u;
-    lws_get_peer_simple(wsi, ip, sizeof ip);
-    for (const char *p = ip; *p; p++)
+    for (const char *p = tk_guard_client(wsi); *p; p++)
         h = (h ^ (unsigned char)*p) * 16777619u;
     return h % TK_IP_SLOTS;
 }

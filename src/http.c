@@ -47,11 +47,10 @@ static int finish(struct lws *wsi, int rc)
 
 static int respond_text(struct lws *wsi, unsigned status, const char *text)
 {
-    char body[512], ip[64] = "?";
+    char body[512];
     int n = snprintf(body, sizeof body, "%s\n", text);
     if (status >= 400) {
-        lws_get_peer_simple(wsi, ip, sizeof ip);
-        tk_log_refused("refused %s: HTTP %u: %s", ip, status, text);
+        tk_log_refused("refused %s: HTTP %u: %s", tk_guard_client(wsi), status, text);
         tk_metrics_refused(status);
     }
     return finish(wsi, tk_http_respond(wsi, status, TEXT_TYPE, body, (size_t)n, NULL));

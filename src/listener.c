@@ -1,17 +1,27 @@
-/* listener.c - accept(2) on a SO_REUSEPORT socket, adopt into lws. */
+/* listener.c - our own listening socket (SO_REUSEPORT, shared by every
+ * worker), and the door every accepted connection passes before it is
+ * handed to lws: the PROXY header from a trusted proxy is read and taken
+ * off, and on plain HTTP the head of the first request is read and held
+ * to SPEC §6's limits (head.h), so that an oversized request is answered
+ * 414 or 431 here instead of being dropped silently by lws. Over TLS only
+ * the PROXY header is read: the head is encrypted. */
 #include <errno.h>
-#include <fcntl.h>
 #include <libwebsockets.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tickerd/clock.h"
+#include "tickerd/head.h"
 #include "tickerd/listener.h"
 #include "tickerd/log.h"
+#include "tickerd/metrics.h"
+#include "tickerd/proxy.h"
 
 /* Few accepts per loop turn: lws keeps every connection still in its
  * handshake in a sorted timeout list with O(n) inserts, so taking a whole
@@ -25,29 +35,352 @@
  * readable: the loop would spin. Accepting pauses this long instead. */
 #define ACCEPT_PAUSE_MS 100
 
-static uv_poll_t poll_handle;
-static uv_timer_t pause_timer;
-static int listen_fd = -1;
-static struct lws_vhost *vhost;
-static unsigned long accept_pauses;
+/* A head (or PROXY header) not complete this long after the accept is
+ * answered 408 (slowloris); lws gives the rest of a request as long. */
+#define HEAD_TIMEOUT_MS 10000
+/* After a refusal, what the client still sends is read and dropped this
+ * long, so that closing does not reset the answer away before it is read. */
+#define LINGER_MS 2000
+#define SWEEP_MS 500
+
+#define DOOR_FIRST_BUF 2048
+#define DOOR_MAX_BUF (TK_PROXY_MAX + TK_HEAD_MAX + 1)
+
+/* One accepted connection not yet handed to lws. Freed in its poll
+ * handle's close callback. */
+typedef struct door {
+    uv_poll_t poll;           /* data: the door; initialised only when it waits */
+    struct door *prev, *next; /* in its door list, oldest first */
+    int fd;
+    bool watched;   /* poll is initialised */
+    bool trusted;   /* the peer is in trusted_proxies */
+    bool lingering; /* refused: draining until EOF or the deadline */
+    bool adopt;     /* hand to lws once the handle is closed */
+    int64_t deadline_ms;
+    char client[TK_ADDR_STRLEN];
+    size_t off; /* where the request starts: after a PROXY header */
+    size_t len, cap;
+    char *buf;
+} door_t;
+
+/* Doors with the same timeout, oldest first: so also in deadline order. */
+typedef struct door_list {
+    door_t *first, *last;
+} door_list_t;
+
+static struct {
+    uv_poll_t poll;
+    uv_timer_t pause_timer, sweep_timer;
+    int fd;
+    struct lws_vhost *vhost;
+    bool tls;
+    char *trusted; /* trusted_proxies, ours */
+    door_list_t reading, lingering;
+    const char *adopting; /* the client of the connection lws is adopting */
+    unsigned long accept_pauses;
+} L = {.fd = -1};
 
 static void on_acceptable(uv_poll_t *h, int status, int events);
+static void on_door(uv_poll_t *h, int status, int events);
+static void on_sweep(uv_timer_t *t);
+
+/* --- handing over to lws --- */
+
+const char *tk_listener_adopting(void)
+{
+    return L.adopting;
+}
+
+/* lws owns fd from here (on failure it closes it itself), and reads
+ * data[0..len) before the socket. */
+static void adopt(int fd, const char *client, const char *data, size_t len)
+{
+    L.adopting = client;
+    lws_adopt_socket_vhost_readbuf(L.vhost, fd, len ? data : NULL, len);
+    L.adopting = NULL;
+}
+
+/* --- doors --- */
+
+static door_list_t *list_of(door_t *d)
+{
+    return d->lingering ? &L.lingering : &L.reading;
+}
+
+static void link_door(door_t *d)
+{
+    door_list_t *l = list_of(d);
+    d->prev = l->last;
+    d->next = NULL;
+    *(l->last ? &l->last->next : &l->first) = d;
+    l->last = d;
+}
+
+static void unlink_door(door_t *d)
+{
+    door_list_t *l = list_of(d);
+    *(d->prev ? &d->prev->next : &l->first) = d->next;
+    *(d->next ? &d->next->prev : &l->last) = d->prev;
+    d->prev = d->next = NULL;
+}
+
+static void finish_door(door_t *d)
+{
+    if (d->adopt)
+        adopt(d->fd, d->client, d->buf + d->off, d->len - d->off);
+    else
+        close(d->fd);
+    free(d->buf);
+    free(d);
+}
+
+static void on_door_closed(uv_handle_t *h)
+{
+    finish_door(h->data);
+}
+
+/* Ends the door. A poll handle goes first: lws watches the same fd with a
+ * handle of its own, and libuv allows one a descriptor. */
+static void end_door(door_t *d, bool to_lws)
+{
+    unlink_door(d);
+    d->adopt = to_lws;
+    if (d->watched)
+        uv_close((uv_handle_t *)&d->poll, on_door_closed);
+    else
+        finish_door(d);
+}
+
+/* Waits for the socket to be readable, and for the sweep. */
+static void watch(door_t *d)
+{
+    if (!d->watched) {
+        uv_poll_init_socket(L.poll.loop, &d->poll, d->fd);
+        d->poll.data = d;
+        d->watched = true;
+    }
+    uv_poll_start(&d->poll, UV_READABLE, on_door);
+    if (!uv_is_active((uv_handle_t *)&L.sweep_timer))
+        uv_timer_start(&L.sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
+}
+
+static const char *reason_phrase(int status)
+{
+    return status == 400   ? "Bad Request"
+           : status == 408 ? "Request Timeout"
+           : status == 414 ? "URI Too Long"
+                           : "Request Header Fields Too Large";
+}
+
+/* Answers status and closes, politely: the answer, then no more writes,
+ * then what the client still sends is dropped until it closes or
+ * LINGER_MS passes. */
+static void refuse(door_t *d, int status, const char *why)
+{
+    char msg[512];
+    int body = (int)strlen(why) + 1;
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s\n",
+                     status, reason_phrase(status), body, why);
+    tk_log_refused("refused %s: HTTP %d: %s", d->client, status, why);
+    tk_metrics_refused((unsigned)status);
+    if (send(d->fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 ||
+        shutdown(d->fd, SHUT_WR) < 0) {
+        end_door(d, false);
+        return;
+    }
+    unlink_door(d);
+    d->lingering = true;
+    d->deadline_ms = tk_now_ms() + LINGER_MS;
+    link_door(d);
+    watch(d);
+}
+
+/* Reads what the socket has into the buffer, growing it up to
+ * DOOR_MAX_BUF (TLS: only up to a PROXY header's longest, without taking
+ * the bytes: what follows the header is the TLS handshake, lws's to read).
+ * Returns bytes added, 0 at EOF, -EAGAIN when nothing came, -errno. */
+static ssize_t fill(door_t *d, int flags)
+{
+    size_t want = L.tls ? TK_PROXY_MAX : DOOR_MAX_BUF;
+    if (d->len == d->cap && d->cap < want) {
+        size_t cap = d->cap ? d->cap * 2 : DOOR_FIRST_BUF;
+        char *b = realloc(d->buf, cap < want ? cap : want);
+        if (!b) return -ENOMEM;
+        d->buf = b;
+        d->cap = cap < want ? cap : want;
+    }
+    if (d->len == d->cap) return -ENOBUFS;
+    ssize_t n = recv(d->fd, d->buf + d->len, d->cap - d->len, flags);
+    if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return n;
+}
+
+/* The PROXY header at the start of the buffer, if the peer may send one.
+ * Returns 1 when the request starts at d->off, 0 to wait, -1 refused. */
+static int read_proxy(door_t *d)
+{
+    tk_proxy_header_t h;
+    int rc = tk_proxy_parse((const uint8_t *)d->buf, d->len, &h);
+    if (rc == TK_PROXY_NONE) return 1;
+    if (!d->trusted) {
+        if (rc == TK_PROXY_MORE) return 0; /* "P" may yet be "POST" */
+        if (!L.tls)
+            refuse(d, 400, "a PROXY header from an address not in trusted_proxies");
+        else
+            end_door(d, false);
+        return -1;
+    }
+    if (rc == TK_PROXY_MORE) return 0;
+    if (rc == TK_PROXY_BAD) {
+        if (!L.tls)
+            refuse(d, 400, "malformed PROXY header");
+        else
+            end_door(d, false);
+        return -1;
+    }
+    if (h.has_source) tk_proxy_addr_string((struct sockaddr *)&h.src, d->client, sizeof d->client);
+    d->off = h.len;
+    return 1;
+}
+
+/* Over TLS: the PROXY header is taken off the socket, nothing more. */
+static int advance_tls(door_t *d)
+{
+    ssize_t n = fill(d, MSG_PEEK);
+    if (n == -EAGAIN) return 0;
+    if (n <= 0) return -1;
+    size_t peeked = d->len + (size_t)n, had = d->len;
+    d->len = peeked;
+    int rc = read_proxy(d);
+    if (rc < 0) return 2;                    /* refuse() or end_door() took it */
+    size_t take = rc == 0 ? peeked : d->off; /* MORE: every byte is header */
+    d->len = had;
+    if (take > had && recv(d->fd, d->buf + had, take - had, 0) != (ssize_t)(take - had)) return -1;
+    d->len = take;
+    d->off = d->len; /* nothing for lws from the buffer */
+    return rc;
+}
+
+/* Plain HTTP: the PROXY header, then the whole head of the request. */
+static int advance_plain(door_t *d)
+{
+    for (;;) {
+        ssize_t n = fill(d, 0);
+        if (n == -EAGAIN || n == -ENOBUFS) break;
+        if (n <= 0) return -1; /* EOF before a whole head, or an error */
+        d->len += (size_t)n;
+    }
+    int rc = read_proxy(d);
+    if (rc <= 0) return rc < 0 ? 2 : 0;
+    int head = tk_head_scan(d->buf + d->off, d->len - d->off);
+    if (head == -414)
+        refuse(d, 414, "request line over 4096 bytes or over 32 query parameters");
+    else if (head == -431)
+        refuse(d, 431, "request head over 8192 bytes or over 50 header lines");
+    return head < 0 ? 2 : head > 0;
+}
+
+/* Moves a door on. Returns 1 when it is ready for lws, 0 to wait, 2 when
+ * it was refused (and lingers or is closing), -1 to close it. */
+static int advance(door_t *d)
+{
+    return L.tls ? advance_tls(d) : advance_plain(d);
+}
+
+static void drain_lingering(door_t *d)
+{
+    char sink[4096];
+    ssize_t n;
+    while ((n = recv(d->fd, sink, sizeof sink, 0)) > 0)
+        ;
+    if (n == 0 || errno != EWOULDBLOCK) end_door(d, false);
+}
+
+static void on_door(uv_poll_t *h, int status, int events)
+{
+    door_t *d = h->data;
+    (void)events;
+    if (status < 0) {
+        end_door(d, false);
+        return;
+    }
+    if (d->lingering) {
+        drain_lingering(d);
+        return;
+    }
+    int rc = advance(d);
+    if (rc == 1 || rc < 0) end_door(d, rc == 1);
+}
+
+/* Every SWEEP_MS while doors wait: a head not complete in time is
+ * answered 408 (over TLS: closed), a lingering close ends. */
+static void on_sweep(uv_timer_t *t)
+{
+    int64_t now = tk_now_ms();
+    (void)t;
+    while (L.lingering.first && L.lingering.first->deadline_ms <= now)
+        end_door(L.lingering.first, false);
+    while (L.reading.first && L.reading.first->deadline_ms <= now) {
+        if (L.tls)
+            end_door(L.reading.first, false);
+        else
+            refuse(L.reading.first, 408, "request head not complete within 10 s");
+    }
+    if (!L.reading.first && !L.lingering.first) uv_timer_stop(&L.sweep_timer);
+}
+
+/* A connection just accepted: handed to lws at once when there is nothing
+ * to read first, else through a door. */
+static void admit(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof sa;
+    char client[TK_ADDR_STRLEN] = "?";
+    if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0)
+        tk_proxy_addr_string((struct sockaddr *)&sa, client, sizeof client);
+    bool trusted = tk_proxy_trusted(L.trusted, client);
+    if (L.tls && !trusted) {
+        adopt(fd, client, NULL, 0);
+        return;
+    }
+    door_t *d = calloc(1, sizeof *d);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    d->fd = fd;
+    d->trusted = trusted;
+    memcpy(d->client, client, sizeof client);
+    d->deadline_ms = tk_now_ms() + HEAD_TIMEOUT_MS;
+    link_door(d);
+    int rc = advance(d);
+    if (rc == 1 || rc < 0) {
+        end_door(d, rc == 1);
+        return;
+    }
+    if (rc == 0) watch(d);
+}
+
+/* --- accepting --- */
 
 static void on_pause_over(uv_timer_t *t)
 {
     (void)t;
-    if (listen_fd >= 0) uv_poll_start(&poll_handle, UV_READABLE, on_acceptable);
+    if (L.fd >= 0) uv_poll_start(&L.poll, UV_READABLE, on_acceptable);
 }
 
 /* EMFILE and its kin: stop watching the listener for a moment, as libuv
- * does for its own listeners, and say so (rate-limited). */
+ * does for its own listeners, count it and say so (rate-limited). */
 static void pause_accepting(int err)
 {
-    accept_pauses++;
+    L.accept_pauses++;
+    TK_COUNT(accept_pauses_total, 1);
     tk_log_limited(TK_LOG_WARN, "accept: %s: pausing accepts for %d ms (%lu times so far)",
-                   strerror(err), ACCEPT_PAUSE_MS, accept_pauses);
-    uv_poll_stop(&poll_handle);
-    uv_timer_start(&pause_timer, on_pause_over, ACCEPT_PAUSE_MS, 0);
+                   strerror(err), ACCEPT_PAUSE_MS, L.accept_pauses);
+    uv_poll_stop(&L.poll);
+    uv_timer_start(&L.pause_timer, on_pause_over, ACCEPT_PAUSE_MS, 0);
 }
 
 static void on_acceptable(uv_poll_t *h, int status, int events)
@@ -56,7 +389,7 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
     (void)events;
     if (status < 0) return;
     for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(L.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 pause_accepting(errno);
@@ -72,7 +405,7 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
         /* lws sets TCP_NODELAY only on what its own listener accepts: a
          * headline must not wait for the ACK of the previous one (Nagle). */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!lws_adopt_socket_vhost(vhost, fd)) close(fd);
+        admit(fd);
     }
 }
 
@@ -99,13 +432,22 @@ static int open_socket(const char *host, int port, int reuseport)
     return fd;
 }
 
-int tk_listener_start(uv_loop_t *loop, const char *host, int port, struct lws_vhost *vh)
+void tk_listener_set_trusted(const char *trusted_proxies)
 {
-    vhost = vh;
-    if ((listen_fd = open_socket(host, port, 1)) < 0) return -1;
-    uv_poll_init(loop, &poll_handle, listen_fd);
-    uv_timer_init(loop, &pause_timer);
-    uv_poll_start(&poll_handle, UV_READABLE, on_acceptable);
+    free(L.trusted);
+    L.trusted = strdup(trusted_proxies ? trusted_proxies : "");
+}
+
+int tk_listener_start(uv_loop_t *loop, const tk_listener_opts_t *o, struct lws_vhost *vh)
+{
+    L.vhost = vh;
+    L.tls = o->tls;
+    tk_listener_set_trusted(o->trusted_proxies);
+    if ((L.fd = open_socket(o->host, o->port, 1)) < 0) return -1;
+    uv_poll_init(loop, &L.poll, L.fd);
+    uv_timer_init(loop, &L.pause_timer);
+    uv_timer_init(loop, &L.sweep_timer);
+    uv_poll_start(&L.poll, UV_READABLE, on_acceptable);
     return 0;
 }
 
@@ -120,14 +462,20 @@ int tk_listener_probe(const char *host, int port)
 static void on_closed(uv_handle_t *h)
 {
     (void)h;
-    close(listen_fd);
-    listen_fd = -1;
+    close(L.fd);
+    L.fd = -1;
 }
 
 void tk_listener_stop(void)
 {
-    if (listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&poll_handle)) {
-        uv_close((uv_handle_t *)&pause_timer, NULL);
-        uv_close((uv_handle_t *)&poll_handle, on_closed);
-    }
+    if (L.fd < 0 || uv_is_closing((uv_handle_t *)&L.poll)) return;
+    while (L.reading.first)
+        end_door(L.reading.first, false);
+    while (L.lingering.first)
+        end_door(L.lingering.first, false);
+    uv_close((uv_handle_t *)&L.pause_timer, NULL);
+    uv_close((uv_handle_t *)&L.sweep_timer, NULL);
+    uv_close((uv_handle_t *)&L.poll, on_closed);
+    free(L.trusted);
+    L.trusted = NULL;
 }

@@ -257,6 +257,8 @@ char *tk_metrics_render(size_t *len)
         fprintf(f, "tickerd_connections{transport=\"%s\"} %lld\n", transport_names[t],
                 (long long)m.connections[t]);
     counter(f, "tickerd_connections_total", "Clients accepted since start.", m.connections_total);
+    counter(f, "tickerd_accept_pauses_total",
+            "Times accepting paused for 100 ms: out of file descriptors.", m.accept_pauses_total);
     counter(f, "tickerd_items_ingested_total", "Stream entries accepted.", m.items_ingested_total);
     family(f, "tickerd_items_rejected_total", "counter", "Stream entries rejected, by reason.");
     for (int r = 1; r < TK_REJECT_REASONS; r++)

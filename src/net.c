@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "tickerd/guard.h"
+#include "tickerd/head.h"
 #include "tickerd/http.h"
 #include "tickerd/listener.h"
 #include "tickerd/log.h"
@@ -14,18 +16,18 @@
 #include "tickerd/site.h"
 #include "tickerd/ws.h"
 
-/* The request line and headers together (SPEC §6's URL/header limit). */
-#define HEADER_BYTES 4096
 /* lws keeps a receive buffer this big per connection: client messages are
  * small, and ws.c joins the chunks of a longer one. */
 #define RX_CHUNK_BYTES 256
 
 static lws_retry_bo_t retry_policy;
 
-/* lws drops a request whose line and headers overflow
- * max_http_header_data without telling us: its log line (see log_lws) sets
- * this, and the close of that connection, which follows at once, logs the
- * refusal with the client's address. */
+/* listener.c holds a connection's first request to head.h's limits and
+ * answers 414/431 itself. A later request on a kept-alive connection, or
+ * one over TLS, meets only lws's header store (TK_LWS_HEADER_DATA), and
+ * lws drops one that overflows it without telling us: its log line (see
+ * log_lws) sets this, and the close of that connection, which follows at
+ * once, logs the refusal with the client's address. */
 static bool header_overflow;
 
 /* Logs and counts the request lws dropped: 414 when the request line
@@ -34,25 +36,27 @@ static bool header_overflow;
  * client gets no answer (docs/operations.md). */
 static void log_header_overflow(struct lws *wsi)
 {
-    const char *ip = lws_get_opaque_user_data(wsi);
+    const char *ip = tk_guard_client(wsi);
     bool uri = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0 &&
                lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) <= 0 &&
                lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI) <= 0 &&
                lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0;
     header_overflow = false;
-    tk_log_refused("refused %s: request line and headers over %d bytes (%s, %d)", ip ? ip : "?",
-                   HEADER_BYTES, uri ? "the request line alone" : "headers", uri ? 414 : 431);
+    tk_log_refused("refused %s: request line and headers over %d bytes (%s, %d)", ip,
+                   TK_LWS_HEADER_DATA, uri ? "the request line alone" : "headers", uri ? 414 : 431);
     tk_metrics_refused(uri ? 414 : 431);
 }
 
-/* The peer's address, kept from the accept: by the time lws reports a
- * request it dropped, the client may have reset the connection. Freed in
- * LWS_CALLBACK_WSI_DESTROY. */
+/* Who the connection is from (guard.h), kept from the adoption: the
+ * listener knows the client a PROXY header named, and by the time lws
+ * reports a request it dropped, the client may have reset the connection.
+ * Freed in LWS_CALLBACK_WSI_DESTROY. */
 static void remember_peer(struct lws *wsi)
 {
-    char ip[64] = "";
-    lws_get_peer_simple(wsi, ip, sizeof ip);
-    lws_set_opaque_user_data(wsi, strdup(ip));
+    char ip[TK_ADDR_STRLEN] = "";
+    const char *conn = tk_listener_adopting();
+    if (!conn) conn = lws_get_peer_simple(wsi, ip, sizeof ip);
+    lws_set_opaque_user_data(wsi, tk_peer_new(conn));
 }
 
 /* The one place that knows lws's callback reasons: each goes to the
@@ -62,6 +66,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 {
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        tk_guard_identify(tk_site_of(wsi)->cfg, wsi);
         return tk_ws_confirm_upgrade(wsi); /* never `in`: CVE-2025-11677 */
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return tk_ws_filter(wsi, user);
@@ -77,6 +82,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         tk_ws_closed(user);
         return 0;
     case LWS_CALLBACK_HTTP:
+        tk_guard_identify(tk_site_of(wsi)->cfg, wsi);
         return tk_http_request(wsi, user, in);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return tk_http_writable(wsi, user);
@@ -90,7 +96,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         remember_peer(wsi);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        free(lws_get_opaque_user_data(wsi));
+        tk_peer_free(lws_get_opaque_user_data(wsi));
         lws_set_opaque_user_data(wsi, NULL);
         tk_ws_closed(user);
         tk_http_closed(user);
@@ -111,6 +117,9 @@ static struct lws_protocols protocols[] = {
 static void log_lws(int level, const char *line)
 {
     if (strstr(line, "not h2 substream")) return;
+    /* adopt_socket_readbuf says at error level that it serves what
+     * listener.c read: every connection does that. */
+    if (strstr(line, "calling service") || strstr(line, "deferring handling ah")) return;
     if (strstr(line, "Ran out of header data space")) {
         header_overflow = true;
         return;
@@ -149,7 +158,7 @@ int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
      * goes: it must outlive the context (the worker's own field). */
     info.pcontext = pcontext;
     info.user = site;
-    info.max_http_header_data = HEADER_BYTES;
+    info.max_http_header_data = TK_LWS_HEADER_DATA;
     info.max_http_header_pool = 1024;
     info.timeout_secs = 10;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
@@ -165,7 +174,9 @@ int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
         return -1;
     }
     struct lws_vhost *vh = lws_get_vhost_by_name(context, "default");
-    if (!vh || tk_listener_start(site->loop, cfg->listen_host, cfg->listen_port, vh)) {
+    tk_listener_opts_t lo = {cfg->listen_host, cfg->listen_port, *cfg->tls_cert != 0,
+                             cfg->trusted_proxies};
+    if (!vh || tk_listener_start(site->loop, &lo, vh)) {
         lws_context_destroy(context);
         return -1;
     }

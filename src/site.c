@@ -2,7 +2,9 @@
  * of the lws context, which net.c sets), and the hub operations that every
  * lws transport shares. */
 #include <libwebsockets.h>
+#include <stdio.h>
 
+#include "tickerd/guard.h"
 #include "tickerd/reply.h"
 #include "tickerd/site.h"
 
@@ -39,8 +41,7 @@ void tk_conn_closing(tk_client_t *c, uint16_t code)
 
 const char *tk_conn_peer(tk_client_t *c, char *buf, size_t cap)
 {
-    buf[0] = 0;
-    lws_get_peer_simple(wsi_of(c), buf, cap);
+    snprintf(buf, cap, "%s", tk_guard_client(wsi_of(c)));
     return buf;
 }
 

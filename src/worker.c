@@ -12,6 +12,7 @@
 #include "tickerd/clock.h"
 #include "tickerd/history.h"
 #include "tickerd/hub.h"
+#include "tickerd/listener.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
@@ -101,6 +102,7 @@ static void reload(tk_worker_t *w)
     tk_hub_set_limits(w->hub, &lim);
     tk_history_set_max_live(w->history, cfg->max_live_items);
     tk_stream_set_config(w->stream, cfg);
+    tk_listener_set_trusted(cfg->trusted_proxies);
     w->site.cfg = cfg;
     tk_config_free(w->cfg);
     w->cfg = cfg;

@@ -73,10 +73,9 @@ bad:
 
 static int refuse(struct lws *wsi, unsigned status, const char *why)
 {
-    char body[512], ip[64] = "?";
+    char body[512];
     int n = snprintf(body, sizeof body, "%s\n", why);
-    lws_get_peer_simple(wsi, ip, sizeof ip);
-    tk_log_refused("refused %s: HTTP %u: %s", ip, status, why);
+    tk_log_refused("refused %s: HTTP %u: %s", tk_guard_client(wsi), status, why);
     tk_metrics_refused(status);
     if (tk_http_respond(wsi, status, "text/plain; charset=utf-8", body, (size_t)n, NULL)) return -1;
     return 1; /* lws completes the transaction */

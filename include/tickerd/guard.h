@@ -9,9 +9,9 @@
 
 #include "tickerd/config.h"
 #include "tickerd/filter.h"
+#include "tickerd/proxy.h"
 
 struct lws;
-struct sockaddr;
 
 /* What a token allows: masks over the name tables (all bits = any). */
 typedef struct tk_grant {
@@ -43,13 +43,27 @@ int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t err
 /* True when origin is one of the comma/space-separated allowed list. */
 bool tk_origin_listed(const char *allowed, const char *origin);
 
-/* True when peer's address is in the comma-separated list of addresses and
- * CIDRs (the [server] trusted_proxies string, checked at load; parse.h
- * rules): only then may X-Forwarded-For or a PROXY header name the client.
- * An IPv4 peer seen as ::ffff:a.b.c.d matches IPv4 entries. An empty list
- * trusts no one, and a malformed entry (config.c refuses those at load)
- * matches no one. Parses the list on each call: no state, no allocation. */
-bool tk_proxy_trusted(const char *list, const struct sockaddr *peer);
+/* Who a connection is from, kept on the lws connection (its opaque user
+ * data) from its adoption to LWS_CALLBACK_WSI_DESTROY. conn: the
+ * connection's address (the peer's, or the client a trusted proxy's PROXY
+ * header named, listener.c); client: the current request's client (conn,
+ * or the one a trusted conn's X-Forwarded-For names). Every log line,
+ * max_per_ip and the refusals use client. */
+typedef struct tk_peer {
+    char conn[TK_ADDR_STRLEN];
+    char client[TK_ADDR_STRLEN];
+} tk_peer_t;
+
+/* A peer for a new connection from conn; NULL when out of memory. */
+tk_peer_t *tk_peer_new(const char *conn);
+void tk_peer_free(tk_peer_t *p);
+
+/* At the start of each request on wsi: its client, per trusted_proxies
+ * and X-Forwarded-For (proxy.h: tk_forwarded_client). */
+void tk_guard_identify(const tk_config_t *cfg, struct lws *wsi);
+
+/* The client of wsi's current request, as text ("?" when unknown). */
+const char *tk_guard_client(struct lws *wsi);
 
 /* Admission of an HTTP/WebSocket request under cfg (stopping: refuse all
  * with 503): origin (one too long to compare is refused), token (query `token` or

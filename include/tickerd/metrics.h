@@ -70,6 +70,7 @@ typedef struct tk_metrics_slot {
     uint64_t fanout_bucket[TK_FANOUT_BUCKETS]; /* not cumulative */
     uint64_t fanout_count;
     uint64_t fanout_sum_us;
+    uint64_t accept_pauses_total; /* accept(2) out of descriptors: paused */
 } __attribute__((aligned(64))) tk_metrics_slot_t;
 
 /* The shared block: this header, then nworkers + 1 slots (the last one is
