@@ -192,6 +192,7 @@ def test_out_of_descriptors_pauses_accepting_without_spinning(make_tickerd):
         used = cpu_seconds(td.proc.pid) - before
         assert used < 0.5, f"tickerd used {used:.2f} s of CPU in 2 s while out of descriptors"
         assert "pausing accepts" in td.log()
+
     finally:
         for s in socks:
             s.close()
@@ -200,6 +201,8 @@ def test_out_of_descriptors_pauses_accepting_without_spinning(make_tickerd):
     assert ws.status == 101
     assert ws.read_json()["type"] == "hello"
     ws.close()
+    # counted, about once per 100 ms pause while out of descriptors
+    assert 1 <= td.metric("tickerd_accept_pauses_total") <= 100
 
 
 
