@@ -228,6 +228,36 @@ static int about_init(about_t *a, const tk_feed_t *f, tk_feed_format_t fmt)
     return -1;
 }
 
+/* --- an item --- */
+
+/* The item's language name; "und" (undetermined) should its index name
+ * none. */
+static const char *lang_of(const tk_item_t *it)
+{
+    const char *lang = tk_name_of(TK_NAME_LANG, it->lang);
+    return lang ? lang : "und";
+}
+
+static const char *dir_of(const tk_item_t *it)
+{
+    return tk_lang_rtl(lang_of(it)) ? "rtl" : "ltr";
+}
+
+/* <p lang=".." dir="..">text</p>: the item's text as HTML that says its
+ * direction. malloc'd, or NULL when out of memory. */
+static char *paragraph(const tk_item_t *it)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    if (!out) return NULL;
+    fprintf(out, "<p lang=\"%s\" dir=\"%s\">", lang_of(it), dir_of(it));
+    tk_xml_escape(out, it->text ? it->text : "");
+    fputs("</p>", out);
+    fclose(out);
+    return buf;
+}
+
 /* --- /v1/items --- */
 
 static char *render_items(const tk_feed_t *f, size_t *len)
@@ -256,22 +286,6 @@ static char *render_items(const tk_feed_t *f, size_t *len)
 
 /* --- JSON Feed 1.1 --- */
 
-/* <p lang=".." dir="..">text</p>: the item's text with its direction. */
-static json_t *html_paragraph(const char *lang, const char *text)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    if (!out) return NULL;
-    fprintf(out, "<p lang=\"%s\" dir=\"%s\">", lang, tk_lang_rtl(lang) ? "rtl" : "ltr");
-    tk_xml_escape(out, text);
-    fputs("</p>", out);
-    fclose(out);
-    json_t *j = buf ? json_stringn(buf, len) : NULL;
-    free(buf);
-    return j;
-}
-
 static json_t *region_names(uint64_t regions)
 {
     json_t *a = json_array();
@@ -285,7 +299,6 @@ static json_t *region_names(uint64_t regions)
 static void json_item_tags(json_t *o, const tk_item_t *it)
 {
     char expires[DATE_MAX];
-    const char *lang = tk_name_of(TK_NAME_LANG, it->lang);
     const char *category = it->category >= 0 ? tk_name_of(TK_NAME_CATEGORY, it->category) : NULL;
     json_t *tags = json_array(), *ext = json_object(), *regions = region_names(it->regions);
     json_array_append_new(tags, json_string(tk_priority_name(it->priority)));
@@ -296,25 +309,24 @@ static void json_item_tags(json_t *o, const tk_item_t *it)
     json_object_set_new(ext, "priority", json_string(tk_priority_name(it->priority)));
     json_object_set_new(ext, "region", regions);
     if (category) json_object_set_new(ext, "category", json_string(category));
-    json_object_set_new(ext, "dir", json_string(tk_lang_rtl(lang) ? "rtl" : "ltr"));
+    json_object_set_new(ext, "dir", json_string(dir_of(it)));
     json_object_set_new(ext, "expires", json_string(expires));
     json_object_set_new(o, "_tickerd", ext);
 }
 
 static json_t *json_item(const tk_item_t *it)
 {
-    char id[TK_ID_STRLEN], date[DATE_MAX];
-    const char *lang = tk_name_of(TK_NAME_LANG, it->lang);
-    const char *text = it->text ? it->text : "";
+    char id[TK_ID_STRLEN], date[DATE_MAX], *html = paragraph(it);
     json_t *o = json_object();
     tk_id_format(it->id, id);
     date_rfc3339(it->id.ms, date);
     json_object_set_new(o, "id", json_string(id));
     if (it->url) json_object_set_new(o, "url", json_text(it->url));
-    json_object_set_new(o, "content_text", json_text(text));
-    json_object_set_new(o, "content_html", html_paragraph(lang, text));
+    json_object_set_new(o, "content_text", json_text(it->text ? it->text : ""));
+    if (html) json_object_set_new(o, "content_html", json_string(html));
+    free(html);
     json_object_set_new(o, "date_published", json_string(date));
-    json_object_set_new(o, "language", json_string(lang));
+    json_object_set_new(o, "language", json_string(lang_of(it)));
     if (it->source)
         json_object_set_new(o, "authors", json_pack("[{s:o}]", "name", json_text(it->source)));
     json_item_tags(o, it);
@@ -366,27 +378,14 @@ static void rss_category(FILE *out, const char *domain, const char *name)
 
 static void rss_item(FILE *out, const tk_item_t *it)
 {
-    char id[TK_ID_STRLEN], date[DATE_MAX];
-    const char *lang = tk_name_of(TK_NAME_LANG, it->lang);
-    const char *text = it->text ? it->text : "";
+    char id[TK_ID_STRLEN], date[DATE_MAX], *html = paragraph(it);
     tk_id_format(it->id, id);
     date_rfc822(it->id.ms, date);
-    fprintf(out, "<item xml:lang=\"%s\">\n", lang);
-    rss_element(out, "title", text);
+    fprintf(out, "<item xml:lang=\"%s\">\n", lang_of(it));
+    rss_element(out, "title", it->text ? it->text : "");
     if (it->url) rss_element(out, "link", it->url);
-    /* The description is HTML, escaped once more as XML text. */
-    fprintf(out, "<description>&lt;p lang=&quot;%s&quot; dir=&quot;%s&quot;&gt;", lang,
-            tk_lang_rtl(lang) ? "rtl" : "ltr");
-    char *html = NULL;
-    size_t hlen = 0;
-    FILE *h = open_memstream(&html, &hlen);
-    if (h) {
-        tk_xml_escape(h, text);
-        fclose(h);
-        if (html) tk_xml_escape(out, html);
-        free(html);
-    }
-    fputs("&lt;/p&gt;</description>\n", out);
+    if (html) rss_element(out, "description", html); /* HTML, escaped as XML text */
+    free(html);
     if (it->source) rss_element(out, "dc:creator", it->source);
     rss_category(out, "priority", tk_priority_name(it->priority));
     for (int i = 0; i < TK_MAX_REGIONS; i++)
