@@ -1,5 +1,6 @@
 /* http.c - the plain HTTP side of the server: Server-Sent Events at
- * /v1/events, /v1/items, /healthz, /metrics and the static web client. */
+ * /v1/events, /v1/items and the feeds, /healthz, /metrics and the static
+ * web client. */
 #include <errno.h>
 #include <libwebsockets.h>
 #include <limits.h>
@@ -14,6 +15,7 @@
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/clock.h"
+#include "tickerd/feed.h"
 #include "tickerd/guard.h"
 #include "tickerd/http.h"
 #include "tickerd/hub.h"
@@ -117,45 +119,59 @@ static int serve_metrics(struct lws *wsi)
     return finish(wsi, rc);
 }
 
-/* /v1/items: the current state, newest `limit` items, oldest first. */
-static int serve_items(struct lws *wsi)
+/* "scheme://host[:port]" of the request, for the feeds' links: its Host
+ * when that is a plain host[:port], else the listen address. */
+static void request_base(struct lws *wsi, char *out, size_t cap)
 {
+    static const char host_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789.-_:[]";
+    const tk_config_t *cfg = tk_site_of(wsi)->cfg;
+    char host[256];
+    int n = lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST);
+    if (n <= 0 || strspn(host, host_chars) != (size_t)n)
+        snprintf(host, sizeof host, "%s", cfg->listen);
+    snprintf(out, cap, "%s://%s", cfg->tls_cert && *cfg->tls_cert ? "https" : "http", host);
+}
+
+/* /v1/items, /v1/feed.json, /v1/feed.rss: the newest `limit` current items
+ * the query (narrowed by the token) asks for, as fmt, under an ETag that
+ * changes whenever the document would; 304 when If-None-Match names it. */
+static int serve_current(struct lws *wsi, tk_feed_format_t fmt)
+{
+    const tk_site_t *site = tk_site_of(wsi);
     int rc = 0;
-    char last[TK_ID_STRLEN], etag[64], inm[64], extra[512], cors[400];
+    char base[300], etag[TK_FEED_ETAG_LEN], inm[1024], extra[512], cors[400];
     tk_grant_t grant;
     tk_sub_req_t *req = parse_query(wsi, &rc, &grant);
     if (!req) return rc;
-    int limit = req->limit >= 0 ? req->limit : 20;
-    if (limit > tk_site_of(wsi)->cfg->replay_max) limit = tk_site_of(wsi)->cfg->replay_max;
-    tk_id_format(tk_history_last_id(tk_site_of(wsi)->history), last);
-    snprintf(etag, sizeof etag, "\"%s\"", last);
+    tk_feed_t f = {.epoch = tk_hub_epoch(site->hub),
+                   .last_id = tk_history_last_id(site->history),
+                   .base = base,
+                   .stream_key = site->cfg->stream_key,
+                   .filter = &req->filter};
+    f.limit = req->limit >= 0 ? req->limit : TK_FEED_DEFAULT_LIMIT;
+    if (f.limit > site->cfg->replay_max) f.limit = site->cfg->replay_max;
+    tk_state_t **st = malloc(((size_t)f.limit + 1) * sizeof *st);
+    if (!st) {
+        free(req);
+        return -1;
+    }
+    f.items = st;
+    f.n = tk_history_current(site->history, &req->filter, f.limit, tk_now_ms(), st);
+    request_base(wsi, base, sizeof base);
+    tk_feed_etag(fmt, &f, etag);
     cors_headers(wsi, cors, sizeof cors);
     snprintf(extra, sizeof extra, "ETag: %s\r\n%s", etag, cors);
     if (lws_hdr_copy(wsi, inm, sizeof inm, WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
-        strcmp(inm, etag) == 0) {
-        free(req);
-        return finish(wsi, tk_http_respond(wsi, 304, JSON_TYPE, "", 0, extra));
-    }
-    tk_state_t **st = malloc(((size_t)limit + 1) * sizeof *st);
-    char *body = NULL;
-    size_t len = 0;
-    FILE *f = st ? open_memstream(&body, &len) : NULL;
-    if (f) {
-        int n = tk_history_current(tk_site_of(wsi)->history, &req->filter, limit, tk_now_ms(), st);
-        fprintf(f, "{\"epoch\":\"%s\",\"last_id\":\"%s\",\"items\":[",
-                tk_hub_epoch(tk_site_of(wsi)->hub), last);
-        for (int i = 0; i < n; i++) {
-            char *json = tk_item_encode("item", st[i]->item.id, NULL, &st[i]->item, false, NULL);
-            fprintf(f, "%s%s", i ? "," : "", json ? json : "null");
-            free(json);
-        }
-        fputs("]}", f);
-        fclose(f);
-        rc = finish(wsi, tk_http_respond(wsi, 200, JSON_TYPE, body, len, extra));
+        tk_etag_match(inm, etag)) {
+        rc = finish(wsi, tk_http_respond(wsi, 304, tk_feed_type(fmt), "", 0, extra));
     } else {
-        rc = -1;
+        size_t len;
+        char *body = tk_feed_render(fmt, &f, &len);
+        rc =
+            body ? finish(wsi, tk_http_respond(wsi, 200, tk_feed_type(fmt), body, len, extra)) : -1;
+        free(body);
     }
-    free(body);
     free(st);
     free(req);
     return rc;
@@ -230,7 +246,8 @@ _Static_assert(offsetof(sse_session_t, wsi) == offsetof(tk_conn_t, wsi),
                "a session starts as a tk_conn_t");
 
 static const tk_transport_ops_t sse_ops = {
-    TK_TRANSPORT_SSE, tk_conn_write_http, tk_conn_busy, tk_conn_room, tk_conn_want_write, tk_conn_closing, tk_conn_peer,
+    TK_TRANSPORT_SSE,   tk_conn_write_http, tk_conn_busy, tk_conn_room,
+    tk_conn_want_write, tk_conn_closing,    tk_conn_peer,
 };
 
 /* /v1/events: an SSE stream; Last-Event-ID resumes like since. */
@@ -358,7 +375,9 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     }
     if (!strcmp(uri, "/healthz")) return serve_health(wsi);
     if (!strcmp(uri, "/metrics")) return serve_metrics(wsi);
-    if (!strcmp(uri, "/v1/items")) return serve_items(wsi);
+    if (!strcmp(uri, "/v1/items")) return serve_current(wsi, TK_FEED_ITEMS);
+    if (!strcmp(uri, "/v1/feed.json")) return serve_current(wsi, TK_FEED_JSON);
+    if (!strcmp(uri, "/v1/feed.rss")) return serve_current(wsi, TK_FEED_RSS);
     if (!strcmp(uri, "/v1/events")) return serve_events(wsi, pss);
     if (!strcmp(uri, "/v1/ws")) return respond_text(wsi, 426, "WebSocket upgrade required");
     return serve_static(wsi, uri);
