@@ -96,14 +96,15 @@ static int serve_health(struct lws *wsi)
     conns = tk_metrics_connections();
     bool up = site->redis_up && down == 0;
     bool ready = tk_metrics_all_ready();
-    bool ok = ready && (up || down <= (int64_t)site->cfg->grace_s * 1000);
+    bool ok = ready && !site->stopping && (up || down <= (int64_t)site->cfg->grace_s * 1000);
     tk_id_format(tk_history_last_id(site->history), last);
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"%s\",\"redis\":\"%s\",\"redis_down_s\":%.1f,\"ready\":%s,"
                      "\"connections\":%lld,\"last_id\":\"%s\",\"epoch\":\"%s\",\"version\":\"%s\"}",
-                     ok      ? "ok"
-                     : ready ? "unavailable"
-                             : "starting",
+                     ok               ? "ok"
+                     : site->stopping ? "draining"
+                     : ready          ? "unavailable"
+                                      : "starting",
                      up ? "up" : "down", (double)down / 1000, ready ? "true" : "false",
                      (long long)conns, last, tk_hub_epoch(site->hub), TK_VERSION);
     return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));

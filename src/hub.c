@@ -550,6 +550,17 @@ void tk_hub_close_all(tk_hub_t *hub, uint16_t code)
         tk_client_close(c, code);
 }
 
+int tk_hub_close_some(tk_hub_t *hub, int n, uint16_t code)
+{
+    int closed = 0;
+    for (tk_client_t *c = hub->clients; c && closed < n; c = c->next) {
+        if (c->state == TK_CLIENT_CLOSING) continue;
+        tk_client_close(c, code);
+        closed++;
+    }
+    return closed;
+}
+
 int tk_hub_count(const tk_hub_t *hub)
 {
     return hub->nclients;

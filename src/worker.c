@@ -22,6 +22,9 @@
 #include "tickerd/worker.h"
 
 #define SHUTDOWN_WAIT_MS 3000
+/* A drain closes its share of the clients this often: over drain_s, every
+ * second sees the same number of closes, give or take one tick's. */
+#define DRAIN_TICK_MS 50
 
 typedef struct tk_worker {
     uv_loop_t loop;
@@ -35,12 +38,14 @@ typedef struct tk_worker {
     struct lws_context *lws;
     tk_site_t site; /* what the transports see of this worker */
     bool stopping;
+    bool draining; /* SIGTERM with drain_s: closing clients bit by bit */
+    int drain_total, drained;
     bool stage2;
     bool reloading;     /* a gap(reload) came: the load that follows is a gap */
     bool redis_ever_up; /* reconnects count only after a first connection */
     int64_t shutdown_started;
     uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t shutdown_timer, notify_timer;
+    uv_timer_t shutdown_timer, notify_timer, drain_timer;
 } tk_worker_t;
 
 /* --- configuration --- */
@@ -251,6 +256,62 @@ static void on_shutdown_tick(uv_timer_t *t)
     close_handle((uv_handle_t *)&w->sig_term);
     close_handle((uv_handle_t *)&w->sig_int);
     close_handle((uv_handle_t *)&w->sig_hup);
+    close_handle((uv_handle_t *)&w->drain_timer);
+}
+
+/* The last step of a stop: whoever is left is closed now, then the
+ * shutdown ticks wait for their close frames. */
+static void close_the_rest(tk_worker_t *w)
+{
+    w->draining = false;
+    uv_timer_stop(&w->drain_timer);
+    w->shutdown_started = tk_now_ms();
+    tk_hub_close_all(w->hub, 1001);
+    uv_timer_start(&w->shutdown_timer, on_shutdown_tick, 20, 20);
+}
+
+/* A drain closes clients at an even pace over drain_s: by each tick, the
+ * share of the clients there were at the start that the time gone says. */
+static void on_drain_tick(uv_timer_t *t)
+{
+    tk_worker_t *w = t->data;
+    int64_t gone = tk_now_ms() - w->shutdown_started, window = (int64_t)w->cfg->drain_s * 1000;
+    if (gone >= window) {
+        close_the_rest(w);
+        return;
+    }
+    int due = (int)((int64_t)w->drain_total * gone / window) - w->drained;
+    if (due > 0) w->drained += tk_hub_close_some(w->hub, due, 1001);
+}
+
+/* SIGTERM: new clients are refused (503) and /healthz says draining; the
+ * clients are closed at once, or spread over drain_s. A second SIGTERM
+ * ends a drain at once. */
+static void stop(tk_worker_t *w, int signum)
+{
+    if (w->draining) {
+        tk_log(TK_LOG_INFO, "%s again: closing the %d clients left now", strsignal(signum),
+               tk_hub_count(w->hub));
+        close_the_rest(w);
+        return;
+    }
+    if (w->stopping) return;
+    w->stopping = w->site.stopping = true;
+    if (w->notify) sd_notify(0, "STOPPING=1");
+    close_handle((uv_handle_t *)&w->notify_timer);
+    if (w->cfg->drain_s == 0 || tk_hub_count(w->hub) == 0) {
+        tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum),
+               tk_hub_count(w->hub));
+        close_the_rest(w);
+        return;
+    }
+    tk_log(TK_LOG_INFO, "%s: draining %d clients over %d s, then stopping", strsignal(signum),
+           tk_hub_count(w->hub), w->cfg->drain_s);
+    w->draining = true;
+    w->drain_total = tk_hub_count(w->hub);
+    w->drained = 0;
+    w->shutdown_started = tk_now_ms();
+    uv_timer_start(&w->drain_timer, on_drain_tick, DRAIN_TICK_MS, DRAIN_TICK_MS);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -262,15 +323,7 @@ static void on_signal(uv_signal_t *h, int signum)
         if (w->notify) sd_notify(0, "READY=1");
         return;
     }
-    if (w->stopping) return;
-    tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum),
-           tk_hub_count(w->hub));
-    w->stopping = w->site.stopping = true;
-    if (w->notify) sd_notify(0, "STOPPING=1");
-    close_handle((uv_handle_t *)&w->notify_timer);
-    w->shutdown_started = tk_now_ms();
-    tk_hub_close_all(w->hub, 1001);
-    uv_timer_start(&w->shutdown_timer, on_shutdown_tick, 20, 20);
+    stop(w, signum);
 }
 
 /* Every second: this loop turns (the master feeds systemd's watchdog only
@@ -306,6 +359,8 @@ static void start_signals(tk_worker_t *w)
     }
     uv_timer_init(&w->loop, &w->shutdown_timer);
     w->shutdown_timer.data = w;
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
 }
 
 /* --- the worker --- */

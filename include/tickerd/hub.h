@@ -118,6 +118,9 @@ bool tk_hub_is_ready(const tk_hub_t *hub);
 void tk_hub_resync(tk_hub_t *hub, bool gap_frame);
 /* Closes every client with code (1001 at shutdown). */
 void tk_hub_close_all(tk_hub_t *hub, uint16_t code);
+/* Closes up to n of the clients not closing yet (a drain spreads its
+ * closes this way). Returns how many it closed. */
+int tk_hub_close_some(tk_hub_t *hub, int n, uint16_t code);
 /* Once a second: slow consumers, expired tokens, the heartbeat, trimming
  * the log. */
 void tk_hub_tick(tk_hub_t *hub);
