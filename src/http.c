@@ -19,6 +19,7 @@
 #include "tickerd/guard.h"
 #include "tickerd/http.h"
 #include "tickerd/hub.h"
+#include "tickerd/item.h"
 #include "tickerd/reply.h"
 #include "tickerd/request.h"
 #include "tickerd/site.h"
@@ -108,6 +109,33 @@ static int serve_health(struct lws *wsi)
                      up ? "up" : "down", (double)down / 1000, ready ? "true" : "false",
                      (long long)conns, last, tk_hub_epoch(site->hub), TK_VERSION);
     return finish(wsi, tk_http_respond(wsi, ok ? 200 : 503, JSON_TYPE, body, (size_t)n, NULL));
+}
+
+/* /v1/stats: the audience now, daemon-wide (SPEC §3). */
+static int serve_stats(struct lws *wsi)
+{
+    char cors[400];
+    size_t len = 0;
+    char *body = tk_metrics_stats_json(&len);
+    if (!body) return -1;
+    cors_headers(wsi, cors, sizeof cors);
+    int rc = finish(wsi, tk_http_respond(wsi, 200, JSON_TYPE, body, len, cors));
+    free(body);
+    return rc;
+}
+
+/* /v1/lists: what this daemon accepts, for forms (SPEC §3). */
+static int serve_lists(struct lws *wsi)
+{
+    char cors[400];
+    json_t *lists = tk_item_lists_json(tk_site_of(wsi)->cfg);
+    char *body = lists ? json_dumps(lists, JSON_COMPACT) : NULL;
+    json_decref(lists);
+    if (!body) return -1;
+    cors_headers(wsi, cors, sizeof cors);
+    int rc = finish(wsi, tk_http_respond(wsi, 200, JSON_TYPE, body, strlen(body), cors));
+    free(body);
+    return rc;
 }
 
 static int serve_metrics(struct lws *wsi)
@@ -376,6 +404,8 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     }
     if (!strcmp(uri, "/healthz")) return serve_health(wsi);
     if (!strcmp(uri, "/metrics")) return serve_metrics(wsi);
+    if (!strcmp(uri, "/v1/stats")) return serve_stats(wsi);
+    if (!strcmp(uri, "/v1/lists")) return serve_lists(wsi);
     if (!strcmp(uri, "/v1/items")) return serve_current(wsi, TK_FEED_ITEMS);
     if (!strcmp(uri, "/v1/feed.json")) return serve_current(wsi, TK_FEED_JSON);
     if (!strcmp(uri, "/v1/feed.rss")) return serve_current(wsi, TK_FEED_RSS);

@@ -371,6 +371,19 @@ static void start(tk_client_t *c, const tk_sub_req_t *req)
 
 /* --- clients --- */
 
+/* The audience (tk_metrics_audience) counts each client once with the
+ * filter it has now; f NULL: it leaves. */
+static void count_audience(tk_client_t *c, const tk_filter_t *f)
+{
+    if (c->in_audience)
+        tk_metrics_audience(c->counted.langs, c->counted.langs == TK_ALL32, c->counted.regions,
+                            c->counted.regions == TK_ALL64, -1);
+    c->in_audience = f != NULL;
+    if (!f) return;
+    c->counted = *f;
+    tk_metrics_audience(f->langs, f->langs == TK_ALL32, f->regions, f->regions == TK_ALL64, 1);
+}
+
 void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops, tk_sub_req_t *req)
 {
     c->ops = ops;
@@ -385,6 +398,7 @@ void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
     hub->nclients++;
     TK_COUNT(connections[c->transport], 1);
     TK_COUNT(connections_total, 1);
+    count_audience(c, &req->filter);
     if (!hub->ready) {
         c->state = TK_CLIENT_PARKED;
         c->pending = req;
@@ -408,6 +422,7 @@ void tk_hub_detach(tk_client_t *c)
         c->prev = c->next = NULL;
         hub->nclients--;
         TK_COUNT(connections[c->transport], -1);
+        count_audience(c, NULL);
         drop_queue(c);
     }
     free(c->pending);
@@ -420,6 +435,7 @@ void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
         /* Not served yet: the hello it will get answers this too. */
         tk_sub_req_t *p = c->pending;
         p->filter = req->filter;
+        count_audience(c, &req->filter);
         if (req->replay >= 0 || req->has_since) {
             p->replay = req->replay;
             p->has_since = req->has_since;
@@ -429,6 +445,7 @@ void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
     }
     if (c->state != TK_CLIENT_LIVE) return;
     c->filter = req->filter;
+    count_audience(c, &req->filter);
     send_hello(c);
     if (req->replay >= 0 || req->has_since) send_replay(c, req, false);
 }

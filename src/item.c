@@ -34,9 +34,9 @@ const char *const tk_reason_names[TK_REJECT_REASONS] = {
 
 static const char *const priority_names[] = {"normal", "breaking", "urgent", "flash"};
 
-#define MAX_URL_BYTES 2048
-#define MAX_SOURCE_BYTES 200
-#define MAX_TTL_S 2592000
+#define MAX_URL_BYTES TK_MAX_URL_BYTES
+#define MAX_SOURCE_BYTES TK_MAX_SOURCE_BYTES
+#define MAX_TTL_S TK_MAX_TTL_S
 
 const char *tk_priority_name(int prio)
 {
@@ -446,4 +446,28 @@ char *tk_item_encode(const char *type, tk_id_t event_id, const tk_id_t *ref, con
     json_decref(o);
     if (s && len) *len = strlen(s);
     return s;
+}
+
+/* The names of cfg's list of one kind, in name-table order. */
+static json_t *names_json(tk_name_kind_t kind, uint64_t mask)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < 64; i++)
+        if (mask >> i & 1 && tk_name_of(kind, i))
+            json_array_append_new(a, json_string(tk_name_of(kind, i)));
+    return a;
+}
+
+json_t *tk_item_lists_json(const tk_config_t *cfg)
+{
+    json_t *prios = json_array();
+    for (int p = 0; prios && p < (int)(sizeof priority_names / sizeof *priority_names); p++)
+        json_array_append_new(prios, json_string(priority_names[p]));
+    return json_pack(
+        "{s:o, s:o, s:o, s:o, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:i}}", "languages",
+        names_json(TK_NAME_LANG, cfg->langs), "regions", names_json(TK_NAME_REGION, cfg->regions),
+        "categories", names_json(TK_NAME_CATEGORY, cfg->categories), "priorities", prios,
+        "default_lang", tk_name_of(TK_NAME_LANG, cfg->default_lang), "limits", "max_text_bytes",
+        cfg->max_text_bytes, "max_source_bytes", MAX_SOURCE_BYTES, "max_url_bytes", MAX_URL_BYTES,
+        "max_ttl_s", MAX_TTL_S, "replay_max", cfg->replay_max, "default_ttl_s", cfg->default_ttl_s);
 }

@@ -152,6 +152,17 @@ void tk_metrics_refused(unsigned status)
     TK_COUNT(refused_total[r], 1);
 }
 
+void tk_metrics_audience(uint32_t langs, bool any_lang, uint64_t regions, bool any_region,
+                         int delta)
+{
+    if (any_lang) TK_COUNT(audience_lang[TK_MAX_LANGS], delta);
+    for (; !any_lang && langs; langs &= langs - 1)
+        TK_COUNT(audience_lang[__builtin_ctz(langs)], delta);
+    if (any_region) TK_COUNT(audience_region[TK_MAX_REGIONS], delta);
+    for (; !any_region && regions; regions &= regions - 1)
+        TK_COUNT(audience_region[__builtin_ctzll(regions)], delta);
+}
+
 int64_t tk_metrics_connections(void)
 {
     int64_t n = 0;
@@ -200,6 +211,46 @@ static void sum_slots(tk_metrics_slot_t *out)
         for (size_t k = 0; k < SLOT_WORDS; k++)
             o[k] += __atomic_load_n(&w[k], __ATOMIC_RELAXED);
     }
+}
+
+/* One audience table: each name's count, then "*". fmt gets the label
+ * value and the count. */
+static void audience(FILE *f, tk_name_kind_t kind, const int64_t *counts, int max, const char *fmt,
+                     const char *sep)
+{
+    const char *name;
+    bool first = true;
+    for (int i = 0; i <= max; i++) {
+        if (i < max && !(name = tk_name_of(kind, i))) continue;
+        fprintf(f, "%s", first ? "" : sep);
+        fprintf(f, fmt, i < max ? name : "*", (long long)counts[i]);
+        first = false;
+    }
+}
+
+char *tk_metrics_stats_json(size_t *len)
+{
+    tk_metrics_slot_t m;
+    char *out = NULL;
+    FILE *f = open_memstream(&out, len);
+    if (!f) return NULL;
+    sum_slots(&m);
+    int64_t conns = 0;
+    for (int t = 0; t < TK_TRANSPORTS; t++)
+        conns += m.connections[t];
+    fprintf(f, "{\"connections\":%lld,\"by_lang\":{", (long long)conns);
+    audience(f, TK_NAME_LANG, m.audience_lang, TK_MAX_LANGS, "\"%s\":%lld", ",");
+    fputs("},\"by_region\":{", f);
+    audience(f, TK_NAME_REGION, m.audience_region, TK_MAX_REGIONS, "\"%s\":%lld", ",");
+    fputs("},\"by_transport\":{", f);
+    for (int t = 0; t < TK_TRANSPORTS; t++)
+        fprintf(f, "%s\"%s\":%lld", t ? "," : "", transport_names[t], (long long)m.connections[t]);
+    fputs("}}", f);
+    if (fclose(f)) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -257,6 +308,12 @@ char *tk_metrics_render(size_t *len)
         fprintf(f, "tickerd_connections{transport=\"%s\"} %lld\n", transport_names[t],
                 (long long)m.connections[t]);
     counter(f, "tickerd_connections_total", "Clients accepted since start.", m.connections_total);
+    family(f, "tickerd_subscribers", "gauge",
+           "Clients whose filter names this language or region (*: no such filter).");
+    audience(f, TK_NAME_LANG, m.audience_lang, TK_MAX_LANGS,
+             "tickerd_subscribers{lang=\"%s\"} %lld\n", "");
+    audience(f, TK_NAME_REGION, m.audience_region, TK_MAX_REGIONS,
+             "tickerd_subscribers{region=\"%s\"} %lld\n", "");
     counter(f, "tickerd_accept_pauses_total",
             "Times accepting paused for 100 ms: out of file descriptors.", m.accept_pauses_total);
     counter(f, "tickerd_items_ingested_total", "Stream entries accepted.", m.items_ingested_total);

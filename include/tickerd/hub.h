@@ -67,10 +67,11 @@ struct tk_client {
     tk_client_t *prev, *next;           /* every client */
     tk_client_t *owed_prev, *owed_next; /* clients with frames owed */
     tk_filter_t filter;
-    uint64_t cursor;    /* the next event of the log to consider */
-    tk_id_t skip_until; /* events up to here were sent by a since= replay */
-    tk_id_t last_sent;  /* for the gap frame */
-    tk_msg_t **q;       /* own frames: a ring of references */
+    tk_filter_t counted; /* the filter it counts in the audience with */
+    uint64_t cursor;     /* the next event of the log to consider */
+    tk_id_t skip_until;  /* events up to here were sent by a since= replay */
+    tk_id_t last_sent;   /* for the gap frame */
+    tk_msg_t **q;        /* own frames: a ring of references */
     uint32_t qhead, qlen, qcap;
     tk_sub_req_t *pending;    /* the handshake request, while parked */
     int64_t progress_ms;      /* loop time the client last took bytes */
@@ -82,6 +83,7 @@ struct tk_client {
     uint8_t state;
     uint8_t attached;
     uint8_t owed;
+    uint8_t in_audience; /* counted holds */
 };
 
 /* Creates a hub over history. loop may be NULL (unit tests): then no timer

@@ -3,6 +3,7 @@
 #ifndef TICKERD_ITEM_H
 #define TICKERD_ITEM_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -109,5 +110,15 @@ bool tk_utf8_valid(const char *s, size_t len);
 
 const char *tk_priority_name(int prio);
 int tk_priority_lookup(const char *s, size_t len);
+
+/* Limits of an entry's fields (SPEC §1), besides cfg->max_text_bytes. */
+#define TK_MAX_URL_BYTES 2048
+#define TK_MAX_SOURCE_BYTES 200
+#define TK_MAX_TTL_S 2592000
+
+/* GET /v1/lists (SPEC §3): what cfg accepts, for clients that build forms:
+ * its languages, regions and categories, the priorities and the limits. A
+ * new reference, or NULL on allocation failure. */
+json_t *tk_item_lists_json(const tk_config_t *cfg);
 
 #endif

@@ -55,6 +55,11 @@ typedef struct tk_worker_stats {
 typedef struct tk_metrics_slot {
     /* gauges: what this worker holds now */
     int64_t connections[TK_TRANSPORTS];
+    /* the audience (/v1/stats): clients whose filter names each language
+     * and region, by name-table index; the last entry counts the clients
+     * with no such filter ("*") */
+    int64_t audience_lang[TK_MAX_LANGS + 1];
+    int64_t audience_region[TK_MAX_REGIONS + 1];
     /* counters */
     uint64_t connections_total;
     uint64_t items_ingested_total; /* counted by worker 0 only (stream.c) */
@@ -118,6 +123,16 @@ void tk_metrics_release(int worker);
 void tk_metrics_observe_fanout(double seconds);
 /* Counts a refused request by its HTTP status. */
 void tk_metrics_refused(unsigned status);
+
+/* A client's share of the audience (tk_metrics_slot_t's audience_*): the
+ * languages and regions its filter names (bit i: name-table index i), or
+ * any_* when it has no such filter; delta +1 when it starts counting, -1
+ * when it stops. O(names in the filter): no scan of clients. */
+void tk_metrics_audience(uint32_t langs, bool any_lang, uint64_t regions, bool any_region,
+                         int delta);
+/* GET /v1/stats (SPEC §3): the audience now, daemon-wide, as JSON (the
+ * caller frees it); NULL when out of memory. */
+char *tk_metrics_stats_json(size_t *len);
 
 /* Clients connected now, all workers and transports. */
 int64_t tk_metrics_connections(void);
