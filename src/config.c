@@ -444,31 +444,98 @@ void tk_config_free(tk_config_t *cfg)
     free(cfg);
 }
 
+/* libinih (Debian 12) reads lines of at most this many bytes and cuts a
+ * longer one into pieces it then parses as lines of their own. */
+#define INI_LINE_MAX 199
+
 typedef struct ini_ctx {
     tk_config_t *cfg;
     char *err;
     size_t errlen;
     int failed;
+    char section[64], key[64]; /* the key set last, and its list so far */
+    char *list;
 } ini_ctx_t;
+
+/* Keys whose value is a comma-separated list: one may go on over
+ * indented continuation lines (libinih hands each to us as the same key
+ * again), or the key may be repeated; either way each adds to the list. */
+static bool is_list_key(const char *section, const char *key)
+{
+    return (!strcmp(section, "auth") && !strcmp(key, "allowed_origins")) ||
+           (!strcmp(section, "server") && !strcmp(key, "trusted_proxies")) ||
+           (!strcmp(section, "redis") && !strcmp(key, "sentinels")) ||
+           (!strcmp(section, "redis") && !strcmp(key, "cluster_nodes")) ||
+           (!strcmp(section, "lists") && strcmp(key, "default_lang"));
+}
+
+/* value, or the list so far with value added when the same list key goes
+ * on. The result is ctx->list's, or value itself. */
+static const char *joined(ini_ctx_t *ctx, const char *section, const char *name, const char *value)
+{
+    bool more = is_list_key(section, name) && ctx->list && !strcmp(ctx->section, section) &&
+                !strcmp(ctx->key, name);
+    char *next = NULL;
+    if (more && *value && asprintf(&next, "%s,%s", ctx->list, value) < 0) return NULL;
+    if (!more) next = strdup(value);
+    if (!next && !(more && !*value)) return NULL;
+    if (next) {
+        free(ctx->list);
+        ctx->list = next;
+    }
+    snprintf(ctx->section, sizeof ctx->section, "%s", section);
+    snprintf(ctx->key, sizeof ctx->key, "%s", name);
+    return ctx->list;
+}
 
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
 {
     ini_ctx_t *ctx = user;
     char why[200];
     if (ctx->failed) return 1;
-    if (tk_config_set(ctx->cfg, section, name, value, why, sizeof why)) {
-        snprintf(ctx->err, ctx->errlen, "[%s] %s: %s", section, name, why);
+    const char *v = joined(ctx, section, name, value);
+    if (!v || tk_config_set(ctx->cfg, section, name, v, why, sizeof why)) {
+        snprintf(ctx->err, ctx->errlen, "[%s] %s: %s", section, name, v ? why : "out of memory");
         ctx->failed = 1;
         return 0;
     }
     return 1;
 }
 
+/* A line libinih would cut: its number, or 0. */
+static int long_line(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int no = 0, found = 0;
+    if (!f) return 0; /* ini_parse says why */
+    while (!found && (n = getline(&line, &cap, f)) >= 0) {
+        no++;
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            n--;
+        if (n > INI_LINE_MAX) found = no;
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
 int tk_config_load_file(tk_config_t *cfg, const char *path, char *err, size_t errlen)
 {
     char why[256] = "";
-    ini_ctx_t ctx = {cfg, why, sizeof why, 0};
+    ini_ctx_t ctx = {cfg, why, sizeof why, 0, "", "", NULL};
+    int line = long_line(path);
+    if (line) {
+        snprintf(err, errlen,
+                 "%s:%d: line over %d bytes; go on with a long list on the next lines, "
+                 "indented",
+                 path, line, INI_LINE_MAX);
+        return -1;
+    }
     int rc = ini_parse(path, on_ini_line, &ctx);
+    free(ctx.list);
     if (rc == -1) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;

@@ -624,6 +624,55 @@ static void test_load_bad_files(void **state)
 }
 
 /* The file shipped in config/ loads as it is and holds every default. */
+/* libinih cuts lines over 199 bytes: such a line is refused by number, a
+ * line of 199 is read whole, and a long list goes on over indented
+ * continuation lines or repeated keys. */
+static void test_load_long_lists(void **state)
+{
+    char want[512], line[400], *text = malloc(8192);
+    tk_config_t *cfg = tk_config_create();
+    for (int len = 198; len <= 200; len++) {
+        const char *start = "allowed_origins = https://a.example,https://";
+        int pad = len - (int)strlen(start) - (int)strlen(".example");
+        snprintf(line, sizeof line, "%s%0*d.example", start, pad, 0);
+        assert_int_equal(strlen(line), len);
+        snprintf(text, 8192, "[auth]\n%s\n", line);
+        const char *path = write_file("long.conf", text);
+        int rc = tk_config_load_file(cfg, path, err, sizeof err);
+        if (len <= 199) {
+            assert_int_equal(rc, 0);
+            assert_string_equal(cfg->allowed_origins, line + strlen("allowed_origins = "));
+        } else {
+            assert_int_equal(rc, -1);
+            snprintf(want, sizeof want,
+                     "%s:2: line over 199 bytes; go on with a long list on the next lines, "
+                     "indented",
+                     path);
+            assert_string_equal(err, want);
+        }
+    }
+    /* 40 origins over 8 lines: all of them, in order. */
+    strcpy(text, "[auth]\nallowed_origins = https://o0.example");
+    for (int i = 1; i < 40; i++)
+        sprintf(text + strlen(text), "%shttps://o%d.example", i % 5 ? ", " : "\n    ", i);
+    strcat(text, "\n[lists]\nregions = mena\nregions = europe, asia-pacific\n");
+    const char *path = write_file("cont.conf", text);
+    assert_int_equal(tk_config_load_file(cfg, path, err, sizeof err), 0);
+    int commas = 0;
+    for (const char *p = cfg->allowed_origins; *p; p++)
+        commas += *p == ',';
+    assert_int_equal(commas, 39);
+    assert_non_null(strstr(cfg->allowed_origins, "https://o39.example"));
+    assert_int_equal(__builtin_popcountll(cfg->regions), 3);
+    /* another key in between ends the list: a later line starts anew */
+    path = write_file("restart.conf", "[auth]\nallowed_origins = https://a.example\n"
+                                      "jwt_secret = s\nallowed_origins = https://b.example\n");
+    assert_int_equal(tk_config_load_file(cfg, path, err, sizeof err), 0);
+    assert_string_equal(cfg->allowed_origins, "https://b.example");
+    free(text);
+    tk_config_free(cfg);
+}
+
 static void test_load_shipped_file(void **state)
 {
     const char *path = "config/tickerd.conf";
@@ -788,6 +837,7 @@ int main(void)
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_load_good_file),
         cmocka_unit_test(test_load_bad_files),
+        cmocka_unit_test(test_load_long_lists),
         cmocka_unit_test(test_load_shipped_file),
         cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_name_table_full),
