@@ -21,11 +21,15 @@ typedef void (*tk_resolve_cb)(void *data, const char *host, const char *ip, int 
 
 /* Resolves host, a name or a numeric IPv4/IPv6 address. A numeric host
  * needs no lookup: returns 1 with it copied to ip (TK_IP_MAX bytes) and
- * *req NULL; cb is never called. Otherwise starts a lookup and returns 0
- * with *req set: cb is called once from the loop, unless tk_resolve_cancel
- * comes first. turn picks among a name's addresses (turn modulo their
- * count), so that a caller that failed on one can try the next. Returns a
- * negative libuv error when the lookup cannot start (cb is never called). */
+ * *req NULL; cb is never called. Otherwise returns 0 with *req set: cb is
+ * called once from the loop, unless tk_resolve_cancel comes first. The
+ * answer comes from a lookup started by this call, or from one of the
+ * same name already in flight on this loop (still unanswered, so no older
+ * than the call): a name that hangs in the resolver holds one thread of
+ * the pool, not one per retry. turn picks among a name's addresses (turn
+ * modulo their count), so that a caller that failed on one can try the
+ * next. Returns a negative libuv error when the lookup cannot start (cb is
+ * never called). */
 int tk_resolve_start(uv_loop_t *loop, const char *host, unsigned turn, tk_resolve_cb cb, void *data,
                      char *ip, tk_resolve_t **req);
 
@@ -33,9 +37,14 @@ int tk_resolve_start(uv_loop_t *loop, const char *host, unsigned turn, tk_resolv
 const char *tk_resolve_host(const tk_resolve_t *req);
 
 /* Gives up a lookup in flight: its cb will not be called, so whatever cb
- * would have touched may be freed at once. The request frees itself when
- * the thread pool is done with it (on the loop's next turn when the lookup
- * had not started). NULL is a no-op. */
+ * would have touched may be freed at once. Not from within its own cb (it
+ * is over by then). NULL is a no-op. */
 void tk_resolve_cancel(tk_resolve_t *req);
+
+/* Before uv_loop_close: lookups given up but still running in the thread
+ * pool (a resolver that hangs) keep the loop busy and will post to it when
+ * they end. Runs the loop until none of this loop's is left, or max_ms
+ * passes. Returns how many are left. */
+int tk_resolve_drain(uv_loop_t *loop, uint64_t max_ms);
 
 #endif

@@ -568,24 +568,33 @@ def test_a_sentinel_that_moved_is_followed(tmp_path):
         m2.stop()
 
 
-@needs_ns
-def test_a_sentinel_name_that_hangs_does_not_block_the_loop(tmp_path):
-    """The first sentinel's name hangs in the resolver (a DNS server that
-    never answers): after timeout_s tickerd asks the next one, and /healthz
-    answers at once all the while."""
+def _hanging_resolver(tmp_path):
+    """A DNS server on 127.0.0.2:53 that never answers, and an /etc/hosts
+    (localhost only) and /etc/resolv.conf (that server, 3 s timeout) for
+    tickerd's mount namespace. Returns (its socket, binds)."""
     dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         dns.bind(("127.0.0.2", 53))
     except OSError as e:
         dns.close()
         pytest.skip(f"cannot listen on 127.0.0.2:53: {e}")
-    master = RedisNode(str(tmp_path / "master")).start()
-    sentinel = Sentinel(str(tmp_path / "sentinel"), master, quorum=1, down_after_ms=60000)
     hosts, resolv = str(tmp_path / "hosts"), str(tmp_path / "resolv.conf")
     _write(hosts, "127.0.0.1 localhost\n")
     _write(resolv, "nameserver 127.0.0.2\noptions timeout:3 attempts:1\n")
-    td = _ns_node(tmp_path, f"{NAME}:26379,localhost:{sentinel.port}",
-                  {"/etc/hosts": hosts, "/etc/resolv.conf": resolv})
+    return dns, {"/etc/hosts": hosts, "/etc/resolv.conf": resolv}
+
+
+@needs_ns
+def test_a_sentinel_name_that_hangs_does_not_block_the_loop(tmp_path):
+    """The first sentinel's name hangs in the resolver (a DNS server that
+    never answers): after timeout_s tickerd asks the next one, and /healthz
+    answers at once all the while. The question and the subscription wait
+    for one lookup of the name, so the other name still resolves (libuv
+    runs two lookups at once)."""
+    dns, binds = _hanging_resolver(tmp_path)
+    master = RedisNode(str(tmp_path / "master")).start()
+    sentinel = Sentinel(str(tmp_path / "sentinel"), master, quorum=1, down_after_ms=60000)
+    td = _ns_node(tmp_path, f"{NAME}:26379,localhost:{sentinel.port}", binds)
     try:
         sentinel.start()
         t0 = time.monotonic()
@@ -594,12 +603,35 @@ def test_a_sentinel_name_that_hangs_does_not_block_the_loop(tmp_path):
         took = time.monotonic() - t0
         print(f"ready {took:.2f}s after the start, {answers} /healthz answers before")
         assert answers >= 3, answers  # it was up and answering while NAME hung
-        assert f"sentinel {NAME}:26379: resolving {NAME} took over 1000 ms: skipped" in td.log()
+        log = td.log()
+        assert f"sentinel {NAME}:26379: resolving {NAME} took over 1000 ms: skipped" in log, log
+        assert "resolving localhost took over" not in log, log
         assert td.health()[1]["redis"] == "up"
-        # The given-up lookups end in the thread pool (timeout:3).
-        time.sleep(max(0.0, 4.5 - (time.monotonic() - t0)))
     finally:
         _stop_node(td)
         sentinel.stop()
         master.stop()
         dns.close()
+
+
+@needs_ns
+def test_stop_while_sentinel_names_hang(tmp_path):
+    """SIGTERM while the question's and the subscription's lookup hangs in
+    the resolver: tickerd gives it up, closes the loop after it ends and
+    stops cleanly (exit 0; under ASan, no report)."""
+    dns, binds = _hanging_resolver(tmp_path)
+    td = _ns_node(tmp_path, f"{NAME}:26379", binds, config={"redis": {"timeout_s": 30}})
+    try:
+        td.start(wait=False)
+        wait_until(lambda: http_get(td.port, "/healthz", timeout=1)[0] == 503, 10,
+                   what="/healthz answering 503")
+        wait_until(lambda: dns.recv(512), 5, what="a DNS query for the name")
+    finally:
+        rc = td.stop()
+        log = td.log()
+        print(log[-3000:])
+        dns.close()
+    assert rc == 0, log
+    assert "AddressSanitizer" not in log and "runtime error" not in log, log
+    assert "waiting up to 10000 ms for 1 name lookups still in the resolver" in log, log
+    assert "stopped" in log, log
