@@ -166,3 +166,7 @@ $(BUILD)/tests/test_stream: tests/unit/test_stream.c src/stream.c src/redis_uv.c
                             $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/metrics.o \
                             $(BUILD)/obj/resolve.o | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+# test_resolve includes the resolver's source to count its lookups.
+$(BUILD)/tests/test_resolve: tests/unit/test_resolve.c src/resolve.c $(BUILD)/obj/log.o | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
