@@ -336,6 +336,29 @@ static int check_proxies(const char *value, char *err, size_t errlen)
     return 0;
 }
 
+/* sentinels: host:port,... checked with the parser the sentinel client
+ * uses (parse.h), so that a list it could not use is refused at load.
+ * Empty: no sentinels. */
+static int check_sentinels(const char *value, char *err, size_t errlen)
+{
+    tk_span_t bad;
+    int n = tk_hostport_list_parse(value, strlen(value), NULL, 0, &bad);
+    int shown = n < 0 && bad.len > 100 ? 100 : (int)bad.len;
+    if (n > 0 || !*value) return 0;
+    if (n == 0)
+        snprintf(err, errlen, "the list is blank (leave it empty for no sentinels)");
+    else if (bad.len == 0)
+        snprintf(err, errlen, "the list has an empty element");
+    else if (n == -ERANGE)
+        snprintf(err, errlen, "'%.*s': the port is not 1..65535", shown, bad.s);
+    else if (n == -ENAMETOOLONG)
+        snprintf(err, errlen, "'%.*s...': the host is longer than %d bytes", shown, bad.s,
+                 TK_HOST_MAX);
+    else
+        snprintf(err, errlen, "'%.*s' is not host:port or [IPv6]:port", shown, bad.s);
+    return -1;
+}
+
 int tk_config_set(tk_config_t *cfg, const char *section, const char *key, const char *value,
                   char *err, size_t errlen)
 {
@@ -344,6 +367,9 @@ int tk_config_set(tk_config_t *cfg, const char *section, const char *key, const 
         return -1;
     if (strcmp(section, "server") == 0 && strcmp(key, "trusted_proxies") == 0 &&
         check_proxies(value, err, errlen))
+        return -1;
+    if (strcmp(section, "redis") == 0 && strcmp(key, "sentinels") == 0 &&
+        check_sentinels(value, err, errlen))
         return -1;
     for (size_t i = 0; i < sizeof word_keys / sizeof *word_keys; i++) {
         const word_key_t *k = &word_keys[i];

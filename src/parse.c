@@ -1,5 +1,5 @@
-/* parse.c - lists, numbers, keywords and networks out of text, with one set
- * of rules for every input (see parse.h). Pure. */
+/* parse.c - lists, numbers, keywords, host:port and networks out of text,
+ * with one set of rules for every input (see parse.h). Pure. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -87,6 +87,78 @@ int tk_keyword(const char *s, size_t len, const char *const *words, int n)
     for (int i = 0; i < n; i++)
         if (strlen(words[i]) == t.len && strncasecmp(words[i], t.s, t.len) == 0) return i;
     return -1;
+}
+
+int tk_parse_port(const char *s, size_t len, int *port)
+{
+    /* tk_parse_int trims: a port inside other text must not. */
+    if (len == 0 || tk_is_space((unsigned char)s[0]) || tk_is_space((unsigned char)s[len - 1]))
+        return -EINVAL;
+    return tk_parse_int(s, len, 1, 65535, port);
+}
+
+static bool is_host_char(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
+}
+
+/* The host of "[IPV6]:PORT" in t; *colon is set to the colon after it. */
+static int bracketed_host(tk_span_t t, tk_span_t *host, const char **colon)
+{
+    char buf[INET6_ADDRSTRLEN];
+    struct in6_addr a;
+    const char *rb = memchr(t.s, ']', t.len);
+    if (!rb || rb + 1 == t.s + t.len || rb[1] != ':') return -EINVAL;
+    *host = (tk_span_t){t.s + 1, (size_t)(rb - t.s - 1)};
+    *colon = rb + 1;
+    if (host->len == 0 || host->len >= sizeof buf) return -EINVAL;
+    memcpy(buf, host->s, host->len);
+    buf[host->len] = 0;
+    return inet_pton(AF_INET6, buf, &a) == 1 ? 0 : -EINVAL;
+}
+
+int tk_hostport_parse(const char *s, size_t len, tk_hostport_t *out)
+{
+    tk_span_t t = tk_trim(s, len), host;
+    const char *colon;
+    int port, rc;
+    if (t.len == 0) return -EINVAL;
+    if (t.s[0] == '[') {
+        if ((rc = bracketed_host(t, &host, &colon))) return rc;
+    } else {
+        /* One colon: more is a bare IPv6 address (or garbage). */
+        colon = memchr(t.s, ':', t.len);
+        if (!colon || memchr(colon + 1, ':', (size_t)(t.s + t.len - colon - 1))) return -EINVAL;
+        host = (tk_span_t){t.s, (size_t)(colon - t.s)};
+        for (size_t i = 0; i < host.len; i++)
+            if (!is_host_char((unsigned char)host.s[i])) return -EINVAL;
+        if (host.len == 0) return -EINVAL;
+        if (host.len > TK_HOST_MAX) return -ENAMETOOLONG;
+    }
+    if ((rc = tk_parse_port(colon + 1, (size_t)(t.s + t.len - colon - 1), &port))) return rc;
+    out->host = host;
+    out->port = port;
+    return 0;
+}
+
+int tk_hostport_list_parse(const char *s, size_t len, tk_hostport_t *out, int max, tk_span_t *bad)
+{
+    tk_list_iter_t it;
+    tk_span_t el;
+    tk_hostport_t hp;
+    int n = 0, rc;
+    tk_list_init(&it, s, len);
+    while ((rc = tk_list_next(&it, &el)) > 0) {
+        if ((rc = tk_hostport_parse(el.s, el.len, &hp))) break;
+        if (n < max) out[n] = hp;
+        n++;
+    }
+    if (rc < 0) {
+        if (bad) *bad = el;
+        return rc;
+    }
+    return n;
 }
 
 int tk_cidr_parse(const char *s, size_t len, tk_cidr_t *out)

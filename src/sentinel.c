@@ -1,39 +1,67 @@
 /* sentinel.c - master discovery and failover notices (see sentinel.h). Two
  * kinds of connection: a short one per question, and one subscription to
- * +switch-master that moves to the next sentinel when it drops. */
+ * +switch-master that moves to the next sentinel when it drops.
+ *
+ * Each sentinel is kept as configured (host and port) and its name is
+ * resolved again before every connect to it (resolve.h: on the thread
+ * pool, never blocking the loop), so a sentinel that moved is followed. A
+ * sentinel whose name does not resolve, that does not answer within
+ * timeout_ms, or that answers something unusable is skipped like one that
+ * is down. */
 #include <hiredis/async.h>
-#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tickerd/log.h"
+#include "tickerd/parse.h"
 #include "tickerd/redis_uv.h"
+#include "tickerd/resolve.h"
 #include "tickerd/sentinel.h"
 
-#define MAX_SENTINELS 16
 #define SUB_RETRY_MS 1000
 
-typedef struct addr {
-    char ip[64];
+typedef struct sentinel_addr {
+    char host[TK_HOST_MAX + 1];   /* as configured; an IPv6 address without brackets */
+    char label[TK_HOST_MAX + 10]; /* as configured, "host:port", for log lines */
     int port;
-} addr_t;
+    unsigned turn; /* which of the name's addresses to try next */
+} sentinel_addr_t;
+
+typedef enum {
+    SUB_WAITING,    /* for sub_timer, to subscribe on the next sentinel */
+    SUB_RESOLVING,  /* sub_timer bounds the lookup */
+    SUB_CONNECTING, /* sub_timer bounds the connect and the SUBSCRIBE */
+    SUB_UP,         /* subscribed */
+} sub_state_t;
 
 struct tk_sentinel {
     uv_loop_t *loop;
-    addr_t addrs[MAX_SENTINELS];
+    sentinel_addr_t *addrs;
     int n;
     char *master;
     char *user, *password;
     tk_sentinel_cb on_switch, found;
     void *data;
-    int asking; /* index of the sentinel being asked, -1 when idle */
-    redisAsyncContext *ask_ac, *sub_ac;
-    int sub_next;
-    uv_timer_t sub_retry;
-    uv_timer_t ask_timer; /* a sentinel that does not answer is skipped */
     int timeout_ms;
+
+    /* The question goes to each sentinel in turn, starting with the one
+     * that answered last. ask_timer bounds the lookup, then the answer. */
+    int first;
+    int tried;  /* sentinels asked this time */
+    int asking; /* the one being asked, -1 when idle */
+    tk_resolve_t *ask_resolving;
+    redisAsyncContext *ask_ac;
+    uv_timer_t ask_timer;
+
+    sub_state_t sub_state;
+    int sub_at; /* the sentinel the subscription is on, or being made on */
+    unsigned sub_next;
+    tk_resolve_t *sub_resolving;
+    redisAsyncContext *sub_ac;
+    uv_timer_t sub_timer;
+
     int open_timers;
     bool closing;
 };
@@ -41,10 +69,63 @@ struct tk_sentinel {
 static void ask_next(tk_sentinel_t *s);
 static void subscribe_next(tk_sentinel_t *s);
 
-static redisAsyncContext *open_ctx(tk_sentinel_t *s, const addr_t *a,
+/* ---- replies (pure) ------------------------------------------------------- */
+
+/* An address a sentinel names: 1..TK_HOST_MAX printable bytes, no space. */
+static bool usable_host(const char *h, size_t len)
+{
+    if (len == 0 || len > TK_HOST_MAX) return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)h[i] <= ' ' || (unsigned char)h[i] >= 0x7f) return false;
+    return true;
+}
+
+/* SENTINEL get-master-addr-by-name's answer: [host, port]. Returns 0 with
+ * host (TK_HOST_MAX + 1 bytes) and *port set; 1 when the sentinel does not
+ * know the master (nil) or refuses (an error); -1 for anything else. */
+static int parse_master_addr(const redisReply *r, char *host, int *port)
+{
+    if (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_ERROR) return 1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return -1;
+    const redisReply *h = r->element[0], *p = r->element[1];
+    if (h->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING ||
+        !usable_host(h->str, h->len) || tk_parse_port(p->str, p->len, port))
+        return -1;
+    memcpy(host, h->str, h->len);
+    host[h->len] = 0;
+    return 0;
+}
+
+/* A +switch-master payload, "<name> <old-host> <old-port> <new-host>
+ * <new-port>", one space between words. Returns 0 with the five words in w
+ * and the new master in host (TK_HOST_MAX + 1 bytes) and *port; -1 when it
+ * is not one. */
+static int parse_switch(const char *msg, size_t len, tk_span_t w[5], char *host, int *port)
+{
+    const char *p = msg, *end = msg + len;
+    int old_port;
+    for (int i = 0; i < 5; i++) {
+        const char *sp = i < 4 ? memchr(p, ' ', (size_t)(end - p)) : end;
+        if (!sp || sp == p) return -1;
+        w[i] = (tk_span_t){p, (size_t)(sp - p)};
+        p = sp + (i < 4);
+    }
+    if (!usable_host(w[1].s, w[1].len) || !usable_host(w[3].s, w[3].len) ||
+        tk_parse_port(w[2].s, w[2].len, &old_port) || tk_parse_port(w[4].s, w[4].len, port))
+        return -1;
+    memcpy(host, w[3].s, w[3].len);
+    host[w[3].len] = 0;
+    return 0;
+}
+
+/* ---- connections -------------------------------------------------------------- */
+
+/* A context to a numeric address (hiredis then starts a non-blocking
+ * connect), AUTH queued when the URL had a password. NULL on failure. */
+static redisAsyncContext *open_ctx(tk_sentinel_t *s, const char *ip, int port,
                                    redisDisconnectCallback *on_disc, redisConnectCallback *on_conn)
 {
-    redisAsyncContext *ac = redisAsyncConnect(a->ip, a->port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac || ac->err || tk_redis_uv_attach(ac, s->loop)) {
         if (ac) redisAsyncFree(ac);
         return NULL;
@@ -59,44 +140,60 @@ static redisAsyncContext *open_ctx(tk_sentinel_t *s, const addr_t *a,
     return ac;
 }
 
-static void finish_ask(tk_sentinel_t *s, const char *ip, int port)
+/* Frees a context we give up; its callbacks then find it is not ours. */
+static void drop_ctx(redisAsyncContext **acp)
+{
+    redisAsyncContext *ac = *acp;
+    *acp = NULL;
+    if (ac) redisAsyncFree(ac);
+}
+
+/* ---- asking for the master ------------------------------------------------- */
+
+static void finish_ask(tk_sentinel_t *s, const char *host, int port)
 {
     uv_timer_stop(&s->ask_timer);
     tk_sentinel_cb found = s->found;
     s->found = NULL;
     s->asking = -1;
-    if (found) found(s->data, ip, port);
+    if (found) found(s->data, host, port);
 }
 
 static void on_ask_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     tk_sentinel_t *s = priv;
     redisReply *reply = r;
+    char host[TK_HOST_MAX + 1];
+    int port;
     if (!reply || s->ask_ac != ac) return;
     s->ask_ac = NULL;
     redisAsyncDisconnect(ac);
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-        reply->element[0]->type == REDIS_REPLY_STRING) {
-        char ip[64];
-        snprintf(ip, sizeof ip, "%s", reply->element[0]->str);
-        finish_ask(s, ip, atoi(reply->element[1]->str ? reply->element[1]->str : "0"));
+    const char *label = s->addrs[s->asking].label;
+    int rc = parse_master_addr(reply, host, &port);
+    if (rc == 0) {
+        s->first = s->asking;
+        finish_ask(s, host, port);
         return;
     }
-    tk_log(TK_LOG_WARN, "sentinel %s:%d does not know master '%s'", s->addrs[s->asking].ip,
-           s->addrs[s->asking].port, s->master);
+    if (reply->type == REDIS_REPLY_ERROR)
+        tk_log_limited(TK_LOG_WARN, "sentinel %s: %s", label, reply->str);
+    else if (rc > 0)
+        tk_log_limited(TK_LOG_WARN, "sentinel %s does not know master '%s'", label, s->master);
+    else
+        tk_log_limited(TK_LOG_WARN, "sentinel %s: unusable answer for master '%s': skipped", label,
+                       s->master);
     ask_next(s);
 }
 
 static void on_ask_connect(const redisAsyncContext *ac, int status)
 {
     tk_sentinel_t *s = ac->data;
-    if (status == REDIS_OK) return;
-    tk_log(TK_LOG_WARN, "sentinel %s:%d: %s", s->addrs[s->asking].ip, s->addrs[s->asking].port,
-           ac->errstr);
-    if (s->ask_ac == ac) {
-        s->ask_ac = NULL;
-        if (!s->closing) ask_next(s);
-    }
+    if (status == REDIS_OK || s->ask_ac != ac) return;
+    sentinel_addr_t *a = &s->addrs[s->asking];
+    tk_log_limited(TK_LOG_WARN, "sentinel %s: %s", a->label, ac->errstr);
+    a->turn++;
+    s->ask_ac = NULL; /* hiredis frees it after this callback */
+    ask_next(s);
 }
 
 static void on_ask_disconnect(const redisAsyncContext *ac, int status)
@@ -104,32 +201,82 @@ static void on_ask_disconnect(const redisAsyncContext *ac, int status)
     tk_sentinel_t *s = ac->data;
     if (s->ask_ac != ac) return; /* answered: we hung up */
     s->ask_ac = NULL;
-    if (!s->closing) ask_next(s);
+    ask_next(s);
 }
 
-/* The connect or the answer took longer than timeout_ms: the next one. */
+/* The lookup, or the connect and the answer, took longer than timeout_ms:
+ * the next sentinel. */
 static void on_ask_timeout(uv_timer_t *t)
 {
     tk_sentinel_t *s = t->data;
-    if (!s->ask_ac) return;
-    tk_log(TK_LOG_WARN, "sentinel %s:%d: no answer in %d ms", s->addrs[s->asking].ip,
-           s->addrs[s->asking].port, s->timeout_ms);
-    redisAsyncContext *ac = s->ask_ac;
-    s->ask_ac = NULL; /* its disconnect callback then leaves it alone */
-    redisAsyncFree(ac);
+    if (s->asking < 0) return;
+    sentinel_addr_t *a = &s->addrs[s->asking];
+    if (s->ask_resolving) {
+        tk_log_limited(TK_LOG_WARN, "sentinel %s: resolving %s took over %d ms: skipped", a->label,
+                       a->host, s->timeout_ms);
+        tk_resolve_cancel(s->ask_resolving);
+        s->ask_resolving = NULL;
+    } else if (s->ask_ac) {
+        tk_log_limited(TK_LOG_WARN, "sentinel %s: no answer in %d ms", a->label, s->timeout_ms);
+        a->turn++;
+        drop_ctx(&s->ask_ac);
+    } else {
+        return;
+    }
     ask_next(s);
+}
+
+/* Sends the question to the sentinel being asked, at ip. Returns 0 or -1. */
+static int ask_at(tk_sentinel_t *s, const char *ip)
+{
+    sentinel_addr_t *a = &s->addrs[s->asking];
+    if (!(s->ask_ac = open_ctx(s, ip, a->port, on_ask_disconnect, on_ask_connect))) {
+        tk_log_limited(TK_LOG_WARN, "sentinel %s: cannot connect to %s", a->label, ip);
+        return -1;
+    }
+    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", s->master};
+    redisAsyncCommandArgv(s->ask_ac, on_ask_reply, s, 3, argv, NULL);
+    uv_timer_start(&s->ask_timer, on_ask_timeout, (uint64_t)s->timeout_ms, 0);
+    return 0;
+}
+
+static void log_unresolved(const sentinel_addr_t *a, int status)
+{
+    tk_log_limited(TK_LOG_WARN, "sentinel %s: cannot resolve %s: %s: skipped", a->label, a->host,
+                   uv_strerror(status));
+}
+
+static void on_ask_resolved(void *data, const char *host, const char *ip, int status)
+{
+    tk_sentinel_t *s = data;
+    const sentinel_addr_t *a = &s->addrs[s->asking];
+    s->ask_resolving = NULL;
+    uv_timer_stop(&s->ask_timer);
+    if (!ip) {
+        log_unresolved(a, status);
+        ask_next(s);
+        return;
+    }
+    tk_log(TK_LOG_DEBUG, "sentinel %s: %s is %s", a->label, host, ip);
+    if (ask_at(s, ip)) ask_next(s);
 }
 
 static void ask_next(tk_sentinel_t *s)
 {
+    char ip[TK_IP_MAX];
     uv_timer_stop(&s->ask_timer);
-    while (++s->asking < s->n) {
-        const addr_t *a = &s->addrs[s->asking];
-        if (!(s->ask_ac = open_ctx(s, a, on_ask_disconnect, on_ask_connect))) continue;
-        const char *argv[] = {"SENTINEL", "get-master-addr-by-name", s->master};
-        redisAsyncCommandArgv(s->ask_ac, on_ask_reply, s, 3, argv, NULL);
-        uv_timer_start(&s->ask_timer, on_ask_timeout, (uint64_t)s->timeout_ms, 0);
-        return;
+    if (s->closing) return;
+    while (s->tried < s->n) {
+        s->asking = (s->first + s->tried++) % s->n;
+        const sentinel_addr_t *a = &s->addrs[s->asking];
+        int rc =
+            tk_resolve_start(s->loop, a->host, a->turn, on_ask_resolved, s, ip, &s->ask_resolving);
+        if (rc == 0) {
+            uv_timer_start(&s->ask_timer, on_ask_timeout, (uint64_t)s->timeout_ms, 0);
+            return;
+        }
+        if (rc == 1 && ask_at(s, ip) == 0) return;
+        if (rc < 0) log_unresolved(a, rc);
     }
     finish_ask(s, NULL, 0);
 }
@@ -138,86 +285,173 @@ void tk_sentinel_ask(tk_sentinel_t *s, tk_sentinel_cb found)
 {
     if (s->found) return; /* a question is already out */
     s->found = found;
-    s->asking = -1;
+    s->tried = 0;
     ask_next(s);
 }
 
-/* "+switch-master" payload: "<name> <old-ip> <old-port> <new-ip> <new-port>". */
-static void on_switch_message(redisAsyncContext *ac, void *r, void *priv)
-{
-    tk_sentinel_t *s = priv;
-    redisReply *reply = r;
-    char name[256], old_ip[64], new_ip[64];
-    int old_port, new_port;
-    (void)ac;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        reply->element[2]->type != REDIS_REPLY_STRING)
-        return;
-    if (sscanf(reply->element[2]->str, "%255s %63s %d %63s %d", name, old_ip, &old_port, new_ip,
-               &new_port) != 5 ||
-        strcmp(name, s->master))
-        return;
-    tk_log(TK_LOG_WARN, "sentinel: master '%s' moved from %s:%d to %s:%d", name, old_ip, old_port,
-           new_ip, new_port);
-    s->on_switch(s->data, new_ip, new_port);
-}
+/* ---- the +switch-master subscription ------------------------------------------ */
 
 static void on_sub_retry(uv_timer_t *t)
 {
     subscribe_next(t->data);
 }
 
-static void sub_lost(tk_sentinel_t *s)
+/* Lost, or never made: the next sentinel in SUB_RETRY_MS. */
+static void sub_wait(tk_sentinel_t *s)
 {
-    s->sub_ac = NULL;
-    if (!s->closing) uv_timer_start(&s->sub_retry, on_sub_retry, SUB_RETRY_MS, 0);
+    s->sub_state = SUB_WAITING;
+    if (!s->closing) uv_timer_start(&s->sub_timer, on_sub_retry, SUB_RETRY_MS, 0);
+}
+
+/* Subscription messages: the SUBSCRIBE confirmation, then each
+ * +switch-master. */
+static void on_switch_message(redisAsyncContext *ac, void *r, void *priv)
+{
+    tk_sentinel_t *s = priv;
+    redisReply *reply = r;
+    char host[TK_HOST_MAX + 1];
+    tk_span_t w[5];
+    int port;
+    if (!reply || ac != s->sub_ac || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *label = s->addrs[s->sub_at].label;
+    if (strcmp(reply->element[0]->str, "subscribe") == 0) {
+        s->sub_state = SUB_UP;
+        uv_timer_stop(&s->sub_timer);
+        tk_log(TK_LOG_DEBUG, "sentinel %s: subscribed to +switch-master", label);
+        return;
+    }
+    const redisReply *m = reply->element[2];
+    if (m->type != REDIS_REPLY_STRING) return;
+    if (parse_switch(m->str, m->len, w, host, &port)) {
+        tk_log_limited(TK_LOG_WARN, "sentinel %s: unusable +switch-master '%.100s': ignored", label,
+                       m->str);
+        return;
+    }
+    if (w[0].len != strlen(s->master) || memcmp(w[0].s, s->master, w[0].len)) return;
+    tk_log(TK_LOG_WARN, "sentinel: master '%s' moved from %.*s:%.*s to %s:%d", s->master,
+           (int)w[1].len, w[1].s, (int)w[2].len, w[2].s, host, port);
+    s->on_switch(s->data, host, port);
 }
 
 static void on_sub_connect(const redisAsyncContext *ac, int status)
 {
-    if (status != REDIS_OK) sub_lost(ac->data);
+    tk_sentinel_t *s = ac->data;
+    if (status == REDIS_OK || ac != s->sub_ac) return;
+    s->addrs[s->sub_at].turn++;
+    s->sub_ac = NULL; /* hiredis frees it after this callback */
+    sub_wait(s);
 }
 
 static void on_sub_disconnect(const redisAsyncContext *ac, int status)
 {
-    (void)status;
-    sub_lost(ac->data);
+    tk_sentinel_t *s = ac->data;
+    if (ac != s->sub_ac) return; /* given up by us */
+    tk_log_limited(TK_LOG_WARN, "sentinel %s: +switch-master subscription lost: %s",
+                   s->addrs[s->sub_at].label, status == REDIS_OK ? "closed" : ac->errstr);
+    s->sub_ac = NULL;
+    sub_wait(s);
 }
 
-static void subscribe_next(tk_sentinel_t *s)
+/* The lookup, or the connect and SUBSCRIBE, took longer than timeout_ms:
+ * the next sentinel, at once. */
+static void on_sub_timeout(uv_timer_t *t)
 {
-    if (s->closing || s->sub_ac) return;
-    const addr_t *a = &s->addrs[s->sub_next++ % s->n];
-    if (!(s->sub_ac = open_ctx(s, a, on_sub_disconnect, on_sub_connect))) {
-        uv_timer_start(&s->sub_retry, on_sub_retry, SUB_RETRY_MS, 0);
+    tk_sentinel_t *s = t->data;
+    sentinel_addr_t *a = &s->addrs[s->sub_at];
+    if (s->sub_state == SUB_RESOLVING) {
+        tk_log_limited(TK_LOG_WARN, "sentinel %s: resolving %s took over %d ms: skipped", a->label,
+                       a->host, s->timeout_ms);
+        tk_resolve_cancel(s->sub_resolving);
+        s->sub_resolving = NULL;
+    } else if (s->sub_state == SUB_CONNECTING) {
+        tk_log_limited(TK_LOG_WARN, "sentinel %s: SUBSCRIBE unanswered in %d ms", a->label,
+                       s->timeout_ms);
+        a->turn++;
+        drop_ctx(&s->sub_ac);
+    } else {
+        return;
+    }
+    s->sub_state = SUB_WAITING;
+    subscribe_next(s);
+}
+
+static void subscribe_at(tk_sentinel_t *s, const char *ip)
+{
+    sentinel_addr_t *a = &s->addrs[s->sub_at];
+    if (!(s->sub_ac = open_ctx(s, ip, a->port, on_sub_disconnect, on_sub_connect))) {
+        sub_wait(s);
         return;
     }
     const char *argv[] = {"SUBSCRIBE", "+switch-master"};
     redisAsyncCommandArgv(s->sub_ac, on_switch_message, s, 2, argv, NULL);
+    s->sub_state = SUB_CONNECTING;
+    uv_timer_start(&s->sub_timer, on_sub_timeout, (uint64_t)s->timeout_ms, 0);
 }
 
+static void on_sub_resolved(void *data, const char *host, const char *ip, int status)
+{
+    tk_sentinel_t *s = data;
+    const sentinel_addr_t *a = &s->addrs[s->sub_at];
+    s->sub_resolving = NULL;
+    uv_timer_stop(&s->sub_timer);
+    if (!ip) {
+        log_unresolved(a, status);
+        sub_wait(s);
+        return;
+    }
+    tk_log(TK_LOG_DEBUG, "sentinel %s: %s is %s", a->label, host, ip);
+    subscribe_at(s, ip);
+}
+
+static void subscribe_next(tk_sentinel_t *s)
+{
+    char ip[TK_IP_MAX];
+    if (s->closing || s->sub_state != SUB_WAITING) return;
+    s->sub_at = (int)(s->sub_next++ % (unsigned)s->n);
+    const sentinel_addr_t *a = &s->addrs[s->sub_at];
+    int rc = tk_resolve_start(s->loop, a->host, a->turn, on_sub_resolved, s, ip, &s->sub_resolving);
+    if (rc == 1) {
+        subscribe_at(s, ip);
+    } else if (rc < 0) {
+        log_unresolved(a, rc);
+        sub_wait(s);
+    } else {
+        s->sub_state = SUB_RESOLVING;
+        uv_timer_start(&s->sub_timer, on_sub_timeout, (uint64_t)s->timeout_ms, 0);
+    }
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+/* The sentinels of a checked list (config.c refuses what this cannot use). */
 static int parse_list(tk_sentinel_t *s, const char *list)
 {
-    char *copy = strdup(list), *save = NULL;
-    if (!copy) return -1;
-    for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-        char *colon = strrchr(tok, ':');
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-        if (!colon || s->n == MAX_SENTINELS) goto bad;
-        *colon = 0;
-        if (getaddrinfo(tok, NULL, &hints, &res)) goto bad;
-        getnameinfo(res->ai_addr, res->ai_addrlen, s->addrs[s->n].ip, sizeof s->addrs[s->n].ip,
-                    NULL, 0, NI_NUMERICHOST);
-        freeaddrinfo(res);
-        s->addrs[s->n++].port = atoi(colon + 1);
-        continue;
-    bad:
-        tk_log(TK_LOG_ERROR, "sentinels: cannot use '%s' (host:port)", tok);
-        free(copy);
+    tk_span_t bad;
+    int n = tk_hostport_list_parse(list, strlen(list), NULL, 0, &bad);
+    tk_hostport_t *hp = n > 0 ? calloc((size_t)n, sizeof *hp) : NULL;
+    if (n > 0 && hp) s->addrs = calloc((size_t)n, sizeof *s->addrs);
+    if (n <= 0 || !s->addrs) {
+        if (n < 0)
+            tk_log(TK_LOG_ERROR, "sentinels: cannot use '%.*s' (host:port)", (int)bad.len, bad.s);
+        else
+            tk_log(TK_LOG_ERROR, "sentinels: %s", n ? "out of memory" : "the list is empty");
+        free(hp);
         return -1;
     }
-    free(copy);
-    return s->n ? 0 : -1;
+    tk_hostport_list_parse(list, strlen(list), hp, n, NULL);
+    for (int i = 0; i < n; i++) {
+        sentinel_addr_t *a = &s->addrs[i];
+        memcpy(a->host, hp[i].host.s, hp[i].host.len);
+        a->host[hp[i].host.len] = 0;
+        a->port = hp[i].port;
+        snprintf(a->label, sizeof a->label, strchr(a->host, ':') ? "[%s]:%d" : "%s:%d", a->host,
+                 a->port);
+    }
+    s->n = n;
+    free(hp);
+    return 0;
 }
 
 tk_sentinel_t *tk_sentinel_create(uv_loop_t *loop, const char *sentinels, const char *master_name,
@@ -234,10 +468,11 @@ tk_sentinel_t *tk_sentinel_create(uv_loop_t *loop, const char *sentinels, const 
     if (auth && auth->password) s->password = strdup(auth->password);
     if (auth && auth->user) s->user = strdup(auth->user);
     s->timeout_ms = timeout_ms;
-    uv_timer_init(loop, &s->sub_retry);
+    uv_timer_init(loop, &s->sub_timer);
     uv_timer_init(loop, &s->ask_timer);
-    s->sub_retry.data = s->ask_timer.data = s;
+    s->sub_timer.data = s->ask_timer.data = s;
     s->open_timers = 2;
+    s->sub_state = SUB_WAITING;
     if (!s->master || parse_list(s, sentinels)) {
         tk_sentinel_free(s);
         return NULL;
@@ -255,6 +490,7 @@ static void on_closed(uv_handle_t *h)
 {
     tk_sentinel_t *s = h->data;
     if (--s->open_timers > 0) return;
+    free(s->addrs);
     free(s->master);
     free(s->user);
     free(s->password);
@@ -266,16 +502,12 @@ void tk_sentinel_free(tk_sentinel_t *s)
     if (!s) return;
     s->closing = true;
     s->found = NULL;
-    if (s->ask_ac) {
-        redisAsyncContext *ac = s->ask_ac;
-        s->ask_ac = NULL;
-        redisAsyncFree(ac);
-    }
-    if (s->sub_ac) {
-        redisAsyncContext *ac = s->sub_ac;
-        s->sub_ac = NULL;
-        redisAsyncFree(ac);
-    }
-    uv_close((uv_handle_t *)&s->sub_retry, on_closed);
+    /* Lookups given up call nothing back: s may go once the timers close. */
+    tk_resolve_cancel(s->ask_resolving);
+    tk_resolve_cancel(s->sub_resolving);
+    s->ask_resolving = s->sub_resolving = NULL;
+    drop_ctx(&s->ask_ac);
+    drop_ctx(&s->sub_ac);
+    uv_close((uv_handle_t *)&s->sub_timer, on_closed);
     uv_close((uv_handle_t *)&s->ask_timer, on_closed);
 }

@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "tickerd/config.h"
 #include "tickerd/log.h"
 #include "tickerd/redis_uv.h"
+#include "tickerd/resolve.h"
 #include "tickerd/sentinel.h"
 #include "tickerd/stream.h"
 
@@ -68,14 +68,6 @@ typedef enum {
     CHECK_BEHIND, /* the stream ends before the last ID read */
 } check_t;
 
-typedef struct resolve_req {
-    uv_getaddrinfo_t req;
-    tk_stream_t *s;
-    unsigned gen;
-    int port;
-    char host[256];
-} resolve_req_t;
-
 struct tk_stream {
     uv_loop_t *loop;
     tk_stream_events_t ev;
@@ -92,16 +84,15 @@ struct tk_stream {
     redisAsyncContext *ac;
     uv_timer_t retry;
     uv_timer_t watchdog;
-    int open; /* timers and resolutions that must end before the struct is freed */
+    int open; /* timers that must close before the struct is freed */
     bool stopping;
 
     /* where to connect: resolved from url, or named by the sentinels */
-    char ip[64];
+    char ip[TK_IP_MAX];
     int port;
-    char where[128];          /* "ip:port" or the socket path, for log lines */
-    resolve_req_t *resolving; /* the resolution in progress, or NULL */
-    unsigned gen;             /* bumped to ignore a resolution that was given up */
-    unsigned turn;            /* which of several addresses of a name to try */
+    char where[128];         /* "ip:port" or the socket path, for log lines */
+    tk_resolve_t *resolving; /* the name lookup in flight, or NULL */
+    unsigned turn;           /* which of several addresses of a name to try */
 
     unsigned attempt; /* reconnections since the last working read */
     uint32_t rnd;     /* jitter */
@@ -124,7 +115,6 @@ struct tk_stream {
 };
 
 static void connect_now(tk_stream_t *s);
-static void stream_release(tk_stream_t *s);
 static void read_next(tk_stream_t *s);
 static void send_epoch(tk_stream_t *s);
 
@@ -306,10 +296,9 @@ static void on_watchdog(uv_timer_t *t)
     tk_stream_t *s = t->data;
     if (s->resolving) {
         tk_log(TK_LOG_WARN, "%s: resolving %s took over %d ms: retrying", s->tag,
-               s->resolving->host, s->timeout_ms);
-        uv_cancel((uv_req_t *)&s->resolving->req); /* may be too late: then ignored */
+               tk_resolve_host(s->resolving), s->timeout_ms);
+        tk_resolve_cancel(s->resolving);
         s->resolving = NULL;
-        s->gen++;
         schedule_reconnect(s);
         return;
     }
@@ -764,59 +753,35 @@ static void start_context(tk_stream_t *s, redisAsyncContext *ac, bool tcp)
     send_setup(s);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void on_resolved(void *data, const char *host, const char *ip, int status)
 {
-    resolve_req_t *q = req->data;
-    tk_stream_t *s = q->s;
-    if (q->gen == s->gen && !s->stopping) {
-        s->resolving = NULL;
-        uv_timer_stop(&s->watchdog);
-        int n = 0;
-        for (struct addrinfo *a = res; a; a = a->ai_next)
-            n++;
-        if (status || !n) {
-            tk_log(TK_LOG_WARN, "%s: cannot resolve %s: %s", s->tag, q->host,
-                   status ? uv_strerror(status) : "no address");
-            schedule_reconnect(s);
-        } else {
-            struct addrinfo *a = res;
-            for (unsigned i = 0; i < s->turn % (unsigned)n; i++)
-                a = a->ai_next;
-            if (uv_ip_name(a->ai_addr, s->ip, sizeof s->ip)) s->ip[0] = 0;
-            s->port = q->port;
-            start_context(s, redisAsyncConnect(s->ip, s->port), true);
-        }
+    tk_stream_t *s = data;
+    s->resolving = NULL;
+    uv_timer_stop(&s->watchdog);
+    if (!ip) {
+        tk_log(TK_LOG_WARN, "%s: cannot resolve %s: %s", s->tag, host, uv_strerror(status));
+        schedule_reconnect(s);
+        return;
     }
-    uv_freeaddrinfo(res);
-    free(q);
-    stream_release(s);
+    tk_log(TK_LOG_DEBUG, "%s: %s is %s", s->tag, host, ip);
+    snprintf(s->ip, sizeof s->ip, "%s", ip);
+    start_context(s, redisAsyncConnect(s->ip, s->port), true);
 }
 
-/* Resolves host on the loop's thread pool (again on every attempt: a name
- * that now points elsewhere is followed), then connects to the address. */
+/* Resolves host (again on every attempt: a name that now points elsewhere
+ * is followed), then connects to the address. */
 static void resolve_and_connect(tk_stream_t *s, const char *host, int port)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    resolve_req_t *q = calloc(1, sizeof *q);
-    if (!q) {
-        schedule_reconnect(s);
-        return;
-    }
-    q->s = s;
-    q->gen = ++s->gen;
-    q->port = port;
-    snprintf(q->host, sizeof q->host, "%s", host);
-    q->req.data = q;
-    int rc = uv_getaddrinfo(s->loop, &q->req, on_resolved, host, NULL, &hints);
-    if (rc) {
+    s->port = port;
+    int rc = tk_resolve_start(s->loop, host, s->turn, on_resolved, s, s->ip, &s->resolving);
+    if (rc == 1) {
+        start_context(s, redisAsyncConnect(s->ip, s->port), true);
+    } else if (rc < 0) {
         tk_log(TK_LOG_WARN, "%s: cannot resolve %s: %s", s->tag, host, uv_strerror(rc));
-        free(q);
         schedule_reconnect(s);
-        return;
+    } else {
+        arm(s, s->timeout_ms);
     }
-    s->open++;
-    s->resolving = q;
-    arm(s, s->timeout_ms);
 }
 
 static void on_master_found(void *data, const char *ip, int port)
@@ -842,11 +807,8 @@ static void on_master_switch(void *data, const char *ip, int port)
         s->ac = NULL;
         redisAsyncFree(ac);
     }
-    if (s->resolving) {
-        uv_cancel((uv_req_t *)&s->resolving->req);
-        s->resolving = NULL;
-        s->gen++;
-    }
+    tk_resolve_cancel(s->resolving);
+    s->resolving = NULL;
     uv_timer_stop(&s->retry);
     uv_timer_stop(&s->watchdog);
     set_up(s, false);
@@ -935,10 +897,8 @@ void tk_stream_stop(tk_stream_t *s)
     s->stopping = true;
     tk_sentinel_free(s->sentinel);
     s->sentinel = NULL;
-    if (s->resolving) { /* its callback still runs, and releases its hold */
-        uv_cancel((uv_req_t *)&s->resolving->req);
-        s->resolving = NULL;
-    }
+    tk_resolve_cancel(s->resolving); /* its callback is not called: s may go */
+    s->resolving = NULL;
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;

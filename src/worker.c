@@ -16,6 +16,7 @@
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
+#include "tickerd/resolve.h"
 #include "tickerd/site.h"
 #include "tickerd/stream.h"
 #include "tickerd/supervisor.h"
@@ -25,6 +26,9 @@
 /* A drain closes its share of the clients this often: over drain_s, every
  * second sees the same number of closes, give or take one tick's. */
 #define DRAIN_TICK_MS 50
+/* Name lookups given up but still in the resolver post to the loop when
+ * they end: it is closed after them (glibc's default worst case is 2 x 5 s). */
+#define RESOLVE_WAIT_MS 10000
 
 typedef struct tk_worker {
     uv_loop_t loop;
@@ -409,6 +413,7 @@ out:
         tk_hub_free(w->hub);
         uv_run(&w->loop, UV_RUN_NOWAIT);
     }
+    tk_resolve_drain(&w->loop, RESOLVE_WAIT_MS);
     /* lws 4.1.6 on a foreign loop leaves a few of its handles behind; the
      * process ends here, so that is logged only when debugging. */
     if (uv_loop_close(&w->loop)) tk_log(TK_LOG_DEBUG, "loop closed with lws handles still open");

@@ -1,8 +1,8 @@
 /* parse.h - the one way tickerd reads a list, a number, a keyword or an
  * address out of text, whatever the text came from: the config file, a
- * stream entry, a query string, a subscribe frame or a token claim. Pure
- * functions over (pointer, length) spans: no allocation, no state, no NUL
- * needed.
+ * stream entry, a query string, a subscribe frame, a token claim or a
+ * Redis reply. Pure functions over (pointer, length) spans: no allocation,
+ * no state, no NUL needed.
  *
  * The rules, the same for every input:
  *   - Trimming: ASCII whitespace (space, \t, \n, \v, \f, \r) around a value
@@ -68,6 +68,38 @@ int tk_parse_int(const char *s, size_t len, int min, int max, int *out);
 /* Finds s[0..len), trimmed, among the n lower-case words, ignoring ASCII
  * case. Returns its index or -1. */
 int tk_keyword(const char *s, size_t len, const char *const *words, int n);
+
+/* Parses s[0..len) exactly (no trimming, no whitespace) as a TCP port:
+ * digits only, 1..65535. Returns 0 with *port set, -EINVAL (not digits),
+ * or -ERANGE (0, or over 65535). */
+int tk_parse_port(const char *s, size_t len, int *port);
+
+/* The longest host name tk_hostport_parse takes (a DNS name's limit). */
+#define TK_HOST_MAX 255
+
+/* A host and a port; host points into the caller's text, without the
+ * brackets of an IPv6 address. */
+typedef struct tk_hostport {
+    tk_span_t host;
+    int port;
+} tk_hostport_t;
+
+/* Parses "HOST:PORT" or "[IPV6]:PORT", trimmed. HOST is a name or an IPv4
+ * address of letters, digits, '.', '-' and '_'; an IPv6 address goes in
+ * brackets (a bare one would be ambiguous). The port is required
+ * (tk_parse_port). Returns 0 with *out set; -EINVAL when it is not
+ * host:port (whitespace inside, no port, an empty or bad host); -ERANGE
+ * when the port is out of range; -ENAMETOOLONG when the host is longer
+ * than TK_HOST_MAX. *out is not touched on error. */
+int tk_hostport_parse(const char *s, size_t len, tk_hostport_t *out);
+
+/* Parses a comma-separated list (tk_list_next) of host:port
+ * (tk_hostport_parse), storing the first max elements in out (out may be
+ * NULL when max is 0: the list is only checked and counted). Returns how
+ * many elements the list has, which may be more than max (0 for an empty
+ * or blank list); on the first bad element, its error (-EINVAL for an
+ * empty element too) with *bad set to it (may be NULL). */
+int tk_hostport_list_parse(const char *s, size_t len, tk_hostport_t *out, int max, tk_span_t *bad);
 
 /* An IPv4 or IPv6 network: addr holds 4 or 16 bytes, host bits zero. */
 typedef struct tk_cidr {

@@ -89,13 +89,15 @@ class RedisNode:
 
 
 class Sentinel:
-    """A redis-sentinel monitoring `master` (a RedisNode) as MASTER_NAME."""
+    """A redis-sentinel monitoring `master` (a RedisNode) as MASTER_NAME,
+    listening on host (a loopback address) and port (default: a free one)."""
 
     def __init__(self, workdir, master, quorum=2, down_after_ms=1000, failover_timeout_ms=3000,
-                 password=None):
+                 password=None, host="127.0.0.1", port=None):
         self.dir = workdir
         os.makedirs(self.dir, exist_ok=True)
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
         self.master = master
         self.quorum = quorum
         self.down_after_ms = down_after_ms
@@ -107,7 +109,7 @@ class Sentinel:
 
     def start(self):
         n = MASTER_NAME
-        lines = [f"port {self.port}", "bind 127.0.0.1", "daemonize no", f"dir {self.dir}",
+        lines = [f"port {self.port}", f"bind {self.host}", "daemonize no", f"dir {self.dir}",
                  f"logfile {self.logfile}",
                  f"sentinel monitor {n} 127.0.0.1 {self.master.port} {self.quorum}",
                  f"sentinel down-after-milliseconds {n} {self.down_after_ms}",
@@ -123,7 +125,7 @@ class Sentinel:
         return self
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+        return redis.Redis(host=self.host, port=self.port, password=self.password,
                            socket_timeout=5, socket_connect_timeout=2)
 
     def master_info(self):

@@ -189,10 +189,10 @@ static void test_set_string_keys(void **state)
         size_t off;
     } keys[] = {
 #define K(s, k, f) {s, k, offsetof(tk_config_t, f)}
-        K("server", "static_dir", static_dir), K("server", "tls_cert", tls_cert),
-        K("server", "tls_key", tls_key),       K("redis", "url", redis_url),
-        K("redis", "sentinels", sentinels),    K("redis", "master_name", master_name),
-        K("stream", "key", stream_key),        K("auth", "jwt_secret", jwt_secret),
+        K("server", "static_dir", static_dir),  K("server", "tls_cert", tls_cert),
+        K("server", "tls_key", tls_key),        K("redis", "url", redis_url),
+        K("redis", "master_name", master_name), /* sentinels: test_set_sentinels */
+        K("stream", "key", stream_key),         K("auth", "jwt_secret", jwt_secret),
 #undef K
     };
     tk_config_t *cfg = tk_config_create();
@@ -304,6 +304,65 @@ static void test_set_allowed_origins(void **state)
         assert_string_equal(err, bad[i].err);
         assert_string_equal(cfg->allowed_origins, "  ");
     }
+    tk_config_free(cfg);
+}
+
+/* [redis] sentinels: the parser sentinel.c uses (parse.h), at its edges. */
+static void test_set_sentinels(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    static const char *const ok[] = {
+        "10.0.0.1:26379",
+        "localhost:1",
+        "localhost:65535",
+        "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379",
+        " s1.example:26379 , s2.example:00026379 ,[::1]:26379 ",
+        "sentinel-a.prod_eu:26379",
+        "",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        assert_int_equal(set(cfg, "redis", "sentinels", ok[i]), 0);
+        assert_string_equal(cfg->sentinels, ok[i]); /* kept as given */
+    }
+    assert_int_equal(set(cfg, "redis", "sentinels", "10.0.0.1:26379"), 0);
+    static const struct {
+        const char *v, *err;
+    } bad[] = {
+        {"localhost:0", "'localhost:0': the port is not 1..65535"},
+        {"localhost:65536", "'localhost:65536': the port is not 1..65535"},
+        {"a:1,b:99999999999999999999", "'b:99999999999999999999': the port is not 1..65535"},
+        {"localhost", "'localhost' is not host:port or [IPv6]:port"},
+        {"localhost:", "'localhost:' is not host:port or [IPv6]:port"},
+        {":26379", "':26379' is not host:port or [IPv6]:port"},
+        {"a:1,b", "'b' is not host:port or [IPv6]:port"},
+        {"localhost:26379x", "'localhost:26379x' is not host:port or [IPv6]:port"},
+        {"localhost:-1", "'localhost:-1' is not host:port or [IPv6]:port"},
+        {"localhost: 26379", "'localhost: 26379' is not host:port or [IPv6]:port"},
+        {"local host:26379", "'local host:26379' is not host:port or [IPv6]:port"},
+        {"a:1 b:2", "'a:1 b:2' is not host:port or [IPv6]:port"},
+        {"a:1;b:2", "'a:1;b:2' is not host:port or [IPv6]:port"},
+        {"::1:26379", "'::1:26379' is not host:port or [IPv6]:port"},
+        {"[::1]", "'[::1]' is not host:port or [IPv6]:port"},
+        {"[nope]:26379", "'[nope]:26379' is not host:port or [IPv6]:port"},
+        {"a:1,", "the list has an empty element"},
+        {",a:1", "the list has an empty element"},
+        {"a:1,,b:2", "the list has an empty element"},
+        {"a:1, ,b:2", "the list has an empty element"},
+        {" ", "the list is blank (leave it empty for no sentinels)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(set(cfg, "redis", "sentinels", bad[i].v), -1);
+        assert_string_equal(err, bad[i].err);
+        assert_string_equal(cfg->sentinels, "10.0.0.1:26379"); /* unchanged */
+    }
+    char big[400];
+    memset(big, 'h', 256);
+    strcpy(big + 256, ":26379");
+    assert_int_equal(set(cfg, "redis", "sentinels", big), -1);
+    assert_non_null(strstr(err, "': the host is longer than 255 bytes"));
+    big[255] = 0;
+    strcat(big, ":26379");
+    assert_int_equal(set(cfg, "redis", "sentinels", big), 0);
     tk_config_free(cfg);
 }
 
@@ -591,6 +650,10 @@ static void test_load_bad_files(void **state)
         {"[log]\nformat = xml\n", "[log] format: 'xml' is not one of text, json"},
         {"[server]\ntrusted_proxies = 10.0.0.0/8, 300.1.1.1\n",
          "[server] trusted_proxies: '300.1.1.1' is not an IPv4/IPv6 address or CIDR (ADDR/BITS)"},
+        {"[redis]\nsentinels = 10.0.0.1:26379,10.0.0.2:0\n",
+         "[redis] sentinels: '10.0.0.2:0': the port is not 1..65535"},
+        {"[redis]\nsentinels = 10.0.0.1:26379,\n",
+         "[redis] sentinels: the list has an empty element"},
     };
     for (size_t i = 0; i < sizeof over / sizeof *over; i++) {
         path = write_file("badvalue.conf", over[i].text);
@@ -830,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_set_log),
         cmocka_unit_test(test_set_trusted_proxies),
         cmocka_unit_test(test_set_allowed_origins),
+        cmocka_unit_test(test_set_sentinels),
         cmocka_unit_test(test_set_listen),
         cmocka_unit_test(test_set_lists),
         cmocka_unit_test(test_set_lists_case),

@@ -1,6 +1,6 @@
 /* test_parse.c - the shared parsers of parse.h at every edge: trimming,
- * comma-separated lists, whole numbers, keywords and CIDR networks; and
- * the name-list parser of config.h built on them. */
+ * comma-separated lists, whole numbers, keywords, CIDR networks, ports and
+ * host:port lists; and the name-list parser of config.h built on them. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -436,13 +436,168 @@ static void test_cidr(void **state)
     assert_false(tk_cidr_contains(&c, NULL));
 }
 
+/* --- ports and host:port --- */
+
+static void test_parse_port(void **state)
+{
+    static const struct {
+        const char *s;
+        int rc, port;
+    } cases[] = {
+        {"1", 0, 1},           {"65535", 0, 65535},         {"26379", 0, 26379},
+        {"00080", 0, 80},      {"0", -ERANGE, 0},           {"00", -ERANGE, 0},
+        {"65536", -ERANGE, 0}, {"99999999999", -ERANGE, 0}, {"", -EINVAL, 0},
+        {" 80", -EINVAL, 0},   {"80 ", -EINVAL, 0},         {"8 0", -EINVAL, 0},
+        {"+80", -EINVAL, 0},   {"-1", -EINVAL, 0},          {"0x50", -EINVAL, 0},
+        {"80a", -EINVAL, 0},   {"8e1", -EINVAL, 0},         {"80.0", -EINVAL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int port = -7;
+        assert_int_equal(tk_parse_port(cases[i].s, strlen(cases[i].s), &port), cases[i].rc);
+        assert_int_equal(port, cases[i].rc ? -7 : cases[i].port); /* untouched on error */
+    }
+    assert_int_equal(tk_parse_port("80", 1, &(int){0}), 0); /* only len bytes */
+}
+
+/* "host|port", or "EINVAL" / "ERANGE" / "ENAMETOOLONG". */
+static const char *hostport(const char *s)
+{
+    static char buf[512];
+    tk_hostport_t hp = {{NULL, 0}, -7};
+    int rc = tk_hostport_parse(s, strlen(s), &hp);
+    if (rc == -EINVAL) return "EINVAL";
+    if (rc == -ERANGE) return "ERANGE";
+    if (rc == -ENAMETOOLONG) return "ENAMETOOLONG";
+    assert_int_equal(rc, 0);
+    snprintf(buf, sizeof buf, "%.*s|%d", (int)hp.host.len, hp.host.s, hp.port);
+    return buf;
+}
+
+static void test_hostport(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"10.0.0.1:26379", "10.0.0.1|26379"},
+        {"localhost:1", "localhost|1"},
+        {"sentinel-1.prod_eu.example:65535", "sentinel-1.prod_eu.example|65535"},
+        {" \tlocalhost:26379\n", "localhost|26379"}, /* trimmed around */
+        {"[::1]:26379", "::1|26379"},
+        {"[2001:db8::7]:1", "2001:db8::7|1"},
+        {"[::ffff:10.0.0.1]:65535", "::ffff:10.0.0.1|65535"},
+        /* the port: checked, required, digits only */
+        {"host:0", "ERANGE"},
+        {"host:65536", "ERANGE"},
+        {"host:4294967297", "ERANGE"},
+        {"[::1]:0", "ERANGE"},
+        {"host", "EINVAL"},
+        {"host:", "EINVAL"},
+        {"host: 26379", "EINVAL"},
+        {"host :26379", "EINVAL"},
+        {"host:+1", "EINVAL"},
+        {"host:-1", "EINVAL"},
+        {"host:26379x", "EINVAL"},
+        {"host:0x50", "EINVAL"},
+        {"host:1:2", "EINVAL"},
+        /* the host */
+        {":26379", "EINVAL"},
+        {"", "EINVAL"},
+        {"  ", "EINVAL"},
+        {"my host:26379", "EINVAL"},
+        {"host;x:26379", "EINVAL"},
+        {"redis://host:26379", "EINVAL"},
+        {"h\xc3\xa9:26379", "EINVAL"},
+        {"::1:26379", "EINVAL"}, /* IPv6 without brackets */
+        {"[::1]", "EINVAL"},
+        {"[::1]26379", "EINVAL"},
+        {"[::1]:", "EINVAL"},
+        {"[]:26379", "EINVAL"},
+        {"[10.0.0.1]:26379", "EINVAL"},
+        {"[localhost]:26379", "EINVAL"},
+        {"[::1:26379", "EINVAL"},
+        {"::1]:26379", "EINVAL"},
+        {"[::1]:26379]", "EINVAL"},
+        {"a,b:1", "EINVAL"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_string_equal(hostport(cases[i].in), cases[i].out);
+
+    /* A host of TK_HOST_MAX bytes is taken, one more is not. */
+    char big[TK_HOST_MAX + 16];
+    memset(big, 'a', TK_HOST_MAX);
+    strcpy(big + TK_HOST_MAX, ":1");
+    assert_int_equal(strlen(hostport(big)), TK_HOST_MAX + 2);
+    memset(big, 'a', TK_HOST_MAX + 1);
+    strcpy(big + TK_HOST_MAX + 1, ":1");
+    assert_string_equal(hostport(big), "ENAMETOOLONG");
+
+    /* Only len bytes are read. */
+    tk_hostport_t hp;
+    assert_int_equal(tk_hostport_parse("h:123", 4, &hp), 0);
+    assert_int_equal(hp.port, 12);
+}
+
+/* "host|port,host|port" for a list, or "ERR<errno>@<offset of the bad element>". */
+static const char *hostports(const char *s)
+{
+    static char buf[1024];
+    tk_hostport_t hp[3];
+    tk_span_t bad = {NULL, 0};
+    int n = tk_hostport_list_parse(s, strlen(s), hp, 3, &bad);
+    if (n < 0) {
+        snprintf(buf, sizeof buf, "ERR%d@%d", -n, (int)(bad.s - s));
+        return buf;
+    }
+    assert_int_equal(tk_hostport_list_parse(s, strlen(s), NULL, 0, NULL), n); /* counts alone */
+    buf[0] = 0;
+    for (int i = 0; i < n && i < 3; i++)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%.*s|%d", i ? "," : "",
+                 (int)hp[i].host.len, hp[i].host.s, hp[i].port);
+    if (n > 3) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "+%d", n - 3);
+    return buf;
+}
+
+static void test_hostport_list(void **state)
+{
+    char want[64];
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"", ""},
+        {"  ", ""},
+        {"a:1", "a|1"},
+        {"a:1,b:65535", "a|1,b|65535"},
+        {" a:1 , [::1]:2 ,\tc:3 ", "a|1,::1|2,c|3"},
+        {"a:1,a:1", "a|1,a|1"},
+        {"a:1,b:2,c:3,d:4,e:5", "a|1,b|2,c|3+2"}, /* counted past max */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_string_equal(hostports(cases[i].in), cases[i].out);
+    static const struct {
+        const char *in;
+        int err, at;
+    } bad[] = {
+        {"a:1,", EINVAL, 4},      {",a:1", EINVAL, 0},
+        {"a:1,,b:2", EINVAL, 4},  {"a:1, ,b:2", EINVAL, 4},
+        {",", EINVAL, 0},         {"a:1,b", EINVAL, 4},
+        {"a:0", ERANGE, 0},       {"a:1, b:65536", ERANGE, 5},
+        {"a:1 b:2", EINVAL, 0},   {"a:1;b:2", EINVAL, 0},
+        {"a:1,::1:2", EINVAL, 4},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(want, sizeof want, "ERR%d@%d", bad[i].err, bad[i].at);
+        assert_string_equal(hostports(bad[i].in), want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trim),       cmocka_unit_test(test_list),
         cmocka_unit_test(test_parse_int),  cmocka_unit_test(test_keyword),
         cmocka_unit_test(test_name_parse), cmocka_unit_test(test_name_list_parse),
-        cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_cidr),       cmocka_unit_test(test_parse_port),
+        cmocka_unit_test(test_hostport),   cmocka_unit_test(test_hostport_list),
     };
     return cmocka_run_group_tests_name("parse", tests, setup, teardown);
 }
