@@ -3,6 +3,7 @@
  * several (supervisor.c); everything on a worker's loop is worker.c's. */
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,29 @@ static int parse_args(int argc, char **argv)
 
 static tk_config_t *master_cfg;
 
+/* Descriptors a worker keeps for itself: listener, Redis, lws, logs. */
+#define FDS_RESERVED 64
+
+/* Raises the soft descriptor limit to the hard one (the workers inherit
+ * it), and warns when the workers together cannot hold max_connections. */
+static void raise_fd_limit(const tk_config_t *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY) return;
+    long long per = (long long)rl.rlim_cur - FDS_RESERVED, all = per * cfg->workers;
+    if (all < cfg->max_connections)
+        tk_log(TK_LOG_WARN,
+               "%d workers of %llu descriptors each hold about %lld clients, under "
+               "max_connections = %d: raise LimitNOFILE or workers",
+               cfg->workers, (unsigned long long)rl.rlim_cur, all > 0 ? all : 0,
+               cfg->max_connections);
+}
+
 /* SIGHUP in the master: check the file, so that a bad one is said once, and
  * keep it for the workers started from now on (a restarted worker binds the
  * same address as the others); each running worker loads it for itself. */
@@ -138,6 +162,7 @@ int main(int argc, char **argv)
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(cfg);
     if (tk_metrics_init(cfg->workers)) {
         fprintf(stderr, "tickerd: cannot map shared metrics\n");
         return 1;

@@ -274,3 +274,23 @@ def test_ttl_expired_item_not_replayed(tickerd, xadd):
         return replayed
 
     assert [f["id"] for f in run(since())] == [keep]
+
+
+def test_soft_descriptor_limit_is_raised_and_a_short_one_warned(make_tickerd):
+    """tickerd raises its soft RLIMIT_NOFILE to the hard limit (the workers
+    inherit it), and warns when workers x that limit cannot hold
+    max_connections."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    td = make_tickerd({"limits": {"max_connections": hard + 1}}, start=False)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+        td.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with open(f"/proc/{td.proc.pid}/limits") as f:
+        line = next(l for l in f if l.startswith("Max open files"))
+    assert int(line.split()[3]) == hard, line
+    assert "under max_connections" in td.log()
+    td2 = make_tickerd({"limits": {"max_connections": 100}}, name="enough")
+    assert "under max_connections" not in td2.log()
