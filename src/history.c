@@ -31,6 +31,7 @@ struct tk_history {
     tk_state_t **heap; /* by item.expires_ms, soonest first */
     uint32_t nlive, heap_cap;
     int max_live;
+    uint32_t npinned; /* live items pinned and not retracted */
 };
 
 static const char *const op_type[] = {"item", "update", "retract"};
@@ -118,9 +119,22 @@ static void state_free(tk_state_t *st)
     free(st);
 }
 
+/* Keeps h->npinned: st's pin as it is now counts, was_pinned no more. */
+static void count_pin(tk_history_t *h, bool was_pinned, const tk_state_t *st)
+{
+    bool now = st && st->item.pinned && !st->retracted;
+    h->npinned += (uint32_t)now - (uint32_t)was_pinned;
+}
+
+static bool pinned(const tk_state_t *st)
+{
+    return st->item.pinned && !st->retracted;
+}
+
 /* Takes st out of the hash, the list and the heap, and frees it. */
 static void store_release(tk_history_t *h, tk_state_t *st)
 {
+    count_pin(h, pinned(st), NULL);
     tk_state_t **p = bucket(h, st->item.id);
     while (*p != st)
         p = &(*p)->chain;
@@ -162,6 +176,7 @@ static int store_put(tk_history_t *h, tk_state_t *st)
     else
         h->oldest = st;
     h->newest = st;
+    count_pin(h, false, st);
     st->heap_at = h->nlive;
     h->heap[h->nlive++] = st;
     heap_fix(h, st->heap_at);
@@ -417,7 +432,9 @@ static int make_publish(tk_history_t *h, tk_event_t *ev, tk_item_t *item)
 
 static int make_update(tk_history_t *h, tk_event_t *ev, tk_state_t *st, tk_item_t *item)
 {
+    bool was = pinned(st);
     if (tk_item_apply_update(&st->item, item)) return -1;
+    count_pin(h, was, st);
     state_drop_msgs(st);
     heap_fix(h, st->heap_at); /* a new ttl moves its expiry */
     if (add_key(st, key_of(&st->item))) return -1;
@@ -426,7 +443,7 @@ static int make_update(tk_history_t *h, tk_event_t *ev, tk_state_t *st, tk_item_
     return ev->json && !copy_keys(ev, st->keys, st->nkeys) ? 0 : -1;
 }
 
-static int make_retract(tk_event_t *ev, tk_state_t *st)
+static int make_retract(tk_history_t *h, tk_event_t *ev, tk_state_t *st)
 {
     /* An item the store does not hold may be on a screen all the same
      * (expired here, or never seen): every client gets it. */
@@ -434,7 +451,9 @@ static int make_retract(tk_event_t *ev, tk_state_t *st)
     ev->json = tk_item_encode("retract", ev->id, &ev->ref, NULL, false, &ev->json_len);
     if (!ev->json) return -1;
     if (!st) return copy_keys(ev, &everyone, 1);
+    bool was = pinned(st);
     st->retracted = true;
+    count_pin(h, was, st);
     state_drop_msgs(st);
     return copy_keys(ev, st->keys, st->nkeys);
 }
@@ -465,7 +484,7 @@ tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
     ev->ref = st ? st->item.id : item->ref;
     int rc = item->op == TK_OP_PUBLISH  ? make_publish(h, ev, item)
              : item->op == TK_OP_UPDATE ? make_update(h, ev, st, item)
-                                        : make_retract(ev, st);
+                                        : make_retract(h, ev, st);
     tk_item_clear(item);
     if (rc || log_push(h, ev)) {
         event_free(ev);
@@ -479,11 +498,19 @@ tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
 int tk_history_current(const tk_history_t *h, const tk_filter_t *f, int n, int64_t now_ms,
                        tk_state_t **out)
 {
-    int found = 0;
-    for (tk_state_t *st = h->newest; st && found < n; st = st->older) {
+    int found = 0, others = 0, pins = 0;
+    uint32_t pins_seen = 0;
+    /* Pinned items may be older than the n-th other: the walk goes on
+     * until every pinned one has been seen (there are npinned). */
+    for (tk_state_t *st = h->newest; st && (others < n || pins_seen < h->npinned); st = st->older) {
+        bool pin = pinned(st);
+        pins_seen += pin;
         if (st->retracted || st->item.expires_ms <= now_ms) continue;
+        if (pin ? pins == TK_PINNED_MAX : others == n) continue;
         tk_match_key_t k = key_of(&st->item);
-        if (tk_filter_match(f, &k)) out[found++] = st;
+        if (!tk_filter_match(f, &k)) continue;
+        out[found++] = st;
+        pin ? pins++ : others++;
     }
     for (int a = 0, b = found - 1; a < b; a++, b--) {
         tk_state_t *t = out[a];

@@ -180,7 +180,7 @@ static int serve_current(struct lws *wsi, tk_feed_format_t fmt)
                    .filter = &req->filter};
     f.limit = req->limit >= 0 ? req->limit : TK_FEED_DEFAULT_LIMIT;
     if (f.limit > site->cfg->replay_max) f.limit = site->cfg->replay_max;
-    tk_state_t **st = malloc(((size_t)f.limit + 1) * sizeof *st);
+    tk_state_t **st = malloc(((size_t)f.limit + TK_PINNED_MAX) * sizeof *st);
     if (!st) {
         free(req);
         return -1;

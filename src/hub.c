@@ -319,8 +319,10 @@ static void send_replay(tk_client_t *c, const tk_sub_req_t *req, bool force_gap)
     bool gap = force_gap;
     bool epoch_ok = !req->has_epoch || strcmp(req->epoch, hub->epoch) == 0;
     int64_t now = tk_now_ms();
-    void **out = max ? malloc((size_t)max * sizeof *out) : NULL;
-    if (max && !out) {
+    /* since= sends at most max events; a replay up to max others and the
+     * pinned items on top */
+    void **out = malloc(((size_t)max + TK_PINNED_MAX) * sizeof *out);
+    if (!out) {
         enqueue(c, NULL);
         return;
     }

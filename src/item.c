@@ -30,6 +30,7 @@ const char *const tk_reason_names[TK_REJECT_REASONS] = {
     [TK_REJECT_BAD_JSON] = "bad_json",
     [TK_REJECT_DUPLICATE_FIELD] = "duplicate_field",
     [TK_REJECT_BAD_ENTRY] = "bad_entry",
+    [TK_REJECT_BAD_PIN] = "bad_pin",
 };
 
 static const char *const priority_names[] = {"normal", "breaking", "urgent", "flash"};
@@ -203,6 +204,11 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
             return reject(rej, TK_REJECT_BAD_TTL, "ttl '%.*s' is not whole seconds in 1..2592000",
                           v, n);
         item->has |= TK_F_TTL;
+    } else if (IS("pin")) {
+        if (n != 1 || (*v != '0' && *v != '1'))
+            return reject(rej, TK_REJECT_BAD_PIN, "pin '%.*s' is not 0 or 1", v, n);
+        item->pinned = *v == '1';
+        item->has |= TK_F_PIN;
     } else if (IS("op")) {
         static const char *const ops[] = {
             [TK_OP_PUBLISH] = "publish", [TK_OP_UPDATE] = "update", [TK_OP_RETRACT] = "retract"};
@@ -222,7 +228,7 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
 static bool known_field(const char *name, size_t nl)
 {
     static const char *const known[] = {"text",   "lang", "region", "priority", "category", "url",
-                                        "source", "ttl",  "op",     "ref",      "json"};
+                                        "source", "ttl",  "pin",    "op",       "ref",      "json"};
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (strlen(known[i]) == nl && memcmp(known[i], name, nl) == 0) return true;
     return false;
@@ -268,6 +274,12 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
         if (json_is_string(val)) {
             f->value = json_string_value(val);
             f->value_len = json_string_length(val);
+        } else if (strcmp(key, "pin") == 0 && (json_is_boolean(val) || json_is_integer(val))) {
+            /* true/false or 1/0, read as the string rules read "1"/"0" */
+            f->value = json_is_true(val) || json_integer_value(val) == 1    ? "1"
+                       : json_is_false(val) || json_integer_value(val) == 0 ? "0"
+                                                                            : "?";
+            f->value_len = 1;
         } else if (strcmp(key, "ttl") == 0 && json_is_integer(val)) {
             owned[k] = malloc(24);
             if (!owned[k]) goto out;
@@ -328,7 +340,9 @@ static int check_required(const tk_config_t *cfg, tk_item_t *item, tk_reject_t *
 {
     if (item->op != TK_OP_PUBLISH && tk_id_is_zero(item->ref))
         return reject(rej, TK_REJECT_BAD_REF, "%.*supdate and retract need a ref", "", 0);
-    if (item->op != TK_OP_RETRACT && !(item->has & TK_F_TEXT))
+    /* An update that carries `pin` may leave the text as it is. */
+    if (item->op != TK_OP_RETRACT && !(item->has & TK_F_TEXT) &&
+        !(item->op == TK_OP_UPDATE && item->has & TK_F_PIN))
         return reject(rej, TK_REJECT_MISSING_TEXT, "%.*stext is missing or empty", "", 0);
     if (item->op != TK_OP_PUBLISH && tk_id_cmp(item->ref, item->id) >= 0)
         return reject(rej, TK_REJECT_BAD_REF, "%.*sref is not before the entry", "", 0);
@@ -379,6 +393,7 @@ int tk_item_apply_update(tk_item_t *dst, const tk_item_t *upd)
     if (upd->has & TK_F_REGION) dst->regions = upd->regions;
     if (upd->has & TK_F_PRIORITY) dst->priority = upd->priority;
     if (upd->has & TK_F_CATEGORY) dst->category = upd->category;
+    if (upd->has & TK_F_PIN) dst->pinned = upd->pinned;
     if (upd->has & TK_F_TTL) {
         dst->ttl_s = upd->ttl_s;
         dst->expires_ms = upd->expires_ms;
@@ -430,6 +445,7 @@ static void add_fields(json_t *o, const tk_item_t *item)
     if (item->url) json_object_set_new(o, "url", json_string(item->url));
     if (item->source) json_object_set_new(o, "source", json_string(item->source));
     json_object_set_new(o, "expires", json_integer((json_int_t)item->expires_ms));
+    if (item->pinned) json_object_set_new(o, "pinned", json_true());
 }
 
 char *tk_item_encode(const char *type, tk_id_t event_id, const tk_id_t *ref, const tk_item_t *item,

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: tickerctl [-c FILE] [--redis URL] [--stream KEY] COMMAND ...\n"
                "  publish --text T [--lang L] [--region R,..] [--priority P] [--category C]\n"
-               "          [--url U] [--source S] [--ttl SECONDS]        prints the new ID\n"
+               "          [--url U] [--source S] [--ttl SECONDS] [--pin]  prints the new ID\n"
+               "  pin ID | unpin ID                                     keeps ID first, or not\n"
                "  update ID [the same fields]                           a correction of ID\n"
                "  retract ID [--region R,.. --lang L]                   kills ID\n"
                "  tail [--server HOST:PORT] [--region R] [--lang L] [--priority P]\n"
@@ -64,6 +66,7 @@ static int parse_args(int argc, char **argv)
                                              {"url", required_argument, NULL, 'f'},
                                              {"source", required_argument, NULL, 'f'},
                                              {"ttl", required_argument, NULL, 'f'},
+                                             {"pin", no_argument, NULL, 'P'},
                                              {NULL, 0, NULL, 0}};
     int ch, idx;
     while ((ch = getopt_long(argc, argv, "+c:h", longopts, &idx)) != -1) {
@@ -88,6 +91,9 @@ static int parse_args(int argc, char **argv)
             exit(0);
         case 'f':
             if (add_field(longopts[idx].name, optarg)) return -1;
+            break;
+        case 'P':
+            if (add_field("pin", "1")) return -1;
             break;
         default:
             return -1;
@@ -319,7 +325,8 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[optind++];
     const char *ref = NULL;
-    if (!strcmp(cmd, "update") || !strcmp(cmd, "retract")) {
+    bool pin = !strcmp(cmd, "pin"), unpin = !strcmp(cmd, "unpin");
+    if (!strcmp(cmd, "update") || !strcmp(cmd, "retract") || pin || unpin) {
         if (optind >= argc) {
             fprintf(stderr, "tickerctl: %s needs the ID of the item\n", cmd);
             return 2;
@@ -332,7 +339,12 @@ int main(int argc, char **argv)
     }
     if (!(cfg = load_config())) return 2;
     int rc;
-    if (!strcmp(cmd, "publish") || ref)
+    if ((pin || unpin) && add_field("pin", pin ? "1" : "0")) {
+        usage(stderr);
+        rc = 2;
+    } else if (pin || unpin) {
+        rc = cmd_write("update", ref);
+    } else if (!strcmp(cmd, "publish") || ref)
         rc = cmd_write(cmd, ref);
     else if (!strcmp(cmd, "tail"))
         rc = cmd_tail();

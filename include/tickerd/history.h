@@ -76,8 +76,14 @@ void tk_history_set_horizon(tk_history_t *h, tk_id_t id);
 /* The live item id (or the item an update id corrected), or NULL. */
 tk_state_t *tk_history_find(const tk_history_t *h, tk_id_t id);
 
-/* The newest n matching live items (not retracted, not expired at now_ms),
- * oldest first, into out (room for n). Returns how many. */
+/* A replay and the current state carry at most this many pinned items, the
+ * newest ones, on top of the n others. */
+#define TK_PINNED_MAX 16
+
+/* The newest n matching live items (not retracted, not expired at now_ms)
+ * that are not pinned, and with them the matching pinned ones (up to
+ * TK_PINNED_MAX), oldest first, into out (room for n + TK_PINNED_MAX).
+ * Returns how many. */
 int tk_history_current(const tk_history_t *h, const tk_filter_t *f, int n, int64_t now_ms,
                        tk_state_t **out);
 

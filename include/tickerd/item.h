@@ -25,6 +25,7 @@ enum {
     TK_F_URL = 1 << 5,
     TK_F_SOURCE = 1 << 6,
     TK_F_TTL = 1 << 7,
+    TK_F_PIN = 1 << 8,
 };
 
 /* Why an entry was rejected; also the label of
@@ -50,6 +51,7 @@ typedef enum {
     TK_REJECT_BAD_JSON,
     TK_REJECT_DUPLICATE_FIELD,
     TK_REJECT_BAD_ENTRY,
+    TK_REJECT_BAD_PIN,
     TK_REJECT_REASONS
 } tk_reason_t;
 
@@ -84,6 +86,7 @@ typedef struct tk_item {
     char *source;
     uint32_t ttl_s;
     int64_t expires_ms;
+    bool pinned; /* clients keep it first (SPEC §1 `pin`) */
 } tk_item_t;
 
 /* Validates the fields of the stream entry id against cfg. On success fills

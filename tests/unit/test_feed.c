@@ -60,7 +60,7 @@ static void add(tk_history_t *h, int64_t ms, const char *const *kv)
  * st (room for 64). */
 typedef struct fixture {
     tk_filter_t filter;
-    tk_state_t *st[64];
+    tk_state_t *st[64 + TK_PINNED_MAX];
     tk_feed_t feed;
 } fixture_t;
 

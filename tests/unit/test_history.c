@@ -829,6 +829,51 @@ static void test_state_msg(void **state)
     tk_history_free(h);
 }
 
+/* Pins (SPEC §1): the current state carries the matching pinned items on
+ * top of the n newest others, however old; an unpin, a retract or an
+ * expiry takes an item out of the pinned; at most TK_PINNED_MAX. */
+static void test_current_keeps_pinned_items(void **state)
+{
+    tk_history_t *h = tk_history_create(100, 10000);
+    tk_filter_t f;
+    tk_filter_all(&f);
+    tk_state_t *out[64 + TK_PINNED_MAX];
+    add(h, id_at(T0 + 1, 0), KV("text", "old pinned", "pin", "1", "region", "mena"));
+    add(h, id_at(T0 + 2, 0), KV("text", "short pinned", "pin", "1", "ttl", "5"));
+    for (int i = 3; i <= 30; i++)
+        publish(h, T0 + i, "other");
+    assert_int_equal(tk_history_current(h, &f, 3, T0, out), 5);
+    assert_string_equal(out[0]->item.text, "old pinned"); /* oldest first */
+    assert_true(out[0]->item.pinned && out[1]->item.pinned && !out[2]->item.pinned);
+    assert_int_equal(out[4]->item.id.ms, T0 + 30);
+    /* n = 0: the pinned alone */
+    assert_int_equal(tk_history_current(h, &f, 0, T0, out), 2);
+    /* a filter applies to pinned items too (a global item matches all) */
+    tk_filter_t europe = f;
+    europe.regions = region("europe");
+    assert_int_equal(tk_history_current(h, &europe, 0, T0, out), 1);
+    assert_string_equal(out[0]->item.text, "short pinned");
+    /* expiry: the 5 s one is gone after 5 s */
+    assert_int_equal(tk_history_current(h, &f, 0, T0 + 2 + 5000, out), 1);
+    /* unpin by an update carrying only pin 0: no text needed */
+    add(h, id_at(T0 + 31, 0), KV("op", "update", "ref", "1732752000001-0", "pin", "0"));
+    assert_int_equal(tk_history_current(h, &f, 0, T0, out), 1);
+    assert_string_equal(out[0]->item.text, "short pinned");
+    tk_state_t *st = tk_history_find(h, id_at(T0 + 1, 0));
+    assert_false(st->item.pinned);
+    assert_string_equal(st->item.text, "old pinned"); /* the rest kept */
+    /* a retract unpins */
+    add(h, id_at(T0 + 32, 0), KV("op", "retract", "ref", "1732752000002-0"));
+    assert_int_equal(tk_history_current(h, &f, 0, T0, out), 0);
+    /* at most TK_PINNED_MAX, the newest */
+    for (int i = 0; i < TK_PINNED_MAX + 3; i++)
+        add(h, id_at(T0 + 100 + i, 0), KV("text", "many", "pin", "1"));
+    assert_int_equal(tk_history_current(h, &f, 2, T0, out), TK_PINNED_MAX + 2);
+    assert_int_equal(out[0]->item.id.ms, T0 + 29);
+    assert_int_equal(out[2]->item.id.ms, T0 + 100 + 3);
+    tk_history_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -844,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_current_filters),
         cmocka_unit_test(test_current_leaves_out_retracted_and_expired),
         cmocka_unit_test(test_current_updates_applied),
+        cmocka_unit_test(test_current_keeps_pinned_items),
         cmocka_unit_test(test_since_in_order),
         cmocka_unit_test(test_since_gap_before_horizon),
         cmocka_unit_test(test_since_more_than_max),

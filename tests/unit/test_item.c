@@ -599,6 +599,63 @@ static void test_ttl(void **state)
         assert_int_equal(reason(KV("text", "t", "ttl", bad[i])), TK_REJECT_BAD_TTL);
 }
 
+/* --- pin --- */
+
+static void test_pin(void **state)
+{
+    tk_item_t it;
+    tk_reject_t rej;
+    assert_int_equal(parse(KV("text", "t"), &it, &rej), 0);
+    assert_false(it.pinned || it.has & TK_F_PIN);
+    tk_item_clear(&it);
+    static const struct {
+        const char *v;
+        bool pinned;
+    } ok[] = {{"1", true}, {"0", false}, {" 1 ", true}, {"\t0\r\n", false}};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        assert_int_equal(parse(KV("text", "t", "pin", ok[i].v), &it, &rej), 0);
+        assert_int_equal(it.pinned, ok[i].pinned);
+        assert_true(it.has & TK_F_PIN);
+        char *json = tk_item_encode("item", it.id, NULL, &it, false, NULL);
+        assert_int_equal(strstr(json, "\"pinned\":true") != NULL, ok[i].pinned);
+        free(json);
+        tk_item_clear(&it);
+    }
+    static const char *const bad[] = {"2", "01", "", "yes", "true", "-1", "1 1", "10"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(reason(KV("text", "t", "pin", bad[i])), TK_REJECT_BAD_PIN);
+    assert_int_equal(reason(KV("text", "t", "pin", "1", "pin", "1")), TK_REJECT_DUPLICATE_FIELD);
+    /* an update carrying pin needs no text; one without pin still does;
+     * a publish always does */
+    assert_int_equal(reason(KV("op", "update", "ref", "1-0", "pin", "0")), TK_REJECT_NONE);
+    assert_int_equal(reason(KV("op", "update", "ref", "1-0", "lang", "ar")),
+                     TK_REJECT_MISSING_TEXT);
+    assert_int_equal(reason(KV("pin", "1")), TK_REJECT_MISSING_TEXT);
+    /* the json form: true/false and 1/0 */
+    assert_int_equal(reason(KV("json", "{\"text\":\"t\",\"pin\":true}")), TK_REJECT_NONE);
+    assert_int_equal(reason(KV("json", "{\"text\":\"t\",\"pin\":0}")), TK_REJECT_NONE);
+    assert_int_equal(reason(KV("json", "{\"text\":\"t\",\"pin\":2}")), TK_REJECT_BAD_PIN);
+    assert_int_equal(reason(KV("json", "{\"text\":\"t\",\"pin\":\"x\"}")), TK_REJECT_BAD_PIN);
+    assert_int_equal(reason(KV("json", "{\"text\":\"t\",\"pin\":[1]}")), TK_REJECT_BAD_JSON);
+    /* an update applies pin only when it carries it */
+    tk_item_t orig, upd;
+    assert_int_equal(parse(KV("text", "t", "pin", "1"), &orig, &rej), 0);
+    assert_int_equal(parse_at((tk_id_t){ID_MS + 1, 0},
+                              KV("op", "update", "ref", "1-0", "text", "u"), &upd, &rej),
+                     0);
+    assert_int_equal(tk_item_apply_update(&orig, &upd), 0);
+    assert_true(orig.pinned);
+    tk_item_clear(&upd);
+    assert_int_equal(
+        parse_at((tk_id_t){ID_MS + 2, 0}, KV("op", "update", "ref", "1-0", "pin", "0"), &upd, &rej),
+        0);
+    assert_int_equal(tk_item_apply_update(&orig, &upd), 0);
+    assert_false(orig.pinned);
+    assert_string_equal(orig.text, "u");
+    tk_item_clear(&upd);
+    tk_item_clear(&orig);
+}
+
 /* --- op and ref --- */
 
 static void test_op(void **state)
@@ -999,6 +1056,7 @@ int main(void)
         cmocka_unit_test(test_url),
         cmocka_unit_test(test_source),
         cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_pin),
         cmocka_unit_test(test_op),
         cmocka_unit_test(test_ref),
         cmocka_unit_test(test_duplicate_fields),
