@@ -173,14 +173,11 @@ def test_out_of_descriptors_pauses_accepting_without_spinning(make_tickerd):
     import resource
     import socket
     import time
-    td = make_tickerd(start=False)
+    td = make_tickerd()
     limit = 48
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))  # inherited by tickerd
-    try:
-        td.start()
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # tickerd raises its own soft limit at start: lower it afterwards
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.prlimit(td.proc.pid, resource.RLIMIT_NOFILE, (limit, hard))
     socks = []
     try:
         for _ in range(limit + 20):
