@@ -319,9 +319,11 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     tk_worker_t *w = h->data;
     if (signum == SIGHUP) {
-        if (w->notify) sd_notify(0, "RELOADING=1");
+        /* Before READY=1 (on_loaded), READY=1 would end systemd's start. */
+        bool tell = w->notify && tk_hub_is_ready(w->hub);
+        if (tell) sd_notify(0, "RELOADING=1");
         reload(w);
-        if (w->notify) sd_notify(0, "READY=1");
+        if (tell) sd_notify(0, "READY=1");
         return;
     }
     stop(w, signum);
@@ -401,7 +403,7 @@ static int start(tk_worker_t *w)
         return start_failed(w);
     }
     if (tk_net_start(&w->site, &w->lws)) {
-        turn(w); /* the listener failed: net.c took the first of lws's steps */
+        if (w->lws) turn(w); /* the listener failed: net.c took lws's first step */
         return start_failed(w);
     }
     w->hub = w->site.hub = tk_hub_create(&w->loop, w->history, &lim);
