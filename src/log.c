@@ -1,7 +1,8 @@
 /* log.c - one line per event to stderr, as text or as one JSON object, with
  * levels, and two token buckets for what a flood could repeat: one for the
  * refusals of clients, one for the daemon's own trouble (Redis, lws), so
- * that a flood of bad clients cannot hide a Redis outage. */
+ * that a flood of bad clients cannot hide a Redis outage. It keeps the
+ * first error line since a mark: the reason a start failed. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>

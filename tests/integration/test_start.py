@@ -284,10 +284,16 @@ def test_one_process_with_a_missing_key_exits_at_once(tmp_path, daemon):
     assert d.ns.seen("READY=1") == []
 
 
-def test_garbage_certificate_retried_then_the_daemon_gives_up(tmp_path, daemon):
-    cert, key = tmp_path / "bad.crt", tmp_path / "bad.key"
+def garbage_tls(directory):
+    """tls_cert and tls_key files that are not PEM."""
+    cert, key = directory / "server.crt", directory / "server.key"
     cert.write_text("not a certificate\n")
     key.write_text("not a key\n")
+    return cert, key
+
+
+def test_garbage_certificate_retried_then_the_daemon_gives_up(tmp_path, daemon):
+    cert, key = garbage_tls(tmp_path)
     d = daemon(2, server={"tls_cert": cert, "tls_key": key})
     rc, _ = d.wait_exit(GIVE_UP_WITHIN)
     log = d.log()
@@ -304,9 +310,7 @@ def test_garbage_certificate_retried_then_the_daemon_gives_up(tmp_path, daemon):
 
 
 def test_certificate_fixed_during_the_backoff_comes_up(tmp_path, daemon):
-    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
-    cert.write_text("not a certificate\n")
-    key.write_text("not a key\n")
+    cert, key = garbage_tls(tmp_path)
     d = daemon(2, server={"tls_cert": cert, "tls_key": key})
     d.wait_log(rf"could not start \(attempt 1 of {ATTEMPTS}\)", START_WITHIN)
     good_cert, good_key = make_cert(tmp_path, "good")
