@@ -1,7 +1,8 @@
 /* log.c - one line per event to stderr, as text or as one JSON object, with
  * levels, and two token buckets for what a flood could repeat: one for the
  * refusals of clients, one for the daemon's own trouble (Redis, lws), so
- * that a flood of bad clients cannot hide a Redis outage. */
+ * that a flood of bad clients cannot hide a Redis outage. It keeps the
+ * first error line since a mark: the reason a start failed. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 tk_log_level_t tk_log_level = TK_LOG_INFO;
 static bool log_json;
+static char first_error[256];
 
 static const char *const level_name[] = {"debug", "info", "warn", "error"};
 
@@ -50,6 +52,8 @@ static void vlog(tk_log_level_t level, const char *fmt, va_list ap)
     snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (level == TK_LOG_ERROR && !*first_error)
+        snprintf(first_error, sizeof first_error, "%.*s", (int)sizeof first_error - 1, msg);
     if (!log_json) {
         fprintf(stderr, "%s [%d] %s: %s\n", stamp, (int)getpid(), level_name[level], msg);
         return;
@@ -113,4 +117,14 @@ void tk_log_refused(const char *fmt, ...)
     va_start(ap, fmt);
     vlog(TK_LOG_INFO, fmt, ap);
     va_end(ap);
+}
+
+const char *tk_log_first_error(void)
+{
+    return first_error;
+}
+
+void tk_log_first_error_reset(void)
+{
+    *first_error = 0;
 }

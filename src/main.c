@@ -147,6 +147,32 @@ static int run_worker(int index)
     return rc;
 }
 
+/* Nothing else may hold the listen address (listener.h); the reason is
+ * logged. */
+static int probe(void)
+{
+    return tk_listener_probe(master_cfg->listen_host, master_cfg->listen_port);
+}
+
+/* A start that failed ends a single process at once. */
+static int start_failed(const char *why)
+{
+    tk_log(TK_LOG_ERROR, "could not start: %s; exiting", *why ? why : "no reason logged");
+    return TK_EXIT_START;
+}
+
+/* One process, the only worker: takes cfg over. */
+static int run_single(tk_config_t *cfg)
+{
+    tk_log_first_error_reset();
+    if (tk_listener_probe(cfg->listen_host, cfg->listen_port)) {
+        tk_config_free(cfg);
+        return start_failed(tk_log_first_error());
+    }
+    int rc = tk_worker_run(0, cfg, load_config, true);
+    return rc == TK_EXIT_START ? start_failed(tk_metrics->workers[0].start_error) : rc;
+}
+
 int main(int argc, char **argv)
 {
     char err[512];
@@ -168,19 +194,14 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc;
-    if (tk_listener_probe(cfg->listen_host, cfg->listen_port)) {
-        tk_metrics_free();
-        tk_config_free(cfg);
-        return 1;
-    }
     if (cfg->workers > 1) {
         master_cfg = cfg;
-        rc = tk_supervise(cfg->workers, run_worker, reload);
+        rc = tk_supervise(cfg->workers, run_worker, reload, probe);
         tk_config_free(master_cfg);
     } else {
-        rc = tk_worker_run(0, cfg, load_config, true); /* takes cfg over */
+        rc = run_single(cfg);
     }
     tk_metrics_free();
-    tk_log(TK_LOG_INFO, "stopped");
+    if (rc != TK_EXIT_START) tk_log(TK_LOG_INFO, "stopped");
     return rc;
 }

@@ -2,9 +2,18 @@
  *
  * The master never blocks for long: a worker that died is reaped as soon as
  * SIGCHLD arrives and its gauges and per-IP counts are released at once
- * (tk_metrics_release), even when its restart has to wait for the one-a-
- * second limit; that wait is a deadline the main loop sleeps towards. */
+ * (tk_metrics_release), even when its restart has to wait; that wait is a
+ * deadline the main loop sleeps towards.
+ *
+ * A worker dies one of two ways. One that exits with TK_EXIT_START could not
+ * start (bind, TLS): it is tried again after a backoff, and after
+ * TK_START_ATTEMPTS failures in a row the master gives up: it stops the
+ * other workers and exits TK_EXIT_START with the reason. Any other death is
+ * a crash of a worker that had started: it is restarted at once, but not
+ * more often than once a second. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +37,19 @@ typedef struct child {
     pid_t pid;             /* 0: not running */
     int64_t started_ms;    /* monotonic time of the last fork */
     int64_t restart_at_ms; /* monotonic; 0: no restart pending */
+    bool ran;              /* a worker ran in this slot: the next is a restart */
+    int failures;          /* failed starts in a row */
+    char reason[256];      /* why the last one failed */
 } child_t;
 
 static child_t *kids; /* [nkids], one per worker slot */
 static int nkids;
+static int (*probe)(void);
+static int gave_up = -1; /* the worker that failed TK_START_ATTEMPTS times */
+static uint32_t rnd;     /* xorshift32: the backoff's jitter */
+static bool stopping;    /* SIGTERM, or gave up: waiting for the workers */
+static time_t stop_started;
+static bool ready_sent; /* READY=1 told: every worker served once */
 
 static int64_t mono_ms(void)
 {
@@ -50,12 +68,66 @@ void tk_notify_status(void)
                *last ? last : "-");
 }
 
-/* Forks worker i; on failure, tries again in a second. */
+static int alive(void)
+{
+    int n = 0;
+    for (int i = 0; i < nkids; i++)
+        n += kids[i].pid > 0;
+    return n;
+}
+
+/* The pause after the nth failed start in a row: 1 s doubling to the
+ * maximum, less a random quarter at most, so that workers failing
+ * together do not retry together. */
+static int64_t backoff_ms(int failures)
+{
+    int64_t ms = TK_START_BACKOFF_MS;
+    for (int f = 1; f < failures && ms < TK_START_BACKOFF_MAX_MS; f++)
+        ms *= 2;
+    if (ms > TK_START_BACKOFF_MAX_MS) ms = TK_START_BACKOFF_MAX_MS;
+    rnd ^= rnd << 13;
+    rnd ^= rnd >> 17;
+    rnd ^= rnd << 5;
+    return ms - (int64_t)(rnd % (uint32_t)(ms / 4 + 1));
+}
+
+/* Worker i could not start (its reason in kids[i].reason; pid 0 when it
+ * was never forked): another attempt after the backoff, or, after the
+ * last one, gave_up tells the main loop to stop the daemon. */
+static void start_failed(int i, pid_t pid)
+{
+    child_t *k = &kids[i];
+    char who[32] = "";
+    if (!*k->reason) snprintf(k->reason, sizeof k->reason, "no reason logged");
+    if (++k->failures >= TK_START_ATTEMPTS) {
+        if (gave_up < 0) gave_up = i;
+        return;
+    }
+    int64_t ms = backoff_ms(k->failures);
+    k->restart_at_ms = mono_ms() + ms;
+    if (pid) snprintf(who, sizeof who, " (pid %d)", (int)pid);
+    tk_log(TK_LOG_ERROR, "worker %d%s could not start (attempt %d of %d): trying again in %.1f s",
+           i, who, k->failures, TK_START_ATTEMPTS, (double)ms / 1000);
+}
+
+/* Forks worker i. While none of ours holds the listen address, the probe
+ * checks that nothing else does first; a failed probe or fork is a failed
+ * start. tickerd_worker_restarts_total counts the forks of a slot where a
+ * worker ran before. */
 static void spawn(int i, int (*worker)(int), const sigset_t *old)
 {
     child_t *k = &kids[i];
     k->restart_at_ms = 0;
     k->started_ms = mono_ms();
+    *k->reason = 0;
+    if (probe && alive() == 0) {
+        tk_log_first_error_reset();
+        if (probe()) {
+            snprintf(k->reason, sizeof k->reason, "%s", tk_log_first_error());
+            start_failed(i, 0);
+            return;
+        }
+    }
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -65,12 +137,15 @@ static void spawn(int i, int (*worker)(int), const sigset_t *old)
         _exit(worker(i));
     }
     if (pid < 0) {
-        tk_log(TK_LOG_ERROR, "fork of worker %d: %s; trying again in 1 s", i, strerror(errno));
+        snprintf(k->reason, sizeof k->reason, "fork: %s", strerror(errno));
+        tk_log(TK_LOG_ERROR, "worker %d: %s", i, k->reason);
         k->pid = 0;
-        k->restart_at_ms = k->started_ms + RESTART_MIN_INTERVAL_MS;
+        start_failed(i, 0);
         return;
     }
     k->pid = pid;
+    if (k->ran) __atomic_fetch_add(&tk_metrics->worker_restarts_total, 1, __ATOMIC_RELAXED);
+    k->ran = true;
 }
 
 static int index_of(pid_t pid)
@@ -80,20 +155,30 @@ static int index_of(pid_t pid)
     return -1;
 }
 
-/* Reaps exited workers and releases what they held; schedules their
- * restart unless stopping. */
-static void reap(int stopping)
+/* Reaps exited workers and releases what they held; unless stopping,
+ * schedules the restart of one that crashed, or the next attempt of one
+ * that could not start. */
+static void reap(void)
 {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         int i = index_of(pid);
         if (i < 0) continue;
-        kids[i].pid = 0;
+        child_t *k = &kids[i];
+        const char *why = tk_metrics->workers[i].start_error;
+        bool start = WIFEXITED(status) && WEXITSTATUS(status) == TK_EXIT_START;
+        if (start) snprintf(k->reason, sizeof k->reason, "%.*s", (int)sizeof k->reason - 1, why);
+        k->pid = 0;
         tk_metrics_release(i);
         if (stopping) continue;
-        int64_t at = kids[i].started_ms + RESTART_MIN_INTERVAL_MS, now = mono_ms();
-        kids[i].restart_at_ms = at > now ? at : now;
+        if (start) {
+            start_failed(i, pid);
+            continue;
+        }
+        k->failures = 0;
+        int64_t at = k->started_ms + RESTART_MIN_INTERVAL_MS, now = mono_ms();
+        k->restart_at_ms = at > now ? at : now;
         tk_log(TK_LOG_ERROR, "worker %d (pid %d) %s %d: restarting", i, (int)pid,
                WIFSIGNALED(status) ? "killed by signal" : "exited with",
                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
@@ -110,21 +195,11 @@ static int64_t restart_due(int (*worker)(int), const sigset_t *old)
         int64_t left = kids[i].restart_at_ms - mono_ms();
         if (left <= 0) {
             spawn(i, worker, old);
-            if (kids[i].pid)
-                __atomic_fetch_add(&tk_metrics->worker_restarts_total, 1, __ATOMIC_RELAXED);
-            left = kids[i].restart_at_ms ? RESTART_MIN_INTERVAL_MS : TICK_MS;
+            left = kids[i].restart_at_ms ? kids[i].restart_at_ms - mono_ms() : TICK_MS;
         }
         if (left < wait) wait = left;
     }
     return wait;
-}
-
-static int alive(void)
-{
-    int n = 0;
-    for (int i = 0; i < nkids; i++)
-        n += kids[i].pid > 0;
-    return n;
 }
 
 static void signal_all(int sig)
@@ -133,23 +208,76 @@ static void signal_all(int sig)
         if (kids[i].pid > 0) kill(kids[i].pid, sig);
 }
 
-int tk_supervise(int n, int (*worker)(int), int (*reload)(void))
+/* Sends every worker SIGTERM (each stops as the daemon does on SIGTERM,
+ * drain included); the main loop waits for them, and kills those left
+ * after STOP_WAIT_S. */
+static void stop_workers(void)
 {
-    sigset_t set, old;
-    siginfo_t info;
-    int64_t tick_ms = TICK_MS, next_watchdog = 0;
-    uint64_t watchdog_us = 0;
-    int stopping = 0;
-    time_t stop_started = 0;
+    sd_notify(0, "STOPPING=1");
+    signal_all(SIGTERM);
+    stopping = true;
+    stop_started = time(NULL);
+}
+
+/* The signals the master acts on. A reload tells systemd only once it
+ * has been told READY: before, it would take READY=1 for the end of the
+ * start. */
+static void on_signal(int sig, int (*reload)(void))
+{
+    if (sig == SIGTERM || sig == SIGINT) {
+        if (stopping) return;
+        tk_log(TK_LOG_INFO, "%s: stopping %d workers", strsignal(sig), alive());
+        stop_workers();
+    } else if (sig == SIGHUP) {
+        if (ready_sent) sd_notify(0, "RELOADING=1");
+        if (reload() == 0) signal_all(SIGHUP);
+        if (ready_sent) sd_notify(0, "READY=1");
+    }
+}
+
+/* READY=1 once every worker serves; STATUS and WATCHDOG every tick. */
+static void notify(int64_t tick_ms, bool watchdog)
+{
+    static int64_t next;
+    if (!ready_sent && tk_metrics_all_ready()) {
+        sd_notify(0, "READY=1");
+        ready_sent = true;
+    }
+    if (mono_ms() < next) return;
+    tk_notify_status();
+    /* Fed only while every worker's loop turns (each stamps the time every
+     * second): a stuck worker starves it. */
+    if (watchdog && tk_metrics_all_turning(WORKER_STUCK_MS)) sd_notify(0, "WATCHDOG=1");
+    next = mono_ms() + tick_ms;
+}
+
+static int setup(int n)
+{
     if (n < 1 || n > tk_metrics->nworkers) {
         tk_log(TK_LOG_ERROR, "%d workers: the metrics block has %d slots", n, tk_metrics->nworkers);
-        return 1;
+        return -EINVAL;
     }
     if (!(kids = calloc((size_t)n, sizeof *kids))) {
         tk_log(TK_LOG_ERROR, "out of memory for %d workers", n);
-        return 1;
+        return -ENOMEM;
     }
     nkids = n;
+    gave_up = -1;
+    stopping = ready_sent = false;
+    rnd = (uint32_t)getpid() ^ (uint32_t)mono_ms();
+    if (!rnd) rnd = 1;
+    return 0;
+}
+
+int tk_supervise(int n, int (*worker)(int), int (*reload)(void), int (*probe_fn)(void))
+{
+    sigset_t set, old;
+    siginfo_t info;
+    int64_t tick_ms = TICK_MS;
+    uint64_t watchdog_us = 0;
+    int rc = 0;
+    if (setup(n)) return 1;
+    probe = probe_fn;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGTERM);
@@ -158,27 +286,20 @@ int tk_supervise(int n, int (*worker)(int), int (*reload)(void))
     sigprocmask(SIG_BLOCK, &set, &old);
     for (int i = 0; i < n; i++)
         spawn(i, worker, &old);
-    bool ready_sent = false; /* READY=1 once every worker serves */
     if (sd_watchdog_enabled(0, &watchdog_us) > 0 && (int64_t)(watchdog_us / 2000) < tick_ms)
         tick_ms = watchdog_us / 2000 ? (int64_t)(watchdog_us / 2000) : 1;
     int64_t wait = tick_ms;
     for (;;) {
         struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
-        int sig = sigtimedwait(&set, &info, &ts);
-        if (sig == SIGTERM || sig == SIGINT) {
-            if (!stopping) {
-                tk_log(TK_LOG_INFO, "%s: stopping %d workers", strsignal(sig), n);
-                sd_notify(0, "STOPPING=1");
-                signal_all(SIGTERM);
-                stopping = 1;
-                stop_started = time(NULL);
-            }
-        } else if (sig == SIGHUP) {
-            sd_notify(0, "RELOADING=1");
-            if (reload() == 0) signal_all(SIGHUP);
-            sd_notify(0, "READY=1");
+        on_signal(sigtimedwait(&set, &info, &ts), reload);
+        reap();
+        if (!stopping) wait = restart_due(worker, &old);
+        if (!stopping && gave_up >= 0) {
+            tk_log(TK_LOG_ERROR, "worker %d could not start after %d attempts: %s; exiting",
+                   gave_up, TK_START_ATTEMPTS, kids[gave_up].reason);
+            stop_workers();
+            rc = TK_EXIT_START;
         }
-        reap(stopping);
         if (stopping) {
             if (alive() == 0) break;
             if (time(NULL) - stop_started > STOP_WAIT_S) {
@@ -188,23 +309,12 @@ int tk_supervise(int n, int (*worker)(int), int (*reload)(void))
             wait = tick_ms;
             continue;
         }
-        wait = restart_due(worker, &old);
         if (wait > tick_ms) wait = tick_ms;
         if (!ready_sent && wait > 100) wait = 100; /* watch for READY closely */
-        if (!ready_sent && tk_metrics_all_ready()) {
-            sd_notify(0, "READY=1");
-            ready_sent = true;
-        }
-        if (mono_ms() >= next_watchdog) {
-            tk_notify_status();
-            /* Fed only while every worker's loop turns (each stamps the
-             * time every second): a stuck worker starves it. */
-            if (watchdog_us && tk_metrics_all_turning(WORKER_STUCK_MS)) sd_notify(0, "WATCHDOG=1");
-            next_watchdog = mono_ms() + tick_ms;
-        }
+        notify(tick_ms, watchdog_us != 0);
     }
     free(kids);
     kids = NULL;
     nkids = 0;
-    return 0;
+    return rc;
 }

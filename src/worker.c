@@ -4,6 +4,7 @@
  * shutdown. Nothing below it reaches up here: it hands each module what it
  * needs. */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
@@ -322,9 +323,11 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     tk_worker_t *w = h->data;
     if (signum == SIGHUP) {
-        if (w->notify) sd_notify(0, "RELOADING=1");
+        /* Before READY=1 (on_loaded), READY=1 would end systemd's start. */
+        bool tell = w->notify && tk_hub_is_ready(w->hub);
+        if (tell) sd_notify(0, "RELOADING=1");
         reload(w);
-        if (w->notify) sd_notify(0, "READY=1");
+        if (tell) sd_notify(0, "READY=1");
         return;
     }
     stop(w, signum);
@@ -369,10 +372,74 @@ static void start_signals(tk_worker_t *w)
 
 /* --- the worker --- */
 
+static tk_worker_t *volatile abandoned; /* see abandon() */
+
+/* Runs what is due on the loop, the close callbacks included, without
+ * waiting. */
+static void turn(tk_worker_t *w)
+{
+    for (int i = 0; i < 10 && uv_run(&w->loop, UV_RUN_NOWAIT); i++)
+        ;
+}
+
+/* A start that failed: its reason (the first error this worker logged)
+ * goes where the master finds it, and the exit status says so. */
+static int start_failed(tk_worker_t *w)
+{
+    tk_worker_stats_t *stats = &tk_metrics->workers[w->index];
+    snprintf(stats->start_error, sizeof stats->start_error, "%s", tk_log_first_error());
+    return TK_EXIT_START;
+}
+
+/* lws, the listener, the hub, the stream reader. Returns 0, or
+ * start_failed() with what did start taken down but for lws's last step
+ * (tk_net_finish); w->lws NULL then: lws is gone, see abandon(). The hub
+ * comes after lws so that nothing of ours waits on the loop then. */
+static int start(tk_worker_t *w)
+{
+    const tk_config_t *cfg = w->cfg;
+    tk_hub_limits_t lim;
+    hub_limits(cfg, &lim);
+    w->history = tk_history_create(cfg->history_size, cfg->max_live_items);
+    w->site = (tk_site_t){&w->loop, w->cfg, NULL, w->history, false, false, tk_now_ms()};
+    if (!w->history) {
+        tk_log(TK_LOG_ERROR, "out of memory for the history");
+        return start_failed(w);
+    }
+    if (tk_net_start(&w->site, &w->lws)) {
+        if (w->lws) turn(w); /* the listener failed: net.c took lws's first step */
+        return start_failed(w);
+    }
+    w->hub = w->site.hub = tk_hub_create(&w->loop, w->history, &lim);
+    if (!w->hub || !(w->stream = tk_stream_start(&w->loop, cfg, w->index, &stream_events, w))) {
+        if (!w->hub) tk_log(TK_LOG_ERROR, "out of memory for the hub");
+        tk_net_stop(w->lws);
+        tk_hub_free(w->hub);
+        w->hub = NULL;
+        turn(w);
+        return start_failed(w);
+    }
+    return 0;
+}
+
+/* lws 4.1.6 could not set up its context (TLS: the vhost) and took it down
+ * at once, leaving handles on our loop whose close callbacks are in the
+ * event library it unloaded (kept loaded, they crash in lws): the loop
+ * must never turn or close again. It stays, with what lws left on it, for
+ * the little that is left of this process. */
+static int abandon(tk_worker_t *w, int rc)
+{
+    abandoned = w;
+    tk_history_free(w->history);
+    w->history = NULL;
+    tk_config_free(w->cfg);
+    w->cfg = NULL;
+    return rc;
+}
+
 int tk_worker_run(int index, tk_config_t *cfg, tk_config_loader_t load, bool notify)
 {
     tk_worker_t *w = calloc(1, sizeof *w);
-    int rc = 1;
     if (!w) {
         tk_config_free(cfg);
         return 1;
@@ -383,36 +450,22 @@ int tk_worker_run(int index, tk_config_t *cfg, tk_config_loader_t load, bool not
     w->cfg = cfg;
     w->load = load;
     tk_metrics_bind(index);
+    tk_log_first_error_reset();
+    *tk_metrics->workers[index].start_error = 0;
     /* Down until the stream says up (it reports changes only). */
     tk_metrics->workers[index].redis_up = 0;
     tk_metrics->workers[index].redis_down_since_ms = tk_now_ms();
-    tk_hub_limits_t lim;
-    hub_limits(cfg, &lim);
-    w->history = tk_history_create(cfg->history_size, cfg->max_live_items);
-    w->hub = w->history ? tk_hub_create(&w->loop, w->history, &lim) : NULL;
-    w->site = (tk_site_t){&w->loop, cfg, w->hub, w->history, false, false, tk_now_ms()};
-    if (!w->hub || tk_net_start(&w->site, &w->lws)) goto out;
-    if (!(w->stream = tk_stream_start(&w->loop, cfg, index, &stream_events, w))) {
-        tk_net_stop(w->lws);
-        tk_hub_free(w->hub);
-        w->hub = NULL;
-        goto drain;
+    int rc = start(w);
+    if (rc && !w->lws) return abandon(w, rc);
+    if (rc == 0) {
+        start_signals(w);
+        start_notify(w);
+        tk_log(TK_LOG_INFO, "tickerd %s listening on %s, stream %s", TK_VERSION, cfg->listen,
+               cfg->stream_key);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
     }
-    start_signals(w);
-    start_notify(w);
-    tk_log(TK_LOG_INFO, "tickerd %s listening on %s, stream %s", TK_VERSION, cfg->listen,
-           cfg->stream_key);
-    rc = 0;
-drain:
-    uv_run(&w->loop, UV_RUN_DEFAULT);
     tk_net_finish(w->lws);
-    for (int i = 0; i < 10 && uv_run(&w->loop, UV_RUN_NOWAIT); i++)
-        ;
-out:
-    if (w->hub) { /* start-up failed before the loop ran */
-        tk_hub_free(w->hub);
-        uv_run(&w->loop, UV_RUN_NOWAIT);
-    }
+    turn(w);
     tk_resolve_drain(&w->loop, RESOLVE_WAIT_MS);
     /* lws 4.1.6 on a foreign loop leaves a few of its handles behind; the
      * process ends here, so that is logged only when debugging. */

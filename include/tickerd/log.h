@@ -22,4 +22,11 @@ void tk_log_limited(tk_log_level_t level, const char *fmt, ...)
 /* A refused client (info): the same, from a budget of its own. */
 void tk_log_refused(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The first error line this process logged since tk_log_first_error_reset()
+ * ("" when none): what a start that failed says as its reason
+ * (supervisor.c). The text is this process's own, valid until the next
+ * reset. */
+const char *tk_log_first_error(void);
+void tk_log_first_error_reset(void);
+
 #endif

@@ -46,6 +46,9 @@ typedef struct tk_worker_stats {
     int64_t ready;     /* listening and the start-up load done */
     int64_t turned_ms; /* wall time its loop last turned (the watchdog) */
     char last_id[48];
+    /* Why it could not start, when it exits with TK_EXIT_START
+     * (supervisor.h): set by the worker, read by the master as it reaps. */
+    char start_error[256];
 } tk_worker_stats_t;
 
 /* One worker's figures. Only 64-bit fields, so that readers can sum slots
