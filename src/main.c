@@ -134,6 +134,7 @@ static int reload(void)
     tk_worker_keep_fixed(cfg, master_cfg);
     tk_config_free(master_cfg);
     master_cfg = cfg;
+    tk_supervisor_set_drain(cfg->drain_s);
     tk_log(TK_LOG_INFO, "configuration reloaded from %s (the workers load it too)",
            opts.config ? opts.config : "defaults");
     return 0;
@@ -196,6 +197,7 @@ int main(int argc, char **argv)
     int rc;
     if (cfg->workers > 1) {
         master_cfg = cfg;
+        tk_supervisor_set_drain(cfg->drain_s);
         rc = tk_supervise(cfg->workers, run_worker, reload, probe);
         tk_config_free(master_cfg);
     } else {

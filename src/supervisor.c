@@ -49,6 +49,7 @@ static int gave_up = -1; /* the worker that failed TK_START_ATTEMPTS times */
 static uint32_t rnd;     /* xorshift32: the backoff's jitter */
 static bool stopping;    /* SIGTERM, or gave up: waiting for the workers */
 static time_t stop_started;
+static int drain_s;     /* the workers' drain: the wait for them grows by it */
 static bool ready_sent; /* READY=1 told: every worker served once */
 
 static int64_t mono_ms(void)
@@ -225,7 +226,11 @@ static void stop_workers(void)
 static void on_signal(int sig, int (*reload)(void))
 {
     if (sig == SIGTERM || sig == SIGINT) {
-        if (stopping) return;
+        if (stopping) { /* again: the workers end their drains at once */
+            tk_log(TK_LOG_INFO, "%s again: the workers close their clients now", strsignal(sig));
+            signal_all(SIGTERM);
+            return;
+        }
         tk_log(TK_LOG_INFO, "%s: stopping %d workers", strsignal(sig), alive());
         stop_workers();
     } else if (sig == SIGHUP) {
@@ -269,6 +274,11 @@ static int setup(int n)
     return 0;
 }
 
+void tk_supervisor_set_drain(int seconds)
+{
+    drain_s = seconds > 0 ? seconds : 0;
+}
+
 int tk_supervise(int n, int (*worker)(int), int (*reload)(void), int (*probe_fn)(void))
 {
     sigset_t set, old;
@@ -302,8 +312,8 @@ int tk_supervise(int n, int (*worker)(int), int (*reload)(void), int (*probe_fn)
         }
         if (stopping) {
             if (alive() == 0) break;
-            if (time(NULL) - stop_started > STOP_WAIT_S) {
-                tk_log(TK_LOG_WARN, "workers did not stop in %d s: killing", STOP_WAIT_S);
+            if (time(NULL) - stop_started > STOP_WAIT_S + drain_s) {
+                tk_log(TK_LOG_WARN, "workers did not stop in %d s: killing", STOP_WAIT_S + drain_s);
                 signal_all(SIGKILL);
             }
             wait = tick_ms;

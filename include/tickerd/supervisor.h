@@ -28,6 +28,9 @@
  * TK_EXIT_START when a worker failed to start TK_START_ATTEMPTS times in a
  * row, 1 when the workers cannot be set up at all. */
 int tk_supervise(int n, int (*worker)(int index), int (*reload)(void), int (*probe)(void));
+/* The workers' [server] drain_s (at start and after each reload): a stop
+ * waits that much longer for them before it kills them. */
+void tk_supervisor_set_drain(int seconds);
 
 /* sd_notify STATUS line with the daemon-wide figures. */
 void tk_notify_status(void);

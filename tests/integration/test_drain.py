@@ -113,3 +113,45 @@ def test_drain_with_no_clients_exits_at_once(make_tickerd):
     td.proc.wait(timeout=10)
     assert td.proc.returncode == 0
     assert time.monotonic() - start < 5
+
+
+def test_drain_with_workers_is_not_cut_short(make_tickerd):
+    """With workers the master waits drain_s (plus its margin) before it
+    kills any, and a second SIGTERM to the master ends the drains."""
+    td = make_tickerd({"server": {"workers": 2, "drain_s": 12}})
+
+    async def main():
+        conns = await connect_all(td, 40)
+        wait_until(lambda: td.health()[1]["connections"] == 40, 10, what="all connected")
+        waits = [asyncio.ensure_future(closed_at(c)) for c in conns]
+        start = time.monotonic()
+        td.proc.send_signal(signal.SIGTERM)
+        results = await asyncio.wait_for(asyncio.gather(*waits), 30)
+        return start, results
+
+    start, results = run(main(), timeout=60)
+    codes = collections.Counter(code for _, code in results)
+    assert codes == {1001: 40}, codes  # none killed: every close is a 1001
+    assert max(t for t, _ in results) - start > 9  # the drain ran its course
+    td.proc.wait(timeout=10)
+    assert td.proc.returncode == 0
+    assert "killing" not in td.log()
+
+    td2 = make_tickerd({"server": {"workers": 2, "drain_s": 60}}, name="second")
+
+    async def again():
+        conns = await connect_all(td2, 20)
+        wait_until(lambda: td2.health()[1]["connections"] == 20, 10, what="all connected")
+        waits = [asyncio.ensure_future(closed_at(c)) for c in conns]
+        td2.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1)
+        start = time.monotonic()
+        td2.proc.send_signal(signal.SIGTERM)
+        results = await asyncio.wait_for(asyncio.gather(*waits), 15)
+        return start, results
+
+    start, results = run(again(), timeout=60)
+    assert all(code == 1001 for _, code in results)
+    assert max(t for t, _ in results) - start < 4
+    td2.proc.wait(timeout=15)
+    assert td2.proc.returncode == 0
