@@ -19,6 +19,49 @@
 #include "tickerd/item.h"
 #include "tickerd/metrics.h"
 
+/* --- allocation failure, on demand ---
+ * This binary is linked with --wrap for malloc, calloc, realloc and strdup
+ * (Makefile), so every allocation of tickerd's own objects comes here
+ * (jansson's own are not: under a failed allocation jansson 2.14 can dump
+ * an object with a key missing, a library matter left out here). With
+ * fail_after >= 0, the
+ * allocation that many allocations from now fails. The test's own
+ * allocations (the fake socket, the parsed frames) are never failed. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+static long fail_after = -1;
+static bool failed_one, test_code;
+
+static bool fail_now(void)
+{
+    if (fail_after < 0 || test_code) return false;
+    if (fail_after-- > 0) return false;
+    failed_one = true;
+    return true;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return fail_now() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return fail_now() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return fail_now() ? NULL : __real_realloc(p, n);
+}
+
+char *__wrap_strdup(const char *s)
+{
+    return fail_now() ? NULL : __real_strdup(s);
+}
+
 /* A client whose socket is a byte buffer. stalled = it reads nothing, so
  * no writable callback comes. */
 typedef struct fake {
@@ -34,7 +77,7 @@ typedef struct fake {
 static int fake_write(tk_client_t *c, unsigned char *data, size_t len)
 {
     fake_t *f = (fake_t *)c;
-    f->out = realloc(f->out, f->outlen + len);
+    f->out = __real_realloc(f->out, f->outlen + len);
     memcpy(f->out + f->outlen, data, len);
     f->outlen += len;
     f->writes++;
@@ -186,7 +229,7 @@ static json_t *frames(const fake_t *f)
         if (op == 1) {
             json_error_t e;
             json_t *o = json_loadb((const char *)f->out + i + hl, len, 0, &e);
-            assert_non_null(o);
+            if (!o) fail_msg("not JSON: '%.*s'", (int)len, (const char *)f->out + i + hl);
             json_array_append_new(list, o);
         }
         i += hl + len;
@@ -475,6 +518,84 @@ static void test_writes_fit_the_socket(void **state)
     disconnect(f);
 }
 
+/* Out of memory on the delivery path (issue 12): for every allocation of
+ * a scenario in turn (clients connecting with a replay, items published
+ * and caught up), that one allocation fails. Afterwards every client has
+ * either been closed with 1011 or has every item it matched that was
+ * accepted, in order: a message is never dropped silently. */
+static void test_out_of_memory_closes_1011(void **state)
+{
+    int rounds = 0, closed = 0, lost_items = 0;
+    for (long n = 0;; n++, rounds++) {
+        start_hub(NULL);
+        for (int i = 0; i < 4; i++)
+            publish(i % 2 ? "europe" : "mena", 50);
+        failed_one = false;
+        fail_after = n;
+        test_code = true;
+        fake_t *f[3];
+        const char *queries[3] = {"replay=2", "region=europe&replay=3", "replay=0"};
+        for (int i = 0; i < 3; i++) {
+            f[i] = calloc(1, sizeof *f[i]);
+            f[i]->closing_code = -1;
+            tk_sub_req_t *req = malloc(sizeof *req);
+            char err[256];
+            tk_sub_req_init(req);
+            assert_int_equal(tk_query_parse(cfg, queries[i], req, err, sizeof err), 0);
+            test_code = false;
+            tk_hub_attach(hub, &f[i]->client, &fake_ops, req);
+            test_code = true;
+        }
+        test_code = false;
+        bool accepted[8] = {0};
+        for (int i = 0; i < 8; i++) {
+            const char *region = i % 2 ? "europe" : "mena";
+            tk_field_t fields[2] = {{"text", 4, "live", 4}, {"region", 6, region, strlen(region)}};
+            tk_item_t item;
+            tk_reject_t rej;
+            tk_id_t id = {(uint64_t)t0, (uint64_t)next_id++};
+            if (tk_item_parse(cfg, id, fields, 2, &item, &rej)) continue; /* refused: reported */
+            tk_event_t *ev = tk_history_add(history, &item, &rej);
+            if (!ev) continue;
+            accepted[i] = true;
+            tk_hub_publish(hub, ev);
+            for (int k = 0; k < 3; k++)
+                pump(f[k]);
+        }
+        fail_after = -1;
+        test_code = true;
+        for (int k = 0; k < 3; k++) {
+            pump(f[k]);
+            if (f[k]->closing_code == 1011) {
+                closed++;
+                continue;
+            }
+            assert_int_equal(f[k]->closing_code, -1);
+            /* the live items it matched, every one, in order */
+            json_t *l = frames(f[k]);
+            int seqs[16], want[16], nwant = 0;
+            for (int i = 0; i < 8; i++)
+                if (accepted[i] && (k != 1 || i % 2)) want[nwant++] = 4 + i;
+            int got = item_seqs(l, 0, seqs, 16), live = 0;
+            for (int i = 0; i < got; i++)
+                if (seqs[i] >= 4) seqs[live++] = seqs[i];
+            if (live != nwant) lost_items++;
+            assert_int_equal(live, nwant);
+            for (int i = 0; i < nwant; i++)
+                assert_int_equal(seqs[i], want[i]);
+            json_decref(l);
+        }
+        for (int k = 0; k < 3; k++)
+            disconnect(f[k]);
+        test_code = false;
+        stop_hub(NULL);
+        if (!failed_one) break; /* every allocation of the scenario has failed once */
+    }
+    assert_true(rounds > 20);
+    assert_true(closed > 0);
+    assert_int_equal(lost_items, 0);
+}
+
 int main(void)
 {
     if (tk_metrics_init(1)) return 1;
@@ -488,6 +609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resync_gap, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_parked_client, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_writes_fit_the_socket, start_hub, stop_hub),
+        cmocka_unit_test(test_out_of_memory_closes_1011),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tk_metrics_free();
