@@ -556,7 +556,10 @@ static void test_out_of_memory_closes_1011(void **state)
             tk_id_t id = {(uint64_t)t0, (uint64_t)next_id++};
             if (tk_item_parse(cfg, id, fields, 2, &item, &rej)) continue; /* refused: reported */
             tk_event_t *ev = tk_history_add(history, &item, &rej);
-            if (!ev) continue;
+            if (!ev) { /* refused: the item stays ours, as in the worker */
+                tk_item_clear(&item);
+                continue;
+            }
             accepted[i] = true;
             tk_hub_publish(hub, ev);
             for (int k = 0; k < 3; k++)
