@@ -173,9 +173,10 @@ int tk_client_send_json(tk_client_t *c, const char *type, json_t *obj)
         return enqueue(c, NULL);
     }
     json_decref(obj);
-    char *s = json_dumps(o, JSON_COMPACT);
+    size_t len;
+    char *s = tk_json_dump(o, &len);
     json_decref(o);
-    tk_msg_t *m = s ? tk_msg_frame(c->transport, type, NULL, s, strlen(s)) : NULL;
+    tk_msg_t *m = s ? tk_msg_frame(c->transport, type, NULL, s, len) : NULL;
     free(s);
     int rc = enqueue(c, m);
     tk_msg_unref(m);
