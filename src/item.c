@@ -260,7 +260,6 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
 {
     json_error_t jerr;
     json_t *obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!obj && json_error_code(&jerr) == json_error_out_of_memory) return out_of_memory(rej);
     if (!obj || !json_is_object(obj)) {
         json_decref(obj);
         return reject(rej, TK_REJECT_BAD_JSON, "json is not a JSON object%.*s", "", 0);
