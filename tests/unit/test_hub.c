@@ -543,6 +543,36 @@ static void test_writes_fit_the_socket(void **state)
     disconnect(f);
 }
 
+/* A replay of [replay] max items, however many, is written at the
+ * client's pace: the bound on a client's own frames (pongs and errors it
+ * asked for without reading) comes on top of it. */
+static void test_replay_max_is_not_too_many_frames(void **state)
+{
+    tk_hub_limits_t lim = limits(1 << 30);
+    lim.replay_max = 9000;
+    tk_hub_set_limits(hub, &lim);
+    for (int i = 0; i < 9000; i++)
+        publish("", 10);
+    fake_t *f = connect_client("replay=9000");
+    assert_int_equal(f->closing_code, -1);
+    pump(f);
+    json_t *l = frames(f);
+    assert_int_equal(json_array_size(l), 9002);
+    assert_string_equal(type_of(l, 9001), "replay");
+    json_decref(l);
+    /* Stalled now: pongs wait, up to the bound and no further. */
+    f->stalled = true;
+    f->busy = true;
+    int queued = 0;
+    while (f->closing_code == -1 && queued < 100000) {
+        tk_client_send_json(&f->client, "pong", json_object());
+        queued++;
+    }
+    assert_int_equal(f->closing_code, 1013);
+    assert_int_equal(queued, 8192 + 9000 + 2 + 1); /* the one over the bound closes */
+    disconnect(f);
+}
+
 /* --- out of memory on the delivery path ---
  * A scene drives items from stream fields through tk_item_parse,
  * tk_history_add and tk_hub_publish to clients of both transports that are
@@ -856,6 +886,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resync_gap, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_parked_client, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_writes_fit_the_socket, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_replay_max_is_not_too_many_frames, start_hub,
+                                        stop_hub),
         cmocka_unit_test(test_out_of_memory),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
