@@ -21,7 +21,9 @@
 /* Events looked at per writable callback, matching or not: a client with a
  * narrow filter far behind must not hold the loop. */
 #define SCAN_PER_WRITE 4096
-/* Own frames a client may have waiting (replay references included). */
+/* Own frames a client may have waiting besides its replay (hello, marker
+ * and up to [replay] max references): pongs, errors it asked for without
+ * reading. */
 #define OWN_FRAMES_MAX 8192
 
 struct tk_hub {
@@ -150,7 +152,7 @@ static int enqueue(tk_client_t *c, tk_msg_t *m)
         tk_client_close(c, 1011); /* out of memory: never a silent loss */
         return -1;
     }
-    if (c->qlen >= OWN_FRAMES_MAX) {
+    if (c->qlen >= OWN_FRAMES_MAX + 2 + (uint32_t)c->hub->lim.replay_max) {
         slow_consumer(c, "too many frames of its own waiting");
         return -1;
     }
