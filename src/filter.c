@@ -291,22 +291,33 @@ int tk_sub_req_check(const tk_config_t *cfg, const tk_sub_req_t *req, char *err,
 static json_t *names_json(tk_name_kind_t kind, uint64_t mask, int max)
 {
     json_t *a = json_array();
-    for (int i = 0; i < max; i++)
-        if (mask >> i & 1 && tk_name_of(kind, i))
-            json_array_append_new(a, json_string(tk_name_of(kind, i)));
+    for (int i = 0; a && i < max; i++)
+        if (mask >> i & 1 && tk_name_of(kind, i) &&
+            json_array_append_new(a, json_string(tk_name_of(kind, i)))) {
+            json_decref(a);
+            return NULL;
+        }
     return a;
 }
 
+/* NULL when out of memory, never an object with a key left out (a hello
+ * would then show a wider filter than the client has). */
 json_t *tk_filter_to_json(const tk_filter_t *f)
 {
     json_t *o = json_object();
+    int bad = 0;
     if (f->regions != TK_ALL64)
-        json_object_set_new(o, "region", names_json(TK_NAME_REGION, f->regions, TK_MAX_REGIONS));
+        bad |= json_object_set_new(o, "region",
+                                   names_json(TK_NAME_REGION, f->regions, TK_MAX_REGIONS));
     if (f->langs != TK_ALL32)
-        json_object_set_new(o, "lang", names_json(TK_NAME_LANG, f->langs, TK_MAX_LANGS));
-    json_object_set_new(o, "priority", json_string(tk_priority_name(f->min_priority)));
+        bad |= json_object_set_new(o, "lang", names_json(TK_NAME_LANG, f->langs, TK_MAX_LANGS));
+    bad |= json_object_set_new(o, "priority", json_string(tk_priority_name(f->min_priority)));
     if (f->categories != TK_ALL32)
-        json_object_set_new(o, "category",
-                            names_json(TK_NAME_CATEGORY, f->categories, TK_MAX_CATEGORIES));
+        bad |= json_object_set_new(o, "category",
+                                   names_json(TK_NAME_CATEGORY, f->categories, TK_MAX_CATEGORIES));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }

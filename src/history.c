@@ -430,17 +430,28 @@ static int make_publish(tk_history_t *h, tk_event_t *ev, tk_item_t *item)
     return 0;
 }
 
+/* Worked out on a copy of the item: an update refused for want of memory
+ * leaves the state as it was, as for everyone it was never sent to. */
 static int make_update(tk_history_t *h, tk_event_t *ev, tk_state_t *st, tk_item_t *item)
 {
+    tk_item_t next;
     bool was = pinned(st);
-    if (tk_item_apply_update(&st->item, item)) return -1;
+    int nkeys = st->nkeys;
+    if (tk_item_copy(&next, &st->item)) return -1;
+    if (tk_item_apply_update(&next, item) || add_key(st, key_of(&next)) ||
+        !(ev->json = tk_item_encode("update", ev->id, &ev->ref, &next, false, &ev->json_len)) ||
+        copy_keys(ev, st->keys, st->nkeys)) {
+        st->nkeys = nkeys;
+        tk_item_clear(&next);
+        return -1;
+    }
+    tk_item_clear(&st->item);
+    st->item = next;
     count_pin(h, was, st);
     state_drop_msgs(st);
     heap_fix(h, st->heap_at); /* a new ttl moves its expiry */
-    if (add_key(st, key_of(&st->item))) return -1;
     ev->expires_ms = st->item.expires_ms;
-    ev->json = tk_item_encode("update", ev->id, &ev->ref, &st->item, false, &ev->json_len);
-    return ev->json && !copy_keys(ev, st->keys, st->nkeys) ? 0 : -1;
+    return 0;
 }
 
 static int make_retract(tk_history_t *h, tk_event_t *ev, tk_state_t *st)
@@ -451,11 +462,12 @@ static int make_retract(tk_history_t *h, tk_event_t *ev, tk_state_t *st)
     ev->json = tk_item_encode("retract", ev->id, &ev->ref, NULL, false, &ev->json_len);
     if (!ev->json) return -1;
     if (!st) return copy_keys(ev, &everyone, 1);
+    if (copy_keys(ev, st->keys, st->nkeys)) return -1;
     bool was = pinned(st);
     st->retracted = true;
     count_pin(h, was, st);
     state_drop_msgs(st);
-    return copy_keys(ev, st->keys, st->nkeys);
+    return 0;
 }
 
 static tk_event_t *refuse(tk_reject_t *rej, tk_reason_t reason, const char *detail)
@@ -475,8 +487,13 @@ tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
         return refuse(rej, TK_REJECT_UNKNOWN_REF, "update of an item that is not live here");
     if (item->op == TK_OP_UPDATE && st->retracted)
         return refuse(rej, TK_REJECT_RETRACTED_REF, "update of a retracted item");
+    /* Room in the log first: once the store has changed, the event must
+     * be logged (or live clients would miss what replays show). */
     tk_event_t *ev = calloc(1, sizeof *ev);
-    if (!ev) return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
+    if (!ev || (h->next - h->first == h->cap && log_grow(h))) {
+        free(ev);
+        return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
+    }
     ev->id = item->id;
     ev->op = item->op;
     /* A ref may name an update of the item; clients know it by the

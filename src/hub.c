@@ -21,7 +21,9 @@
 /* Events looked at per writable callback, matching or not: a client with a
  * narrow filter far behind must not hold the loop. */
 #define SCAN_PER_WRITE 4096
-/* Own frames a client may have waiting (replay references included). */
+/* Own frames a client may have waiting besides its replay (hello, marker
+ * and up to [replay] max references): pongs, errors it asked for without
+ * reading. */
 #define OWN_FRAMES_MAX 8192
 
 struct tk_hub {
@@ -150,7 +152,7 @@ static int enqueue(tk_client_t *c, tk_msg_t *m)
         tk_client_close(c, 1011); /* out of memory: never a silent loss */
         return -1;
     }
-    if (c->qlen >= OWN_FRAMES_MAX) {
+    if (c->qlen >= OWN_FRAMES_MAX + 2 + (uint32_t)c->hub->lim.replay_max) {
         slow_consumer(c, "too many frames of its own waiting");
         return -1;
     }
@@ -173,9 +175,10 @@ int tk_client_send_json(tk_client_t *c, const char *type, json_t *obj)
         return enqueue(c, NULL);
     }
     json_decref(obj);
-    char *s = json_dumps(o, JSON_COMPACT);
+    size_t len;
+    char *s = tk_json_dump(o, &len);
     json_decref(o);
-    tk_msg_t *m = s ? tk_msg_frame(c->transport, type, NULL, s, strlen(s)) : NULL;
+    tk_msg_t *m = s ? tk_msg_frame(c->transport, type, NULL, s, len) : NULL;
     free(s);
     int rc = enqueue(c, m);
     tk_msg_unref(m);

@@ -134,10 +134,16 @@ static int parse_ttl(const char *v, size_t n, uint32_t *out)
     return 0;
 }
 
-static int set_text(char **dst, const char *v, size_t n)
+/* An entry refused for want of memory is counted and logged as such. */
+static int out_of_memory(tk_reject_t *rej)
+{
+    return reject(rej, TK_REJECT_BAD_ENTRY, "out of memory%.*s", "", 0);
+}
+
+static int set_text(char **dst, const char *v, size_t n, tk_reject_t *rej)
 {
     *dst = strndup(v, n);
-    return *dst ? 0 : -1;
+    return *dst ? 0 : out_of_memory(rej);
 }
 
 /* Validates one known field into item. Returns 0, 1 for an unknown field
@@ -163,7 +169,7 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
             return -1;
         }
         item->has |= TK_F_TEXT;
-        return set_text(&item->text, v, n);
+        return set_text(&item->text, v, n, rej);
     }
     trim(&v, &n);
     if (IS("lang")) {
@@ -191,14 +197,14 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
             return reject(rej, TK_REJECT_BAD_URL,
                           "url '%.*s' is not an absolute http(s) URL of at most 2048 bytes", v, n);
         item->has |= TK_F_URL;
-        return set_text(&item->url, v, n);
+        return set_text(&item->url, v, n, rej);
     } else if (IS("source")) {
         if (n == 0) return 0;
         if (n > MAX_SOURCE_BYTES || !tk_utf8_valid(v, n))
             return reject(rej, TK_REJECT_BAD_SOURCE, "source is not UTF-8 of at most 200 bytes%.*s",
                           "", 0);
         item->has |= TK_F_SOURCE;
-        return set_text(&item->source, v, n);
+        return set_text(&item->source, v, n, rej);
     } else if (IS("ttl")) {
         if (parse_ttl(v, n, &item->ttl_s))
             return reject(rej, TK_REJECT_BAD_TTL, "ttl '%.*s' is not whole seconds in 1..2592000",
@@ -264,7 +270,7 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
     int rc = -1;
     const char *key;
     json_t *val;
-    if (!fields || !owned) goto out;
+    if (!fields || !owned) goto oom;
     json_object_foreach(obj, key, val)
     {
         tk_field_t *f = &fields[k];
@@ -282,7 +288,7 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
             f->value_len = 1;
         } else if (strcmp(key, "ttl") == 0 && json_is_integer(val)) {
             owned[k] = malloc(24);
-            if (!owned[k]) goto out;
+            if (!owned[k]) goto oom;
             snprintf(owned[k], 24, "%lld", (long long)json_integer_value(val));
             f->value = owned[k];
             f->value_len = strlen(owned[k]);
@@ -308,7 +314,7 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
                 total += en + 1;
             }
             owned[k] = calloc(1, total);
-            if (!owned[k]) goto out;
+            if (!owned[k]) goto oom;
             json_array_foreach(val, i, el)
             {
                 if (i) strcat(owned[k], ",");
@@ -327,6 +333,9 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
         goto out;
     }
     rc = tk_item_parse(cfg, id, fields, k, item, rej);
+    goto out;
+oom:
+    rc = out_of_memory(rej);
 out:
     for (size_t i = 0; owned && i < n; i++)
         free(owned[i]);
@@ -428,39 +437,57 @@ static json_t *id_json(tk_id_t id)
     return json_string(buf);
 }
 
-static void add_fields(json_t *o, const tk_item_t *item)
+/* Returns nonzero when a field could not be added. */
+static int add_fields(json_t *o, const tk_item_t *item)
 {
     json_t *regions = json_array();
-    for (int i = 0; i < TK_MAX_REGIONS; i++)
+    int bad = !regions;
+    for (int i = 0; regions && i < TK_MAX_REGIONS; i++)
         if (item->regions >> i & 1)
-            json_array_append_new(regions, json_string(tk_name_of(TK_NAME_REGION, i)));
-    json_object_set_new(o, "ts", json_integer((json_int_t)item->id.ms));
-    json_object_set_new(o, "lang", json_string(tk_name_of(TK_NAME_LANG, item->lang)));
-    json_object_set_new(o, "region", regions);
-    json_object_set_new(o, "priority", json_string(tk_priority_name(item->priority)));
+            bad |= json_array_append_new(regions, json_string(tk_name_of(TK_NAME_REGION, i)));
+    bad |= json_object_set_new(o, "ts", json_integer((json_int_t)item->id.ms));
+    bad |= json_object_set_new(o, "lang", json_string(tk_name_of(TK_NAME_LANG, item->lang)));
+    bad |= json_object_set_new(o, "region", regions);
+    bad |= json_object_set_new(o, "priority", json_string(tk_priority_name(item->priority)));
     if (item->category >= 0)
-        json_object_set_new(o, "category",
-                            json_string(tk_name_of(TK_NAME_CATEGORY, item->category)));
-    json_object_set_new(o, "text", json_string(item->text ? item->text : ""));
-    if (item->url) json_object_set_new(o, "url", json_string(item->url));
-    if (item->source) json_object_set_new(o, "source", json_string(item->source));
-    json_object_set_new(o, "expires", json_integer((json_int_t)item->expires_ms));
-    if (item->pinned) json_object_set_new(o, "pinned", json_true());
+        bad |= json_object_set_new(o, "category",
+                                   json_string(tk_name_of(TK_NAME_CATEGORY, item->category)));
+    bad |= json_object_set_new(o, "text", json_string(item->text ? item->text : ""));
+    if (item->url) bad |= json_object_set_new(o, "url", json_string(item->url));
+    if (item->source) bad |= json_object_set_new(o, "source", json_string(item->source));
+    bad |= json_object_set_new(o, "expires", json_integer((json_int_t)item->expires_ms));
+    if (item->pinned) bad |= json_object_set_new(o, "pinned", json_true());
+    return bad;
 }
 
+/* Every key is checked: under a failed allocation jansson leaves a key out
+ * and carries on, and a frame without its "id" or "text" must never be
+ * sent. */
 char *tk_item_encode(const char *type, tk_id_t event_id, const tk_id_t *ref, const tk_item_t *item,
                      bool replay, size_t *len)
 {
     json_t *o = json_object();
-    if (!o) return NULL;
-    json_object_set_new(o, "type", json_string(type));
-    json_object_set_new(o, "id", id_json(event_id));
-    if (ref) json_object_set_new(o, "ref", id_json(*ref));
-    if (item) add_fields(o, item);
-    if (replay) json_object_set_new(o, "replay", json_true());
-    char *s = json_dumps(o, JSON_COMPACT);
+    int bad = json_object_set_new(o, "type", json_string(type));
+    bad |= json_object_set_new(o, "id", id_json(event_id));
+    if (ref) bad |= json_object_set_new(o, "ref", id_json(*ref));
+    if (item && o) bad |= add_fields(o, item);
+    if (replay) bad |= json_object_set_new(o, "replay", json_true());
+    char *s = bad ? NULL : tk_json_dump(o, len);
     json_decref(o);
-    if (s && len) *len = strlen(s);
+    return s;
+}
+
+char *tk_json_dump(const json_t *o, size_t *len)
+{
+    size_t n = o ? json_dumpb(o, NULL, 0, JSON_COMPACT) : 0;
+    char *s = n ? malloc(n + 1) : NULL;
+    if (!s) return NULL;
+    if (json_dumpb(o, s, n, JSON_COMPACT) != n) {
+        free(s);
+        return NULL;
+    }
+    s[n] = 0;
+    if (len) *len = n;
     return s;
 }
 

@@ -107,6 +107,13 @@ void tk_item_clear(tk_item_t *item);
 char *tk_item_encode(const char *type, tk_id_t event_id, const tk_id_t *ref, const tk_item_t *item,
                      bool replay, size_t *len);
 
+/* json_dumps(o, JSON_COMPACT) for frames: a malloc'd string (its length in
+ * *len unless len is NULL), or NULL. jansson 2.14's json_dumps can leave an
+ * object key out when an allocation fails and still return the text (not
+ * JSON then); json_dumpb into a buffer of the measured size allocates
+ * nothing that it does not check. */
+char *tk_json_dump(const json_t *o, size_t *len);
+
 /* True when s (len bytes) is valid UTF-8 with no NUL or C0 control other
  * than tab/newline. */
 bool tk_utf8_valid(const char *s, size_t len);
