@@ -732,9 +732,9 @@ async function assertEachOnce(page, ids, timeout = 5000) {
   for (const id of ids) assert.equal(await count(page, `#list [data-id="${id}"]`), 1, `${id} once in the list`);
 }
 
-test('transports: a proxy refuses WebSocket; the page goes on over SSE, each item once', async (t) => {
+test('transports: a proxy refuses WebSocket; the page goes on over SSE, and back to WebSocket once it passes', async (t) => {
   const proxy = await streamProxy(t);
-  const page = await openDemo(t, 'region=europe&replay=0&step_up=600000', { base: proxy.url });
+  const page = await openDemo(t, 'region=europe&replay=0&step_up=2000', { base: proxy.url });
   await transportLive(page, 'ws');
   const ids = [await redis.xadd({ lang: 'en', region: 'europe', text: `Before the block ${tag()}` })];
   await assertEachOnce(page, ids);
@@ -745,13 +745,28 @@ test('transports: a proxy refuses WebSocket; the page goes on over SSE, each ite
   await transportLive(page, 'sse');
   ids.push(await redis.xadd({ lang: 'en', region: 'europe', text: `Over SSE ${tag()}` }));
   await assertEachOnce(page, ids);
-
-  const log = await page.evaluate(() => window.ticker.log);
-  t.diagnostic(`${proxy.counts.refused} upgrades refused before SSE; switches ${JSON.stringify(log.transports)}`);
-  assert.deepEqual(log.transports.map((s) => [s[1], s[2]]), [['ws', 'sse']]);
-  assert.equal(proxy.counts.refused, 3, 'fallbackAfter (3) refused upgrades, the server answering HTTP, then SSE');
-  assert.match(log.urls[log.urls.length - 1], /\/v1\/events\?.*since=\d+-\d+.*epoch=/, 'SSE resumed with since and epoch');
   assert.equal(await page.textContent('#transport'), 'Server-Sent Events');
+  let log = await page.evaluate(() => window.ticker.log);
+  assert.match(log.urls[log.urls.length - 1], /\/v1\/events\?.*since=\d+-\d+.*epoch=/, 'SSE resumed with since and epoch');
+  // Reconnects carry since; the step-up probes (every 2 s from now) do not.
+  const reconnects = proxy.counts.refusedUrls.filter((u) => /since=/.test(u));
+  assert.equal(reconnects.length, 3, 'fallbackAfter (3) refused reconnects, the server answering HTTP, then SSE');
+
+  await H.waitUntil(() => proxy.counts.refusedUrls.some((u) => !/since=/.test(u)), 10000, 'a probe of WebSocket, refused');
+  ids.push(await redis.xadd({ lang: 'en', region: 'europe', text: `Still over SSE ${tag()}` }));
+  await assertEachOnce(page, ids);
+  assert.equal(await page.evaluate(() => window.ticker.client.transport), 'sse', 'a refused probe changes nothing');
+  proxy.ws = 'pass';
+  await transportLive(page, 'ws', 10000);
+  ids.push(await redis.xadd({ lang: 'en', region: 'europe', text: `Back on WebSocket ${tag()}` }));
+  await assertEachOnce(page, ids);
+
+  log = await page.evaluate(() => window.ticker.log);
+  t.diagnostic(`${reconnects.length} reconnects and ${proxy.counts.refused - reconnects.length} probes refused; switches ${JSON.stringify(log.transports)}`);
+  assert.deepEqual(log.transports.map((s) => [s[1], s[2]]), [['ws', 'sse'], ['sse', 'ws']]);
+  assert.match(log.urls[log.urls.length - 1], /\/v1\/ws\?.*since=\d+-\d+.*epoch=/, 'WebSocket resumed with since and epoch');
+  const onSse = log.statuses.findIndex((s) => s[1] === 'connected' && s[2] === 'sse');
+  assert.deepEqual(log.statuses.slice(onSse + 1).map((s) => s.slice(1, 3)), [['connected', 'ws']], 'switched up while connected');
   noPageErrors(page);
 });
 

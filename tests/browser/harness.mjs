@@ -366,7 +366,7 @@ export class StreamProxy {
     this.ws = 'pass';
     this.buffer = false;
     this.open = new Set();
-    this.counts = { upgrades: 0, refused: 0, requests: {} };
+    this.counts = { upgrades: 0, refused: 0, refusedUrls: [], requests: {} };
   }
 
   async start() {
@@ -415,6 +415,7 @@ export class StreamProxy {
     this.counts.upgrades++;
     if (this.ws === 'refuse') {
       this.counts.refused++;
+      this.counts.refusedUrls.push(req.url);
       socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 26\r\nConnection: close\r\n\r\nWebSocket blocked by proxy');
       return;
     }
