@@ -805,7 +805,9 @@ class TickerClient extends EventTarget {
 
   /** After a failed connect, asks /v1/items (same filter) why: a 400 means
    * the filter itself is refused, and retrying would never help. Resolves to
-   * true when the server answered HTTP at all. */
+   * true when the server would serve this client over HTTP (2xx): then the
+   * transport is what failed. A refusal (401, 403, 429, 503) or no answer
+   * says the server would refuse (or cannot hear) it over any transport. */
   _probe(gen) {
     if (typeof fetch !== 'function') return Promise.resolve(true);
     const q = this._query();
@@ -813,7 +815,7 @@ class TickerClient extends EventTarget {
     q.set('limit', '1');
     return fetch(`${endpoints(this.options.server).items}?${q}`, { cache: 'no-store' })
       .then(async (r) => {
-        if (gen !== this._gen || this.status !== 'reconnecting') return true;
+        if (gen !== this._gen || this.status !== 'reconnecting') return r.ok;
         if (r.status === 400) {
           const message = (await r.text()).trim();
           clearTimeout(this._timers.retry);
@@ -823,7 +825,7 @@ class TickerClient extends EventTarget {
         } else if (r.status === 401 || r.status === 403) {
           this._emit('error', { code: 'unauthorized', status: r.status, message: (await r.text()).trim() });
         }
-        return true;
+        return r.ok;
       })
       .catch(() => false); // server down: keep retrying
   }
