@@ -282,7 +282,9 @@ test('after a daemon restart the page reconnects and shows each item exactly onc
   const fixed = `Before restart A, corrected ${tag()}`;
   await redis.xadd({ op: 'update', ref: a, text: fixed });
   await redis.xadd({ op: 'retract', ref: b });
-  await H.sleep(500);
+  // More failed reconnects than fallbackAfter (3): the server is down, and
+  // no other transport would help.
+  await page.waitForFunction(() => window.ticker.log.drops.length >= 5, null, { timeout: 15000 });
   await tickerd.start();
 
   await page.waitForSelector('#bar .tk-status[data-state="connected"]', { timeout: 15000 });
@@ -309,6 +311,11 @@ test('after a daemon restart the page reconnects and shows each item exactly onc
   const replay = log.replays[log.replays.length - 1];
   assert.equal(replay.gap, false);
   assert.equal(replay.count, 3, 'the item, update and retract made while down');
+  const failed = log.drops.length - 1;
+  t.diagnostic(`${failed} reconnects failed while tickerd was down`);
+  assert.ok(failed >= 4, `reconnects failed while down: ${failed}`);
+  assert.deepEqual(log.transports, [], 'a server that is down is no reason to change transport');
+  assert.equal(await page.evaluate(() => window.ticker.client.transport), 'ws');
   noPageErrors(page);
 });
 
@@ -903,6 +910,31 @@ test('five tabs share one connection; the leader closes, another takes over, eve
     assert.equal(await p.evaluate(() => window.ticker.client.status), 'connected');
     noPageErrors(p);
   }
+});
+
+test('shared tabs through a daemon restart: the leader resumes, the others follow, each item once', async (t) => {
+  const td = await ownTickerd(t);
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const tabs = [];
+  for (let i = 0; i < 3; i++) tabs.push(await openTab(ctx, 'region=palestine&replay=0', { base: td.http, td }));
+  const a = await redis.xadd({ lang: 'en', region: 'palestine', text: `Shared, before the restart ${tag()}` });
+  for (const p of tabs) await assertEachOnce(p, [a]);
+  await td.stop();
+  for (const p of tabs) await p.waitForSelector('#bar .tk-status[data-state="reconnecting"]', { state: 'attached', timeout: 5000 });
+  const b = await redis.xadd({ lang: 'en', region: 'palestine', text: `Shared, while down ${tag()}` });
+  await redis.xadd({ op: 'retract', ref: a });
+  await H.sleep(500);
+  await td.start();
+  const c = await redis.xadd({ lang: 'en', region: 'palestine', text: `Shared, after the restart ${tag()}` });
+  for (const p of tabs) {
+    await assertEachOnce(p, [b, c], 15000);
+    await p.waitForSelector(`#list [data-id="${a}"]`, { state: 'detached', timeout: 3000 });
+    assert.equal((await p.evaluate(() => window.ticker.log.items))[a], 1);
+    assert.equal(await p.evaluate(() => window.ticker.client.status), 'connected');
+    noPageErrors(p);
+  }
+  assert.equal(H.connectionsNow(await td.metrics()), 1, 'one connection after the restart too');
 });
 
 test('tabs with another filter, or share=0, get connections of their own', async (t) => {
