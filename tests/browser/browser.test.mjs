@@ -937,6 +937,32 @@ test('shared tabs through a daemon restart: the leader resumes, the others follo
   assert.equal(H.connectionsNow(await td.metrics()), 1, 'one connection after the restart too');
 });
 
+test('shared tabs over long-poll: the frames reach the other tabs, and a takeover resumes with since', async (t) => {
+  const td = await ownTickerd(t);
+  if (!(await hasPoll(td))) return t.skip(NO_POLL);
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const q = 'region=asia&replay=0&transport=poll&poll_wait=5';
+  const tabs = [];
+  for (let i = 0; i < 3; i++) tabs.push(await openTab(ctx, q, { base: td.http, td }));
+  const ids = [await redis.xadd({ lang: 'en', region: 'asia', text: `Polled for three tabs ${tag()}` })];
+  for (const p of tabs) await assertEachOnce(p, ids);
+  const roles = await Promise.all(tabs.map(role));
+  const leader = tabs[roles.indexOf('leader')];
+  const rest = tabs.filter((p) => p !== leader);
+  for (const p of rest) assert.equal(await p.evaluate(() => window.ticker.client.transport), 'poll');
+  await leader.close();
+  ids.push(await redis.xadd({ lang: 'en', region: 'asia', text: `Polled, leader gone ${tag()}` }));
+  const next = await H.waitUntil(async () => {
+    for (const p of rest) if ((await role(p)) === 'leader') return p;
+    return null;
+  }, 10000, 'a new leader');
+  ids.push(await redis.xadd({ lang: 'en', region: 'asia', text: `Polled by the new leader ${tag()}` }));
+  for (const p of rest) await assertEachOnce(p, ids);
+  assert.match(await next.evaluate(() => window.ticker.client.lastUrl), /\/v1\/poll\?.*since=\d+-\d+.*epoch=/);
+  for (const p of rest) noPageErrors(p);
+});
+
 test('tabs with another filter, or share=0, get connections of their own', async (t) => {
   const td = await ownTickerd(t);
   const ctx = await browser.newContext();
@@ -1007,19 +1033,29 @@ test('ticker.global.js defines window.Ticker with what ticker.js exports, and it
 
 // Last: it recreates the stream.
 test('a new epoch (stream recreated) resets the page to the replay', async (t) => {
-  const page = await openDemo(t, 'region=us-canada');
+  // Over WebSocket, and over long-poll when tickerd has it (the epoch sent
+  // with since no longer matches: the answer says gap and holds the state).
+  const kinds = (await hasPoll()) ? ['ws', 'poll'] : ['ws'];
+  const pages = [];
+  for (const k of kinds) pages.push(await openDemo(t, `region=us-canada&transport=${k}&poll_wait=5`));
   const old = await redis.xadd({ lang: 'en', region: 'us-canada', text: `From the old stream ${tag()}` });
-  await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'attached' });
-  const epoch = await page.evaluate(() => window.ticker.client.epoch);
+  for (const page of pages) await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'attached' });
+  const epoch = await pages[0].evaluate(() => window.ticker.client.epoch);
   await tickerd.stop();
   await redis.cli('DEL', H.STREAM, `${H.STREAM}:epoch`);
   await tickerd.start();
-  await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'detached', timeout: 15000 });
-  const log = await page.evaluate(() => window.ticker.log);
-  assert.equal(log.replays[log.replays.length - 1].gap, true, 'the replay says gap');
-  assert.notEqual(await page.evaluate(() => window.ticker.client.epoch), epoch);
+  for (const [i, page] of pages.entries()) {
+    await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'detached', timeout: 15000 });
+    const log = await page.evaluate(() => window.ticker.log);
+    assert.equal(log.replays[log.replays.length - 1].gap, true, `the replay says gap (${kinds[i]})`);
+    assert.notEqual(await page.evaluate(() => window.ticker.client.epoch), epoch);
+    assert.equal(await page.evaluate(() => window.ticker.client.transport), kinds[i]);
+  }
   const fresh = await redis.xadd({ lang: 'en', region: 'us-canada', text: `From the new stream ${tag()}` });
-  await page.waitForSelector(`#list [data-id="${fresh}"]`, { state: 'attached', timeout: 1000 });
-  await assertOnce(page, fresh);
-  noPageErrors(page);
+  for (const page of pages) {
+    await page.waitForSelector(`#list [data-id="${fresh}"]`, { state: 'attached', timeout: 2000 });
+    await assertOnce(page, fresh);
+    noPageErrors(page);
+  }
+  if (kinds.length < 2) t.diagnostic(`long-poll part left out: ${NO_POLL}`);
 });
