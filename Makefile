@@ -32,7 +32,7 @@ CTL_OBJ    := $(CTL_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all deps test-deps browser-test valgrind-test run test unit-test integration-test asan-test bench clean format install \
-        fuzz fuzz-build fuzz-regress
+        fuzz fuzz-build fuzz-regress check-clients
 
 all: $(BUILD)/tickerd $(BUILD)/tickerctl
 
@@ -73,6 +73,38 @@ run: deps all
 unit-test: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 	@$(MAKE) --no-print-directory fuzz-regress
+	@$(MAKE) --no-print-directory check-clients
+
+# clients/web/ticker.global.js: ticker.js as a classic script, its exports on
+# window.Ticker, for pages that cannot import a module (file:// CasparCG
+# templates). Generated from ticker.js, never edited; checked in so that a
+# graphics machine needs no build. check-clients (run by unit-test) fails when
+# the checked-in file is not what this makes from ticker.js.
+GLOBAL_JS_NAMES := 's/^export \(async \)\{0,1\}\(const\|let\|function\|class\) \([A-Za-z_$$][A-Za-z0-9_$$]*\).*/  \3,/p'
+define global-js
+	@if grep -nE '^[[:space:]]*(import|export)([^A-Za-z0-9_$$]|$$)|import\.meta' $(1) | \
+	    grep -vE '^[0-9]+:export (async )?(const|let|function|class) '; then \
+	    echo "$(1): only 'export const|let|function|class NAME' lines can go on window.Ticker" >&2; exit 1; fi
+	@{ echo "// Generated from ticker.js by 'make clients/web/ticker.global.js': edit ticker.js, not this."; \
+	  echo "// The same code as a classic script; what ticker.js exports is on window.Ticker."; \
+	  echo "(function (root) {"; echo "'use strict';"; \
+	  sed 's/^export //' $(1); \
+	  echo "root.Ticker = {"; sed -n $(GLOBAL_JS_NAMES) $(1); echo "};"; \
+	  echo "})(globalThis);"; } > $(basename $(2)).tmp.js
+	@if command -v node >/dev/null; then node --check $(basename $(2)).tmp.js; fi
+	@mv $(basename $(2)).tmp.js $(2)
+endef
+
+clients/web/ticker.global.js: clients/web/ticker.js Makefile
+	$(call global-js,$<,$@)
+
+$(BUILD)/ticker.global.js: clients/web/ticker.js Makefile | $(BUILD)/obj
+	$(call global-js,$<,$@)
+
+check-clients: $(BUILD)/ticker.global.js
+	@cmp -s $< clients/web/ticker.global.js || { echo "clients/web/ticker.global.js is not what ticker.js makes:" \
+	    "run 'make clients/web/ticker.global.js' and commit it" >&2; exit 1; }
+	@echo "check-clients: clients/web/ticker.global.js is up to date"
 
 # Fuzzing (tests/fuzz/README.md). `make fuzz` builds each harness with clang
 # and libFuzzer, ASan and UBSan, and runs it for FUZZ_SECONDS on its seed

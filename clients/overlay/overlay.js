@@ -3,9 +3,12 @@
  * A classic script (not a module) so that the CasparCG entry points play(),
  * stop(), next() and update(data) are globals from the start; calls made
  * before the ticker client has loaded are queued and replayed in order.
- * The client (ticker.js, an ES module) is loaded with import() from the first
- * of: ?client=URL, ../web/ticker.js, ./ticker.js, <server>/ticker.js.
- * See README.md for the parameters.
+ * The client is ticker.global.js (ticker.js as a classic script, so that it
+ * loads from file:// too, where Chromium refuses modules), taken from the
+ * first of: ?client=URL, ../web/ticker.global.js, ./ticker.global.js,
+ * <server>/ticker.global.js. The first is there in the repository's layout
+ * (clients/overlay next to clients/web), so nothing fails on the way and the
+ * console stays clean. See README.md for the parameters.
  */
 (function () {
   'use strict';
@@ -41,6 +44,7 @@
     staleS: num(P.get('stale_s'), 30),
     backoff: num(P.get('backoff'), 2000),
     client: P.get('client') || '',
+    share: bool(P.get('share'), true), // one connection for the overlays of one browser with the same filter
     scale: P.get('scale') || 'fit', // fit | none
   };
 
@@ -208,29 +212,36 @@
       if (list.indexOf(u) < 0) list.push(u);
     }
     if (cfg.client) add(cfg.client);
-    add('../web/ticker.js');
-    add('ticker.js');
+    add('../web/ticker.global.js');
+    add('ticker.global.js');
     if (cfg.server) {
       var b = httpBase(cfg.server);
-      if (b) add(b + '/ticker.js');
+      if (b) add(b + '/ticker.global.js');
     } else if (/^https?:$/.test(location.protocol)) {
-      add('/ticker.js');
+      add('/ticker.global.js');
     }
     return list;
   }
 
+  /** Adds a classic <script> for each candidate in turn until one defines
+   * window.Ticker (a script needs no CORS, from file:// or any origin). */
   function load(list, i) {
-    if (i >= list.length) return Promise.reject(new Error('ticker.js not found at ' + list.join(', ')));
-    return import(list[i]).then(
-      function (m) {
-        if (!m || typeof m.TickerClient !== 'function') throw new Error(list[i] + ' is not ticker.js');
+    if (window.Ticker && typeof window.Ticker.TickerClient === 'function') return Promise.resolve(window.Ticker);
+    if (i >= list.length) return Promise.reject(new Error('ticker.global.js not found at ' + list.join(', ')));
+    return new Promise(function (resolve) {
+      var el = document.createElement('script');
+      el.src = list[i];
+      el.onload = el.onerror = function () {
+        resolve();
+      };
+      document.head.appendChild(el);
+    }).then(function () {
+      if (window.Ticker && typeof window.Ticker.TickerClient === 'function') {
         stage.dataset.client = list[i];
-        return m;
-      },
-      function () {
-        return load(list, i + 1);
-      },
-    );
+        return window.Ticker;
+      }
+      return load(list, i + 1);
+    });
   }
 
   function onStatus(e) {
@@ -268,6 +279,7 @@
       replay: cfg.replay,
       token: cfg.token,
       transport: cfg.transport,
+      share: cfg.share,
       backoffInitialMs: cfg.backoff,
     });
     state.client = client;

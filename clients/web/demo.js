@@ -1,8 +1,11 @@
 // demo.js - the demo page served at / : a breaking bar and a list of the
 // latest headlines, with region/language/priority selectors. The filter is
 // kept in the page URL (?region=mena&lang=ar&priority=urgent&view=list);
-// ?server=, ?transport=ws|sse, ?replay=, ?backoff=<ms> and ?speed=<px/s> are
-// for testing.
+// ?server=, ?transport=ws|sse|poll (or a list), ?replay=, ?backoff=<ms>,
+// ?backoff_max=<ms>, ?timeout=<ms> (connect timeout), ?step_up=<ms>,
+// ?fallback=<n>, ?poll_wait=<s>, ?share=0 and ?speed=<px/s> are for testing.
+// The page shows which transport is live and whether this tab connects for
+// others or takes the frames of another tab.
 import { TickerClient, TickerWidget, badgeText } from './ticker.js';
 
 const params = new URLSearchParams(location.search);
@@ -23,6 +26,11 @@ const client = new TickerClient({
   replay: params.has('replay') ? num(params.get('replay'), null) : null,
   backoffInitialMs: num(params.get('backoff'), 2000),
   backoffMaxMs: num(params.get('backoff_max'), 30000),
+  connectTimeoutMs: num(params.get('timeout'), 10000),
+  stepUpAfterMs: num(params.get('step_up'), 300000),
+  fallbackAfter: num(params.get('fallback'), 3),
+  pollWaitS: num(params.get('poll_wait'), 25),
+  share: params.get('share') !== '0',
 });
 
 const barLabel = () => badgeText('bar', filter.lang && !filter.lang.includes(',') ? filter.lang : 'en');
@@ -63,7 +71,10 @@ function syncUrl() {
 }
 
 // A small event log for debugging (and the browser tests).
-const log = { items: {}, updates: 0, retracts: 0, expires: 0, resets: 0, replays: [], hellos: 0, urls: [], drops: [], statuses: [] };
+const log = {
+  items: {}, updates: 0, retracts: 0, expires: 0, resets: 0, replays: [], hellos: 0, urls: [], drops: [], statuses: [],
+  transports: [], roles: [],
+};
 const t0 = Date.now();
 client.addEventListener('status', (e) => {
   const d = e.detail;
@@ -81,9 +92,34 @@ client.addEventListener('replay', (e) => log.replays.push(e.detail));
 client.addEventListener('hello', (e) => {
   log.hellos++;
   log.urls.push(client.lastUrl);
-  $('transport').textContent = client.transport;
   $('epoch').textContent = e.detail.epoch || '–';
 });
+client.addEventListener('transport', (e) => log.transports.push([Date.now() - t0, e.detail.from, e.detail.to, e.detail.reason]));
+client.addEventListener('share', (e) => {
+  log.roles.push([Date.now() - t0, e.detail.role, e.detail.peers]);
+  showConnection();
+});
+client.addEventListener('status', showConnection);
+
+const TRANSPORT_NAMES = { ws: 'WebSocket', sse: 'Server-Sent Events', poll: 'long-poll' };
+
+/** Which transport is live, and whose connection it is. */
+function showConnection() {
+  const t = client.transport;
+  const live = client.status === 'connected';
+  $('transport').textContent = t ? `${TRANSPORT_NAMES[t] || t}${live ? '' : ` (${client.status})`}` : '–';
+  $('conn').dataset.transport = t || '';
+  $('conn').dataset.live = String(live);
+  $('conn').dataset.role = client.role;
+  $('share').textContent =
+    client.role === 'leader'
+      ? client.peers > 1
+        ? `this tab's connection, shared with ${client.peers - 1} other tab${client.peers > 2 ? 's' : ''}`
+        : "this tab's connection"
+      : client.role === 'follower'
+        ? 'the connection of another tab'
+        : "this tab's own connection";
+}
 client.addEventListener('state', () => {
   $('last-id').textContent = client.lastId || '–';
   $('epoch').textContent = client.epoch || '–';

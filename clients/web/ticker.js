@@ -6,22 +6,36 @@
 //   new TickerWidget(document.querySelector('#bar'), client, { view: 'crawl' });
 //   client.start();
 //
+// ticker.global.js is the same code as a classic script (window.Ticker), made
+// from this file by `make clients/web/ticker.global.js`: edit this file only.
+//
 // TickerClient keeps the current state of the ticker (items by ID, updates
 // applied, retracted and expired items removed) across reconnects:
-//  - WebSocket /v1/ws, falling back to Server-Sent Events /v1/events when the
-//    WebSocket fails several times in a row before its `hello`;
+//  - transports WebSocket /v1/ws -> Server-Sent Events /v1/events -> long-poll
+//    /v1/poll: it steps down when one keeps failing while the server answers
+//    HTTP, or when one gives nothing within connectTimeoutMs (a proxy that
+//    buffers); on a lower one it tries the better ones every stepUpAfterMs
+//    and switches back when one works;
 //  - reconnects after any drop with exponential backoff and full jitter;
-//  - resumes with since=<last ID>&epoch=<epoch>, so nothing is missed and
-//    nothing is shown twice; a replay marked gap:true replaces the state;
+//  - resumes with since=<last ID>&epoch=<epoch> on every (re)connect and every
+//    switch, so nothing is missed and nothing is shown twice; a replay marked
+//    gap:true replaces the state;
+//  - tabs of one origin asking for the same server and filter share one
+//    connection: the tab holding a Web Lock connects and hands every frame to
+//    the others over a BroadcastChannel; when it goes, the next tab in the
+//    lock's queue connects, resuming with since (share: false turns it off);
 //  - with a getToken() callback, asks it for the token of every (re)connect and
 //    renews the token before its exp: an `auth` frame on the open WebSocket, a
-//    reconnect (resuming with since) on SSE; a close 1008 "token expired" is
-//    answered by a reconnect with a fresh token.
+//    reconnect (resuming with since) on SSE, the next request on long-poll; a
+//    close 1008 "token expired" is answered by a reconnect with a fresh token.
 // Events (CustomEvent, payload in .detail): item, update, retract, expire,
-// reset, state, status, hello, replay, token, error. See clients/web/README.md.
+// reset, state, status, hello, replay, token, transport, share, error. See
+// clients/web/README.md.
 
 export const PROTOCOL = 1;
 export const PRIORITIES = ['normal', 'breaking', 'urgent', 'flash'];
+/** The transports, best first. */
+export const TRANSPORTS = ['ws', 'sse', 'poll'];
 
 const RTL_LANGS = new Set(['ar', 'he', 'fa', 'ur', 'ps', 'yi', 'ckb', 'dv', 'sd', 'ug']);
 
@@ -53,6 +67,10 @@ function maxId(a, b) {
 const isId = (s) => typeof s === 'string' && /^\d+-\d+$/.test(s);
 const MAX_TIMEOUT = 2147483647;
 const MIN_RENEW_MS = 1000; // renewals of one connection are at least this far apart
+const POLL_FIRST_WAIT_S = 1; // the first poll of a connection answers soon: it is the "hello"
+const POLL_SLACK_MS = 10000; // a poll unanswered this long after its wait_s has failed
+const POLL_MIN_GAP_MS = 1000; // an empty answer sooner than asked for: wait this long before the next
+const SHARED_RETRACTS = 1000; // retracted refs handed to a tab that joins
 
 /** The `exp` claim (unix seconds) of a JWT, or null: the payload is only
  * decoded, never verified (that is the server's job). */
@@ -74,19 +92,20 @@ export function jwtExp(token) {
 
 const errMessage = (e) => String((e && e.message) || e || 'failed');
 
-/** The WebSocket and SSE URLs for a server given as a page, http(s) or ws(s) URL. */
+/** The endpoint URLs for a server given as a page, http(s) or ws(s) URL. */
 export function endpoints(server) {
   const base = typeof location !== 'undefined' ? location.href : 'http://localhost/';
   const u = new URL(server || '/', base);
-  let path = u.pathname.replace(/\/v1\/(ws|events|items)\/?$/, '').replace(/\/[^/]*\.html?$/, '');
+  let path = u.pathname.replace(/\/v1\/(ws|events|items|poll)\/?$/, '').replace(/\/[^/]*\.html?$/, '');
   path = path.replace(/\/+$/, '');
   const secure = u.protocol === 'https:' || u.protocol === 'wss:';
-  const host = u.host;
+  const http = `${secure ? 'https' : 'http'}://${u.host}${path}`;
   return {
-    ws: `${secure ? 'wss' : 'ws'}://${host}${path}/v1/ws`,
-    sse: `${secure ? 'https' : 'http'}://${host}${path}/v1/events`,
-    items: `${secure ? 'https' : 'http'}://${host}${path}/v1/items`,
-    http: `${secure ? 'https' : 'http'}://${host}${path}`,
+    ws: `${secure ? 'wss' : 'ws'}://${u.host}${path}/v1/ws`,
+    sse: `${http}/v1/events`,
+    poll: `${http}/v1/poll`,
+    items: `${http}/v1/items`,
+    http,
   };
 }
 
@@ -96,6 +115,16 @@ const listParam = (v) => {
   const out = arr.map((s) => String(s).trim()).filter(Boolean);
   return out.length ? out.join(',') : null;
 };
+
+/** True when this browser can share one connection between tabs. */
+export function canShare() {
+  return (
+    typeof BroadcastChannel === 'function' &&
+    typeof navigator !== 'undefined' &&
+    !!navigator.locks &&
+    typeof navigator.locks.request === 'function'
+  );
+}
 
 const DEFAULTS = {
   server: null, // page origin by default; any http(s)/ws(s) URL of the daemon
@@ -109,13 +138,15 @@ const DEFAULTS = {
   renewBefore: 30, // renew this many seconds before exp (at most half the time left)
   tokenRetries: 3, // retries of a failed renewal before waiting for the server to close
   tokenRetryMs: 1000, // first retry after about this long, then doubling
-  transport: 'auto', // 'auto' | 'ws' | 'sse'
+  transport: 'auto', // 'auto' (ws, sse, poll), one of them, or a list such as 'sse,poll'
+  share: true, // share one connection with the other tabs asking for the same
   backoffInitialMs: 2000, // first reconnect is random in [0, this)
   backoffMaxMs: 30000, // the window doubles up to this
   stableMs: 10000, // a connection that lived this long resets the backoff
-  wsFailuresBeforeSse: 3, // WebSocket failures in a row before trying SSE
-  wsRetryAfterMs: 600000, // after this long on SSE, the next reconnect tries WebSocket
-  connectTimeoutMs: 10000, // no hello by then: drop and retry
+  fallbackAfter: 3, // failed connects in a row, the server answering HTTP, before the next transport
+  stepUpAfterMs: 300000, // on a lower transport this long: try the better ones
+  connectTimeoutMs: 10000, // no hello by then: the transport delivers nothing, take the next
+  pollWaitS: 25, // wait_s of each long-poll (the server's max is 60)
 };
 
 export class TickerClient extends EventTarget {
@@ -127,20 +158,24 @@ export class TickerClient extends EventTarget {
     this.epoch = null; // epoch of the last complete hello+replay
     this.lastId = null; // newest stream ID received (resume point)
     this.status = 'idle'; // idle|connecting|connected|reconnecting|closed|failed
-    this.transport = null; // 'ws' | 'sse' of the current/last connection
+    this.transport = null; // 'ws' | 'sse' | 'poll' of the current/last connection
+    this.role = 'solo'; // 'solo' (own connection), 'leader' (connects for other tabs too), 'follower'
+    this.peers = 1; // tabs sharing this tab's connection, itself included (leader only)
     this.lastUrl = null;
     this.connections = 0;
     this._gen = 0;
     this._attempt = 0;
-    this._wsFails = 0;
-    this._sseSince = 0;
+    this._level = 0; // index of the transport in use in _ladder()
+    this._fails = 0; // connects failed in a row at this level while the server answered
+    this._share = null;
+    this._probes = new Set(); // connections trying a better transport
     this._skew = 0; // estimate of server clock - local clock (ms)
     this._skewConn = null;
     this._sock = null;
     this._timers = {};
     this._token = null; // the token of the current (or last) connection
     this.tokenExp = null; // its exp (unix s) as the server holds it, or null
-    this.renewals = 0; // tokens renewed without a reconnect (auth answered) or by an SSE swap
+    this.renewals = 0; // tokens renewed without a reconnect (auth answered, next poll) or by an SSE swap
     this._renewTry = 0; // failed renewals in a row
     this._renewing = false;
     this._authPending = null; // {token} of an auth frame sent and not answered yet
@@ -149,11 +184,12 @@ export class TickerClient extends EventTarget {
       if (typeof document !== 'undefined' && document.visibilityState === 'visible') this._expireDue();
     };
     this._onOnline = () => {
-      if (this.status === 'reconnecting') {
+      if (this.status === 'reconnecting' && this.role !== 'follower') {
         clearTimeout(this._timers.retry);
         this._timers.retry = setTimeout(() => this._open(), Math.random() * 1000);
       }
     };
+    this._onPageHide = () => this._post({ t: 'leave' });
   }
 
   /** Current items, newest first. */
@@ -172,20 +208,29 @@ export class TickerClient extends EventTarget {
 
   start() {
     if (this.status !== 'idle' && this.status !== 'closed' && this.status !== 'failed') return this;
-    if (typeof window !== 'undefined') window.addEventListener('online', this._onOnline);
+    if (typeof window !== 'undefined') {
+      window.addEventListener('online', this._onOnline);
+      window.addEventListener('pagehide', this._onPageHide);
+    }
     // Hidden pages get throttled timers; check expiry as soon as they show again.
     if (typeof document !== 'undefined') document.addEventListener('visibilitychange', this._onVisible);
     this._attempt = 0;
-    this._open();
+    this._begin();
     return this;
   }
 
   close() {
     this._gen++;
     this._teardown();
+    this._leaveShare();
+    this._stopProbes();
     clearTimeout(this._timers.retry);
     clearTimeout(this._timers.expire);
-    if (typeof window !== 'undefined') window.removeEventListener('online', this._onOnline);
+    clearTimeout(this._timers.stepUp);
+    if (typeof window !== 'undefined') {
+      window.removeEventListener('online', this._onOnline);
+      window.removeEventListener('pagehide', this._onPageHide);
+    }
     if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this._onVisible);
     this._setStatus('closed', {});
   }
@@ -204,10 +249,18 @@ export class TickerClient extends EventTarget {
     if (this.status !== 'idle' && this.status !== 'closed') {
       this._gen++;
       this._teardown();
+      this._leaveShare();
+      this._stopProbes();
       clearTimeout(this._timers.retry);
       this._attempt = 0;
-      this._open();
+      this._begin();
     }
+  }
+
+  /** A connection of our own, or a place in the queue of the tabs sharing one. */
+  _begin() {
+    if (this.options.share !== false && canShare()) this._joinShare();
+    else this._open();
   }
 
   // ---- connection ----
@@ -231,37 +284,49 @@ export class TickerClient extends EventTarget {
     return q;
   }
 
-  _useSse() {
+  /** The transports this client may use, best first: the `transport` option
+   * less what this browser lacks. */
+  _ladder() {
+    const have = {
+      ws: typeof WebSocket !== 'undefined',
+      sse: typeof EventSource !== 'undefined',
+      poll: typeof fetch === 'function',
+    };
     const t = this.options.transport;
-    if (t === 'sse') return true;
-    if (t === 'ws') return false;
-    if (typeof WebSocket === 'undefined') return true;
-    if (typeof EventSource === 'undefined') return false;
-    return this._wsFails >= this.options.wsFailuresBeforeSse;
+    const want = !t || t === 'auto' ? TRANSPORTS : (listParam(t) || '').split(',');
+    const out = want.filter((k, i) => TRANSPORTS.includes(k) && have[k] && want.indexOf(k) === i);
+    return out.length ? out : [want[0] || 'ws'];
+  }
+
+  _kind() {
+    const l = this._ladder();
+    return l[Math.min(this._level, l.length - 1)];
   }
 
   /** opts.token: a token already fetched (the SSE renewal); opts.quiet: no
-   * `connecting` status (the SSE renewal swaps streams while `connected`). */
+   * `connecting` status (the SSE renewal, a switch of transport or a takeover
+   * of the tabs' connection, made while `connected`); opts.renewal: this
+   * connection renews the token. */
   _open(opts = {}) {
     clearTimeout(this._timers.retry);
     const gen = ++this._gen;
-    const sse = this._useSse();
+    const kind = this._kind();
     this._hello = null;
     this._staged = null;
     this._openedAt = 0;
-    this._renewal = !!opts.quiet;
-    this.transport = sse ? 'sse' : 'ws';
-    if (!opts.quiet && this.status !== 'reconnecting') this._setStatus('connecting', {});
+    this._renewal = !!opts.renewal;
+    this.transport = kind;
+    if (!opts.quiet && this.status !== 'reconnecting' && this.status !== 'connecting') this._setStatus('connecting', {});
     if (opts.token || typeof this.options.getToken !== 'function') {
       this._token = opts.token || this.options.token || null;
-      this._connect(gen, sse);
+      this._connect(gen, kind);
       return;
     }
     this._fetchToken('connect').then(
       (token) => {
         if (gen !== this._gen) return;
         this._token = token;
-        this._connect(gen, sse);
+        this._connect(gen, kind);
       },
       (e) => {
         if (gen !== this._gen) return;
@@ -273,7 +338,7 @@ export class TickerClient extends EventTarget {
         });
         if (fallback) {
           this._token = fallback;
-          this._connect(gen, sse);
+          this._connect(gen, kind);
           return;
         }
         this._gen++;
@@ -303,19 +368,22 @@ export class TickerClient extends EventTarget {
     });
   }
 
-  _connect(gen, sse) {
+  _connect(gen, kind) {
     const q = this._query();
     this._resuming = q.has('since');
-    const ep = endpoints(this.options.server);
+    if (kind === 'poll') q.set('wait_s', String(POLL_FIRST_WAIT_S));
     const qs = q.toString();
-    const url = (sse ? ep.sse : ep.ws) + (qs ? `?${qs}` : '');
+    const url = endpoints(this.options.server)[kind] + (qs ? `?${qs}` : '');
     this.lastUrl = url;
+    // Nothing by then, not even a close: something in between holds the
+    // stream back (or swallows it), so this transport goes at once.
     this._timers.connect = setTimeout(
-      () => this._drop(gen, { code: 0, reason: 'connect timeout' }),
+      () => this._drop(gen, { code: 0, reason: 'connect timeout', silent: true }),
       this.options.connectTimeoutMs,
     );
     try {
-      if (sse) this._openSse(gen, url);
+      if (kind === 'sse') this._openSse(gen, url);
+      else if (kind === 'poll') this._openPoll(gen, url);
       else this._openWs(gen, url);
     } catch (e) {
       setTimeout(() => this._drop(gen, { code: 0, reason: String(e && e.message) }), 0);
@@ -338,7 +406,7 @@ export class TickerClient extends EventTarget {
     const onData = (ev) => {
       if (gen === this._gen) this._onFrame(gen, ev.data);
     };
-    for (const t of ['hello', 'item', 'update', 'retract', 'replay', 'message']) {
+    for (const t of ['hello', 'item', 'update', 'retract', 'replay', 'gap', 'message']) {
       es.addEventListener(t, onData);
     }
     es.onerror = (ev) => {
@@ -348,17 +416,91 @@ export class TickerClient extends EventTarget {
     };
   }
 
+  // ---- long-poll ----
+
+  /** A long-poll "connection": one GET /v1/poll after another, each resuming
+   * from the last; the first answer stands for hello + replay. */
+  _openPoll(gen, url) {
+    const link = {
+      ac: null,
+      restart: false,
+      close() {
+        if (this.ac) this.ac.abort();
+      },
+    };
+    this._sock = link;
+    this._poll(gen, link, url, POLL_FIRST_WAIT_S);
+  }
+
+  async _poll(gen, link, url, waitS) {
+    const ac = new AbortController();
+    link.ac = ac;
+    link.restart = false;
+    const timer = setTimeout(() => ac.abort(), waitS * 1000 + POLL_SLACK_MS);
+    const t0 = Date.now();
+    let r, body;
+    try {
+      r = await fetch(url, { cache: 'no-store', signal: ac.signal });
+      body = r.ok ? await r.json() : (await r.text()).trim();
+    } catch (e) {
+      clearTimeout(timer);
+      if (gen !== this._gen) return;
+      if (link.restart) return this._pollNext(gen, link); // a renewed token: ask again with it
+      this._drop(gen, { code: 0, reason: ac.signal.aborted ? 'poll timeout' : errMessage(e) });
+      return;
+    }
+    clearTimeout(timer);
+    if (gen !== this._gen) return;
+    if (!r.ok) return this._drop(gen, { code: r.status, reason: body || `HTTP ${r.status}` });
+    if (!body || typeof body !== 'object' || !Array.isArray(body.events)) {
+      return this._drop(gen, { code: 0, reason: 'not a poll answer' });
+    }
+    this._onPoll(gen, body);
+    if (gen !== this._gen) return;
+    if (!body.events.length && waitS > POLL_FIRST_WAIT_S && Date.now() - t0 < POLL_MIN_GAP_MS) {
+      this._timers.poll = setTimeout(() => this._pollNext(gen, link), POLL_MIN_GAP_MS); // no spinning
+    } else {
+      this._pollNext(gen, link);
+    }
+  }
+
+  _pollNext(gen, link) {
+    if (gen !== this._gen) return;
+    const waitS = Math.max(1, Math.min(60, Math.round(Number(this.options.pollWaitS) || 25)));
+    const q = this._query();
+    q.set('wait_s', String(waitS));
+    this._poll(gen, link, `${endpoints(this.options.server).poll}?${q}`, waitS);
+  }
+
+  /** One poll answer as the frames a WebSocket would have carried. */
+  _onPoll(gen, body) {
+    const epochChanged = this.epoch != null && body.epoch != null && body.epoch !== this.epoch;
+    if (!this._hello || body.gap || epochChanged) {
+      if (this._hello) this._resuming = true; // a gap on a live poll: the replay replaces the state
+      this._onMessage(gen, { type: 'hello', protocol: PROTOCOL, epoch: body.epoch, last_id: body.last_id });
+      for (const m of body.events) this._onMessage(gen, m);
+      this._onMessage(gen, { type: 'replay', count: body.events.length, gap: !!body.gap });
+      return;
+    }
+    for (const m of body.events) this._onMessage(gen, m);
+    // Entries up to last_id that did not match are behind us too.
+    if (isId(body.last_id)) this._onMessage(gen, { type: 'seen', last_id: body.last_id });
+  }
+
+  // ---- teardown, failures, fallback ----
+
   _teardown() {
     clearTimeout(this._timers.connect);
     clearInterval(this._timers.ping);
     clearTimeout(this._timers.renew);
+    clearTimeout(this._timers.poll);
     this._authPending = null;
     this._renewing = false;
     const s = this._sock;
     this._sock = null;
     if (!s) return;
     try {
-      if (s instanceof EventTarget && 'onmessage' in s) s.onmessage = null;
+      if ('onmessage' in s) s.onmessage = null;
       s.onclose = null;
       s.onerror = null;
       s.close();
@@ -373,21 +515,22 @@ export class TickerClient extends EventTarget {
     const hadHello = !!this._hello;
     const lived = hadHello ? Date.now() - this._openedAt : 0;
     // The server ends a connection at its token's exp: a WebSocket with 1008
-    // "token expired", an SSE stream without a word (so: near exp).
+    // "token expired", an SSE stream without a word (so: near exp), a poll
+    // with 401.
+    const nearExp = this.tokenExp != null && this.tokenExp * 1000 <= this.now() + 2000;
     const expired =
       hadHello &&
       ((info.code === 1008 && /token expired/i.test(info.reason || '')) ||
-        (this.transport === 'sse' && this.tokenExp != null && this.tokenExp * 1000 <= this.now() + 2000));
+        (this.transport === 'sse' && nearExp) ||
+        (this.transport === 'poll' && (info.code === 401 || nearExp)));
     this._teardown();
     this._staged = null; // an unfinished replay is discarded; state stays as it was
-    if (this.transport === 'ws') {
-      this._wsFails = hadHello ? 0 : this._wsFails + 1;
-    } else if (this.transport === 'sse') {
-      if (!hadHello) this._wsFails = Math.max(0, this.options.wsFailuresBeforeSse - 1);
-      else if (Date.now() - this._sseSince > this.options.wsRetryAfterMs) this._wsFails = 0;
+    if (hadHello) {
+      this._fails = 0;
+      if (lived >= this.options.stableMs) this._attempt = 0;
+    } else {
+      this._failed(this._gen, info);
     }
-    if (hadHello && lived >= this.options.stableMs) this._attempt = 0;
-    if (!hadHello && this._attempt >= 1) this._probe(this._gen);
     let capMs = Infinity;
     if (expired) {
       const renewable = typeof this.options.getToken === 'function';
@@ -399,6 +542,39 @@ export class TickerClient extends EventTarget {
       }
     }
     this._scheduleRetry({ code: info.code, reason: info.reason }, capMs);
+  }
+
+  /** A connect that failed before its hello. Silence (the connect timeout)
+   * means the transport is held back on the way: the next one at once.
+   * Otherwise /v1/items tells whether the server answers HTTP: if it does, the
+   * transport failed and counts towards fallbackAfter; if not, the server is
+   * down and switching would not help. */
+  _failed(gen, info) {
+    if (info.silent) {
+      this._stepDown('no answer');
+      return;
+    }
+    const level = this._level;
+    this._probe(gen).then((up) => {
+      if (!up || this._level !== level || this.role === 'follower') return;
+      if (++this._fails >= Math.max(1, Number(this.options.fallbackAfter) || 1)) this._stepDown(info.reason || `closed ${info.code}`);
+    });
+  }
+
+  /** The next transport down (from the last, the first again: a server that
+   * answers HTTP but none of its transports is tried round). */
+  _stepDown(reason) {
+    const ladder = this._ladder();
+    if (ladder.length < 2) return;
+    this._setLevel((Math.min(this._level, ladder.length - 1) + 1) % ladder.length, reason);
+  }
+
+  _setLevel(level, reason) {
+    const from = this._kind();
+    this._level = level;
+    this._fails = 0;
+    this._emit('transport', { from, to: this._kind(), reason });
+    this._scheduleStepUp();
   }
 
   /** The next _open() after a random delay in [0, window): full jitter, the
@@ -413,12 +589,102 @@ export class TickerClient extends EventTarget {
     this._timers.retry = setTimeout(() => this._open(), delay);
   }
 
+  // ---- stepping back up ----
+
+  _scheduleStepUp() {
+    clearTimeout(this._timers.stepUp);
+    if (this._level === 0 || !(this.options.stepUpAfterMs > 0)) return;
+    this._timers.stepUp = setTimeout(() => this._stepUp(), Math.min(MAX_TIMEOUT, this.options.stepUpAfterMs));
+  }
+
+  /** Tries each better transport with a connection of its own (the current
+   * one keeps delivering); switches to the first that brings a hello and its
+   * replay marker, resuming with since. */
+  async _stepUp() {
+    const ladder = this._ladder();
+    const level = this._level;
+    for (let k = 0; k < Math.min(level, ladder.length); k++) {
+      const ok = await this._tryTransport(ladder[k]);
+      if (this._level !== level || this.role === 'follower' || ['idle', 'closed', 'failed'].includes(this.status)) return;
+      if (!ok) continue;
+      this._setLevel(k, 'step up');
+      if (this.status === 'connected') {
+        this._gen++;
+        this._teardown();
+        this._open({ quiet: true });
+      } else {
+        this._open(); // was waiting to reconnect anyway
+      }
+      return;
+    }
+    this._scheduleStepUp();
+  }
+
+  /** Resolves to true when `kind` gets through: a hello and a replay marker
+   * (replay=0), or a poll answer, within connectTimeoutMs. */
+  _tryTransport(kind) {
+    return new Promise((resolve) => {
+      const q = this._query();
+      q.delete('since');
+      q.delete('epoch');
+      q.delete('replay');
+      if (kind !== 'poll') q.set('replay', '0');
+      else q.set('wait_s', String(POLL_FIRST_WAIT_S));
+      const url = `${endpoints(this.options.server)[kind]}?${q}`;
+      let sock = null;
+      const probe = {};
+      const finish = (ok) => {
+        if (!this._probes.delete(probe)) return;
+        clearTimeout(probe.timer);
+        try {
+          if (sock) sock.close();
+        } catch {
+          /* closed */
+        }
+        resolve(ok);
+      };
+      probe.stop = () => finish(false);
+      probe.timer = setTimeout(() => finish(false), this.options.connectTimeoutMs);
+      this._probes.add(probe);
+      const onText = (text) => {
+        try {
+          if (JSON.parse(text).type === 'replay') finish(true);
+        } catch {
+          /* not JSON */
+        }
+      };
+      try {
+        if (kind === 'ws') {
+          sock = new WebSocket(url);
+          sock.onmessage = (e) => onText(e.data);
+          sock.onclose = () => finish(false);
+        } else if (kind === 'sse') {
+          sock = new EventSource(url);
+          sock.addEventListener('replay', (e) => onText(e.data));
+          sock.onerror = () => finish(false);
+        } else {
+          const ac = new AbortController();
+          sock = { close: () => ac.abort() };
+          fetch(url, { cache: 'no-store', signal: ac.signal })
+            .then((r) => (r.ok ? r.json() : null))
+            .then((b) => finish(!!(b && Array.isArray(b.events))), () => finish(false));
+        }
+      } catch {
+        finish(false);
+      }
+    });
+  }
+
+  _stopProbes() {
+    for (const p of [...this._probes]) p.stop();
+  }
+
   // ---- token renewal ----
 
   /** Renews the token now (e.g. after the user's rights changed); resolves to
    * true once the new token is in force. Needs getToken. */
   renewToken() {
-    if (typeof this.options.getToken !== 'function' || !this._hello) return Promise.resolve(false);
+    if (typeof this.options.getToken !== 'function' || !this._hello || this.role === 'follower') return Promise.resolve(false);
     const gen = this._gen;
     return new Promise((resolve) => {
       const done = (e) => {
@@ -478,11 +744,25 @@ export class TickerClient extends EventTarget {
         this._authPending = null;
         this._renewFailed(gen, { code: 'timeout', message: 'no answer to auth', source: 'auth' });
       }, this.options.connectTimeoutMs);
+    } else if (this.transport === 'poll') {
+      // Every poll carries the token: the next one carries this. The one
+      // waiting now is asked again at once, so no request outlives the old exp.
+      this._token = token;
+      this.tokenExp = exp;
+      this._renewTry = 0;
+      this.renewals++;
+      this._emit('token', { status: 'renewed', via: 'request', exp, transport: 'poll' });
+      this._scheduleRenew(gen);
+      const link = this._sock;
+      if (link && link.ac) {
+        link.restart = true;
+        link.ac.abort();
+      }
     } else {
       // EventSource cannot send: a new stream with the fresh token, resuming with since.
       this._gen++;
       this._teardown();
-      this._open({ token, quiet: true });
+      this._open({ token, quiet: true, renewal: true });
     }
   }
 
@@ -519,16 +799,19 @@ export class TickerClient extends EventTarget {
     this._timers.renew = setTimeout(() => this._renew(gen), delay);
   }
 
-  /** After failed connects, asks /v1/items (same filter) why: a 400 means the
-   * filter itself is refused, and retrying would never help. */
+  /** After a failed connect, asks /v1/items (same filter) why: a 400 means
+   * the filter itself is refused, and retrying would never help. Resolves to
+   * true when the server would serve this client over HTTP (2xx): then the
+   * transport is what failed. A refusal (401, 403, 429, 503) or no answer
+   * says the server would refuse (or cannot hear) it over any transport. */
   _probe(gen) {
-    if (typeof fetch !== 'function') return;
+    if (typeof fetch !== 'function') return Promise.resolve(true);
     const q = this._query();
     for (const k of ['since', 'epoch', 'replay']) q.delete(k);
     q.set('limit', '1');
-    fetch(`${endpoints(this.options.server).items}?${q}`, { cache: 'no-store' })
+    return fetch(`${endpoints(this.options.server).items}?${q}`, { cache: 'no-store' })
       .then(async (r) => {
-        if (gen !== this._gen || this.status !== 'reconnecting') return;
+        if (gen !== this._gen || this.status !== 'reconnecting') return r.ok;
         if (r.status === 400) {
           const message = (await r.text()).trim();
           clearTimeout(this._timers.retry);
@@ -538,13 +821,16 @@ export class TickerClient extends EventTarget {
         } else if (r.status === 401 || r.status === 403) {
           this._emit('error', { code: 'unauthorized', status: r.status, message: (await r.text()).trim() });
         }
+        return r.ok;
       })
-      .catch(() => {}); // server down: keep retrying
+      .catch(() => false); // server down: keep retrying
   }
 
   _setStatus(status, extra) {
     this.status = status;
-    this._emit('status', { status, transport: this.transport, ...extra });
+    const detail = { status, transport: this.transport, ...extra };
+    if (this._share && this._share.leader) this._post({ t: 'status', detail, level: this._level });
+    this._emit('status', detail);
   }
 
   _startHeartbeat(gen, seconds) {
@@ -561,51 +847,220 @@ export class TickerClient extends EventTarget {
     }, Math.max(1000, hb / 2));
   }
 
+  // ---- one connection for the tabs of a browser ----
+
+  /** The lock and channel name: the server and the filter, lists sorted. */
+  _shareName() {
+    const o = this.options;
+    const list = (v) => (listParam(v) || '').split(',').filter(Boolean).sort().join(',');
+    const key = [endpoints(o.server).http, list(o.region), list(o.lang), list(o.category), o.priority || '',
+      o.replay == null ? '' : String(o.replay), listParam(o.transport) || 'auto'];
+    return `tickerd ${JSON.stringify(key)}`;
+  }
+
+  /** Queues for the lock of this server and filter: the tab that holds it
+   * connects for all (leader); the others take its frames from the channel
+   * (followers) until the lock comes to them. The browser releases a lock
+   * when its tab closes. */
+  _joinShare() {
+    const name = this._shareName();
+    const s = {
+      name,
+      id: `${Date.now().toString(36)}.${Math.random().toString(36).slice(2)}`,
+      chan: new BroadcastChannel(name),
+      leader: false,
+      synced: false, // holds the leader's state (or its own)
+      joins: new Set(), // tabs waiting for a snapshot
+      peers: new Set(), // the other tabs (leader's view)
+      ac: new AbortController(),
+      release: null,
+    };
+    this._share = s;
+    this.role = 'follower';
+    this.peers = 1;
+    s.chan.onmessage = (e) => {
+      if (this._share === s && e.data && typeof e.data === 'object') this._onShare(s, e.data);
+    };
+    navigator.locks
+      .request(name, { signal: s.ac.signal }, () =>
+        new Promise((release) => {
+          if (this._share !== s) return release();
+          s.release = release;
+          this._lead(s);
+        }),
+      )
+      .catch(() => {}); // AbortError: we left before our turn came
+    if (this.status !== 'connecting') this._setStatus('connecting', {});
+    this._post({ t: 'join' });
+  }
+
+  _leaveShare() {
+    const s = this._share;
+    if (!s) return;
+    this._post({ t: 'leave' });
+    this._share = null;
+    s.ac.abort();
+    if (s.release) s.release();
+    s.chan.close();
+    this.role = 'solo';
+    this.peers = 1;
+  }
+
+  _post(msg) {
+    const s = this._share;
+    if (!s) return;
+    try {
+      s.chan.postMessage({ ...msg, from: s.id });
+    } catch {
+      /* closed, or a detail that cannot be cloned */
+    }
+  }
+
+  /** This tab got the lock: it connects, resuming from the state it holds. */
+  _lead(s) {
+    s.leader = true;
+    this.role = 'leader';
+    this.peers = s.peers.size + 1;
+    this._emit('share', { role: 'leader', peers: this.peers });
+    this._post({ t: 'lead' });
+    this._attempt = 0;
+    this._scheduleStepUp();
+    this._open({ quiet: s.synced && this.status === 'connected' });
+  }
+
+  _onShare(s, d) {
+    if (s.leader) {
+      if (d.t === 'join' || (d.t === 'here' && !d.synced)) {
+        s.peers.add(d.from);
+        this._answerJoin(s, d.from);
+      } else if (d.t === 'here') {
+        s.peers.add(d.from);
+      } else if (d.t === 'leave') {
+        s.peers.delete(d.from);
+      } else {
+        return; // frames of a leader that has just gone: our own resume covers them
+      }
+      if (this.peers !== s.peers.size + 1) {
+        this.peers = s.peers.size + 1;
+        this._emit('share', { role: 'leader', peers: this.peers });
+      }
+      return;
+    }
+    switch (d.t) {
+      case 'lead':
+        this._post({ t: 'here', synced: s.synced });
+        this._emit('share', { role: 'follower' });
+        break;
+      case 'sync':
+        if (d.to === s.id && !s.synced) this._adopt(s, d);
+        break;
+      case 'frame':
+        if (!s.synced) break; // the snapshot on its way holds it
+        this.lastUrl = d.url;
+        this.transport = d.transport;
+        if (d.m.type === 'hello') this._resuming = d.resuming;
+        this._frame(d.m);
+        break;
+      case 'status':
+        this._followLevel(d.level);
+        this.transport = d.detail.transport;
+        this.status = d.detail.status;
+        this._emit('status', d.detail);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** A snapshot for a tab that joins, once the state is whole (not in the
+   * middle of a replay): every frame posted after it is news to that tab. */
+  _answerJoin(s, to) {
+    if (this.epoch == null || this._staged) {
+      s.joins.add(to);
+      this._post({ t: 'status', detail: { status: this.status, transport: this.transport }, level: this._level });
+      return;
+    }
+    s.joins.delete(to);
+    this._post({
+      t: 'sync',
+      to,
+      epoch: this.epoch,
+      lastId: this.lastId,
+      items: [...this._items.values()],
+      retracted: [...this._retracted].slice(-SHARED_RETRACTS),
+      hello: this._lastHello || null,
+      status: this.status,
+      transport: this.transport,
+      level: this._level,
+      url: this.lastUrl,
+      skew: this._skew,
+    });
+  }
+
+  _adopt(s, d) {
+    s.synced = true;
+    for (const r of d.retracted || []) this._retracted.add(r);
+    const now = Date.now() + (d.skew || 0);
+    const next = new Map();
+    for (const it of d.items || []) if (!(it.expires && it.expires <= now) && !this._retracted.has(it.id)) next.set(it.id, it);
+    this._skew = d.skew || 0;
+    this.epoch = d.epoch;
+    this.lastId = d.lastId;
+    this.lastUrl = d.url;
+    this.transport = d.transport;
+    this._followLevel(d.level);
+    if (d.hello) this._emit('hello', d.hello);
+    this._replaceState(next, 'sync', false);
+    this._emit('replay', { count: next.size, gap: false, reset: true, shared: true });
+    this._emitState();
+    this._scheduleExpiry();
+    this._emit('share', { role: 'follower' });
+    this.status = d.status;
+    this._emit('status', { status: d.status, transport: d.transport });
+  }
+
+  /** A follower starts where its leader is on the ladder, should it lead. */
+  _followLevel(level) {
+    if (Number.isInteger(level) && level >= 0 && level < this._ladder().length) this._level = level;
+  }
+
   // ---- protocol ----
 
   _onFrame(gen, text) {
-    this._lastFrameAt = Date.now();
     let m;
     try {
       m = JSON.parse(text);
     } catch {
       return;
     }
-    if (!m || typeof m !== 'object') return;
+    if (m && typeof m === 'object') this._onMessage(gen, m);
+  }
+
+  /** A frame of this tab's own connection. */
+  _onMessage(gen, m) {
+    this._lastFrameAt = Date.now();
     switch (m.type) {
       case 'hello':
         clearTimeout(this._timers.connect);
         this._hello = m;
-        this._staged = [];
         this._openedAt = Date.now();
         this.connections++;
-        this._skewConn = null;
-        if (this.transport === 'sse') this._sseSince = this._sseSince || Date.now();
-        else this._sseSince = 0;
+        this._fails = 0;
         this._startHeartbeat(gen, Number(m.heartbeat_s));
         this.tokenExp = this._token ? jwtExp(this._token) : null;
         if (typeof this.options.getToken === 'function') this._renewTry = 0;
         this._scheduleRenew(gen);
         this._setStatus('connected', { epoch: m.epoch });
+        this._frame(m);
         if (this._renewal) {
           this._renewal = false;
           this.renewals++;
           this._emit('token', { status: 'renewed', via: 'reconnect', exp: this.tokenExp, transport: this.transport });
         }
-        this._emit('hello', m);
-        break;
-      case 'item':
-      case 'update':
-      case 'retract':
-        if (this._staged) this._staged.push(m);
-        else this._live(m);
-        break;
-      case 'replay':
-        this._endReplay(m);
         break;
       case 'auth':
         this._onAuth(gen, m);
-        break;
+        return;
       case 'error':
         if (this._authPending) {
           // Frames are answered in order: this one answers our auth (the old token holds).
@@ -615,9 +1070,52 @@ export class TickerClient extends EventTarget {
         } else {
           this._emit('error', { code: m.code, message: m.message });
         }
+        return;
+      case 'item':
+      case 'update':
+      case 'retract':
+      case 'replay':
+      case 'seen':
+        this._frame(m);
         break;
       default:
-        break; // pong and anything newer
+        return; // pong, gap (a fresh hello follows) and anything newer
+    }
+    const s = this._share;
+    if (!s || !s.leader) return;
+    this._post({ t: 'frame', m, resuming: this._resuming, url: this.lastUrl, transport: this.transport });
+    if (m.type === 'replay') {
+      // The state is whole again: the tabs waiting for it get it now, after
+      // the marker, so that every frame they see after it is news.
+      s.synced = true;
+      for (const to of [...s.joins]) this._answerJoin(s, to);
+    }
+  }
+
+  /** A frame, from this tab's connection or the leader's: the state. */
+  _frame(m) {
+    switch (m.type) {
+      case 'hello':
+        this._hello = m;
+        this._lastHello = m;
+        this._staged = [];
+        this._skewConn = null;
+        this._emit('hello', m);
+        break;
+      case 'item':
+      case 'update':
+      case 'retract':
+        if (this._staged) this._staged.push(m);
+        else this._live(m);
+        break;
+      case 'replay':
+        if (this._staged) this._endReplay(m); // else a marker without its hello: nothing to end
+        break;
+      case 'seen':
+        if (!this._staged && this.epoch) this.lastId = maxId(this.lastId, m.last_id);
+        break;
+      default:
+        break;
     }
   }
 
@@ -646,16 +1144,7 @@ export class TickerClient extends EventTarget {
       if (epochChanged) this._retracted.clear(); // old IDs mean nothing now
       const next = new Map();
       for (const m of staged) this._apply(next, m, false, true);
-      const removed = [];
-      for (const [id, it] of this._items) if (!next.has(id)) removed.push(it);
-      const old = this._items;
-      this._items = next;
-      if (removed.length || marker.gap) this._emit('reset', { reason: epochChanged ? 'epoch' : marker.gap ? 'gap' : 'replay', removed });
-      for (const [id, it] of next) {
-        const prev = old.get(id);
-        if (!prev) this._emit('item', { item: it, replay: true });
-        else if (JSON.stringify(prev) !== JSON.stringify(it)) this._emit('update', { item: it, previous: prev, replay: true });
-      }
+      this._replaceState(next, epochChanged ? 'epoch' : marker.gap ? 'gap' : 'replay', !!marker.gap);
       this.lastId = last;
     } else {
       for (const m of staged) this._apply(this._items, m, true, true);
@@ -665,6 +1154,21 @@ export class TickerClient extends EventTarget {
     this._emit('replay', { count: marker.count, gap: !!marker.gap, reset });
     this._emitState();
     this._scheduleExpiry();
+  }
+
+  /** The state becomes `next`: `reset` for what went, `item`/`update` for
+   * what is new or changed. */
+  _replaceState(next, reason, loud) {
+    const removed = [];
+    for (const [id, it] of this._items) if (!next.has(id)) removed.push(it);
+    const old = this._items;
+    this._items = next;
+    if (removed.length || loud) this._emit('reset', { reason, removed });
+    for (const [id, it] of next) {
+      const prev = old.get(id);
+      if (!prev) this._emit('item', { item: it, replay: true });
+      else if (JSON.stringify(prev) !== JSON.stringify(it)) this._emit('update', { item: it, previous: prev, replay: true });
+    }
   }
 
   /** Applies one event to `map`; emits events when `emit`. True if changed. */

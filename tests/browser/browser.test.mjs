@@ -39,23 +39,29 @@ after(async () => {
   else if (dir) console.error(`browser tests: kept ${dir}`);
 });
 
-/** A fresh browser context on the demo page, connected. */
-async function openDemo(t, query = '', { reducedMotion = 'no-preference', viewport = { width: 1280, height: 720 }, setup } = {}) {
+/** A fresh browser context on the demo page, connected. `base`: where the
+ * page comes from (tickerd, or a proxy in front of it). */
+async function openDemo(t, query = '', { reducedMotion = 'no-preference', viewport = { width: 1280, height: 720 }, setup, base } = {}) {
   const ctx = await browser.newContext({ viewport, reducedMotion });
   t.after(() => ctx.close());
+  return openTab(ctx, query, { setup, base });
+}
+
+/** One more tab of the demo in `ctx`, connected (or fed by another tab). */
+async function openTab(ctx, query = '', { setup, base = tickerd.http, td = tickerd } = {}) {
   const page = await ctx.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(e.message));
   if (setup) await setup(page);
-  await page.goto(`${tickerd.http}/?backoff=300&backoff_max=2000&${query}`);
+  await page.goto(`${base}/?backoff=300&backoff_max=2000&${query}`);
   try {
     await page.waitForSelector('#bar .tk-status[data-state="connected"]', { timeout: 15000 });
+    await page.waitForFunction(() => window.ticker && window.ticker.log.replays.length > 0, null, { timeout: 5000 });
   } catch (e) {
     const log = await page.evaluate(() => window.ticker && window.ticker.log).catch(() => null);
-    e.message += `\npage log: ${JSON.stringify(log)}\ntickerd log tail:\n${tickerd.log().split('\n').slice(-10).join('\n')}`;
+    e.message += `\npage log: ${JSON.stringify(log)}\ntickerd log tail:\n${td.log().split('\n').slice(-10).join('\n')}`;
     throw e;
   }
-  await page.waitForFunction(() => window.ticker && window.ticker.log.replays.length > 0, null, { timeout: 5000 });
   return page;
 }
 
@@ -276,7 +282,9 @@ test('after a daemon restart the page reconnects and shows each item exactly onc
   const fixed = `Before restart A, corrected ${tag()}`;
   await redis.xadd({ op: 'update', ref: a, text: fixed });
   await redis.xadd({ op: 'retract', ref: b });
-  await H.sleep(500);
+  // More failed reconnects than fallbackAfter (3): the server is down, and
+  // no other transport would help.
+  await page.waitForFunction(() => window.ticker.log.drops.length >= 5, null, { timeout: 15000 });
   await tickerd.start();
 
   await page.waitForSelector('#bar .tk-status[data-state="connected"]', { timeout: 15000 });
@@ -303,6 +311,11 @@ test('after a daemon restart the page reconnects and shows each item exactly onc
   const replay = log.replays[log.replays.length - 1];
   assert.equal(replay.gap, false);
   assert.equal(replay.count, 3, 'the item, update and retract made while down');
+  const failed = log.drops.length - 1;
+  t.diagnostic(`${failed} reconnects failed while tickerd was down`);
+  assert.ok(failed >= 4, `reconnects failed while down: ${failed}`);
+  assert.deepEqual(log.transports, [], 'a server that is down is no reason to change transport');
+  assert.equal(await page.evaluate(() => window.ticker.client.transport), 'ws');
   noPageErrors(page);
 });
 
@@ -322,13 +335,21 @@ test('a filter the server refuses stops the retries with a visible reason', asyn
 // ---------------------------------------------------------------------------
 // The TV overlay
 
-async function openOverlay(t, query) {
+/** The overlay, from the static server (http://) or, with `file`, from the
+ * checkout (file://, as CasparCG loads templates); console errors are kept
+ * in page.consoleErrors. */
+async function openOverlay(t, query, { file = false } = {}) {
   const ctx = await browser.newContext({ viewport: { width: 1920, height: 1080 } });
   t.after(() => ctx.close());
   const page = await ctx.newPage();
   page.errors = [];
+  page.consoleErrors = [];
   page.on('pageerror', (e) => page.errors.push(e.message));
-  await page.goto(`${statics.url}/overlay/index.html?server=${encodeURIComponent(tickerd.ws)}&backoff=300&${query}`);
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.consoleErrors.push(`${m.text()} (${m.location().url})`);
+  });
+  const base = file ? `file://${path.join(H.REPO, 'clients', 'overlay', 'index.html')}` : `${statics.url}/overlay/index.html`;
+  await page.goto(`${base}?server=${encodeURIComponent(tickerd.ws)}&backoff=300&${query}`);
   await page.waitForSelector('#stage[data-conn="connected"]', { state: 'attached', timeout: 10000 });
   await page.waitForFunction(() => window.tickerOverlay && window.tickerOverlay.client.epoch, null, { timeout: 5000 });
   return page;
@@ -387,6 +408,22 @@ test('overlay: transparent 1920x1080 page; play() and stop() work', async (t) =>
   noPageErrors(page);
 });
 
+for (const from of ['file', 'http']) {
+  test(`overlay: loads from ${from}:// with no console error, and items arrive`, async (t) => {
+    const page = await openOverlay(t, 'region=us-canada&replay=0', { file: from === 'file' });
+    const id = await redis.xadd({ lang: 'en', region: 'us-canada', text: `Overlay from ${from} ${tag()}` });
+    await page.waitForSelector(`#crawl [data-id="${id}"]`, { state: 'attached', timeout: 2000 });
+    await page.waitForSelector('#stage[data-visible="true"]', { state: 'attached', timeout: 2000 });
+    await redis.xadd({ op: 'retract', ref: id });
+    await page.waitForSelector(`#crawl [data-id="${id}"]`, { state: 'detached', timeout: 2000 });
+    assert.deepEqual(page.consoleErrors, [], 'console errors');
+    t.diagnostic(`role ${await page.evaluate(() => window.tickerOverlay.client.role)}, transport ${await page.evaluate(() => window.tickerOverlay.client.transport)}`);
+    const client = await page.getAttribute('#stage', 'data-client');
+    assert.match(client, from === 'file' ? /^file:\/\/.*\/clients\/web\/ticker\.global\.js$/ : /^http:\/\/.*\/web\/ticker\.global\.js$/);
+    noPageErrors(page);
+  });
+}
+
 test('overlay: a retracted or expired item leaves the screen', async (t) => {
   const page = await openOverlay(t, 'region=mena&lang=ar');
   assert.equal(await page.getAttribute('#stage', 'data-state'), 'playing', 'autoplay by default (OBS)');
@@ -438,12 +475,14 @@ test(
 const JWT_SECRET = 'browser-tests-secret-0123456789abcdef';
 
 /** A tickerd of its own with auth on (same Redis), stopped after the test. */
-async function authTickerd(t) {
-  const d = path.join(dir, `auth-${++seq}`);
-  fs.mkdirSync(d);
-  const td = await new H.Tickerd(d, redis, `[auth]\njwt_secret = ${JWT_SECRET}\n`).start();
-  t.after(() => td.stop());
-  return td;
+const authTickerd = (t) => ownTickerd(t, `[auth]\njwt_secret = ${JWT_SECRET}\n`);
+
+/** An origin of its own on 127.0.0.1 that answers every GET with `html`. */
+async function htmlServer(t, html) {
+  const srv = http.createServer((req, res) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(html));
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => srv.close());
+  return `http://127.0.0.1:${srv.address().port}`;
 }
 
 /** A page on `td`'s origin running a TickerClient with getToken() = the
@@ -496,10 +535,7 @@ async function openTokenPage(t, td, mint, options = {}) {
   // A page of its own, served from 127.0.0.1 (a page made up with page.route
   // counts as public, and Chromium's local network access checks would block
   // its WebSocket to 127.0.0.1); ticker.js comes from tickerd (CORS).
-  const srv = http.createServer((req, res) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(html));
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  t.after(() => srv.close());
-  await page.goto(`http://127.0.0.1:${srv.address().port}/token-test.html`);
+  await page.goto(`${await htmlServer(t, html)}/token-test.html`);
   try {
     await page.waitForFunction(() => window.tk && window.tk.client.status === 'connected', null, { timeout: 10000 });
   } catch (e) {
@@ -661,21 +697,365 @@ test('getToken: a token the server refuses in an auth frame is retried, the old 
   noPageErrors(page);
 });
 
+// ---------------------------------------------------------------------------
+// Transports (issue 13): WebSocket -> SSE -> long-poll, chosen by the client,
+// through a proxy in front of tickerd that breaks them the way corporate
+// proxies do (H.StreamProxy). The page comes through the proxy, so all its
+// requests do.
+
+/** A tickerd of its own (same Redis), stopped after the test. */
+async function ownTickerd(t, extra = '') {
+  const d = path.join(dir, `own-${++seq}`);
+  fs.mkdirSync(d);
+  const td = await new H.Tickerd(d, redis, extra).start();
+  t.after(() => td.stop());
+  return td;
+}
+
+async function streamProxy(t, td = tickerd) {
+  const proxy = await new H.StreamProxy(td.http).start();
+  t.after(() => proxy.close());
+  return proxy;
+}
+
+/** Whether `td` serves GET /v1/poll (SPEC §3; being built on another branch). */
+async function hasPoll(td = tickerd) {
+  const r = await H.httpGet(`${td.http}/v1/poll?wait_s=1`).catch(() => ({ status: 0 }));
+  return r.status !== 404 && r.status !== 0;
+}
+const NO_POLL = 'tickerd has no GET /v1/poll yet (404): the long-poll transport cannot be tried against it';
+
+const transportLive = (page, kind, timeout = 20000) =>
+  page.waitForSelector(`#conn[data-transport="${kind}"][data-live="true"]`, { state: 'attached', timeout });
+
+/** Every id shown once on `page`: one 'item' event each, once in the list. */
+async function assertEachOnce(page, ids, timeout = 5000) {
+  await page.waitForFunction((ids) => ids.every((id) => window.ticker.log.items[id]), ids, { timeout }).catch(async (e) => {
+    const log = await page.evaluate(() => window.ticker.log);
+    throw new Error(`${e.message}\nmissing: ${ids.filter((id) => !log.items[id]).join(' ')}\nlog: ${JSON.stringify(log)}`);
+  });
+  const log = await page.evaluate(() => window.ticker.log);
+  for (const id of ids) assert.equal(log.items[id], 1, `one 'item' event for ${id}`);
+  for (const id of ids) assert.equal(await count(page, `#list [data-id="${id}"]`), 1, `${id} once in the list`);
+}
+
+test('transports: a proxy refuses WebSocket; the page goes on over SSE, and back to WebSocket once it passes', async (t) => {
+  const proxy = await streamProxy(t);
+  const page = await openDemo(t, 'region=europe&replay=0&step_up=2000', { base: proxy.url });
+  await transportLive(page, 'ws');
+  const ids = [await redis.xadd({ lang: 'en', region: 'europe', text: `Before the block ${tag()}` })];
+  await assertEachOnce(page, ids);
+
+  proxy.ws = 'refuse';
+  proxy.cut(); // the proxy restarts with its new policy
+  ids.push(await redis.xadd({ lang: 'en', region: 'europe', text: `While WebSocket is refused ${tag()}` }));
+  await transportLive(page, 'sse');
+  ids.push(await redis.xadd({ lang: 'en', region: 'europe', text: `Over SSE ${tag()}` }));
+  await assertEachOnce(page, ids);
+  assert.equal(await page.textContent('#transport'), 'Server-Sent Events');
+  let log = await page.evaluate(() => window.ticker.log);
+  assert.match(log.urls[log.urls.length - 1], /\/v1\/events\?.*since=\d+-\d+.*epoch=/, 'SSE resumed with since and epoch');
+  // Reconnects carry since; the step-up probes (every 2 s from now) do not.
+  const reconnects = proxy.counts.refusedUrls.filter((u) => /since=/.test(u));
+  assert.equal(reconnects.length, 3, 'fallbackAfter (3) refused reconnects, the server answering HTTP, then SSE');
+
+  await H.waitUntil(() => proxy.counts.refusedUrls.some((u) => !/since=/.test(u)), 10000, 'a probe of WebSocket, refused');
+  ids.push(await redis.xadd({ lang: 'en', region: 'europe', text: `Still over SSE ${tag()}` }));
+  await assertEachOnce(page, ids);
+  assert.equal(await page.evaluate(() => window.ticker.client.transport), 'sse', 'a refused probe changes nothing');
+  proxy.ws = 'pass';
+  await transportLive(page, 'ws', 10000);
+  ids.push(await redis.xadd({ lang: 'en', region: 'europe', text: `Back on WebSocket ${tag()}` }));
+  await assertEachOnce(page, ids);
+
+  log = await page.evaluate(() => window.ticker.log);
+  t.diagnostic(`${reconnects.length} reconnects and ${proxy.counts.refused - reconnects.length} probes refused; switches ${JSON.stringify(log.transports)}`);
+  assert.deepEqual(log.transports.map((s) => [s[1], s[2]]), [['ws', 'sse'], ['sse', 'ws']]);
+  assert.match(log.urls[log.urls.length - 1], /\/v1\/ws\?.*since=\d+-\d+.*epoch=/, 'WebSocket resumed with since and epoch');
+  const onSse = log.statuses.findIndex((s) => s[1] === 'connected' && s[2] === 'sse');
+  assert.deepEqual(log.statuses.slice(onSse + 1).map((s) => s.slice(1, 3)), [['connected', 'ws']], 'switched up while connected');
+  noPageErrors(page);
+});
+
+test('transports: a WebSocket that connects and delivers nothing gives way to SSE at once', async (t) => {
+  const proxy = await streamProxy(t);
+  proxy.ws = 'mute';
+  const page = await openDemo(t, 'region=europe&replay=0&timeout=2000&step_up=600000', { base: proxy.url });
+  await transportLive(page, 'sse');
+  const id = await redis.xadd({ lang: 'en', region: 'europe', text: `After a silent WebSocket ${tag()}` });
+  await assertEachOnce(page, [id]);
+  const log = await page.evaluate(() => window.ticker.log);
+  assert.equal(proxy.counts.upgrades, 1, 'one silent WebSocket was enough');
+  assert.deepEqual(log.transports.map((s) => s.slice(1)), [['ws', 'sse', 'no answer']]);
+  noPageErrors(page);
+});
+
+test('transports: WebSocket refused, then SSE held back by a buffering proxy: long-poll, and back up to WebSocket', async (t) => {
+  if (!(await hasPoll())) return t.skip(NO_POLL);
+  const proxy = await streamProxy(t);
+  const page = await openDemo(t, 'region=africa&replay=0&timeout=3000&step_up=3000&poll_wait=10', { base: proxy.url });
+  await transportLive(page, 'ws');
+  const ids = [await redis.xadd({ lang: 'en', region: 'africa', text: `On WebSocket ${tag()}` })];
+  await assertEachOnce(page, ids);
+
+  proxy.ws = 'refuse';
+  proxy.cut();
+  ids.push(await redis.xadd({ lang: 'en', region: 'africa', text: `WebSocket refused ${tag()}` }));
+  await transportLive(page, 'sse');
+  ids.push(await redis.xadd({ lang: 'en', region: 'africa', text: `On SSE ${tag()}` }));
+  await assertEachOnce(page, ids);
+
+  proxy.buffer = true; // every response held until it ends: a stream never does
+  proxy.cut();
+  ids.push(await redis.xadd({ lang: 'en', region: 'africa', text: `SSE held back ${tag()}` }));
+  await transportLive(page, 'poll');
+  for (let i = 0; i < 3; i++) {
+    ids.push(await redis.xadd({ lang: 'en', region: 'africa', text: `Long-polled ${i} ${tag()}` }));
+    await H.sleep(300);
+  }
+  await assertEachOnce(page, ids);
+
+  proxy.ws = 'pass';
+  proxy.buffer = false;
+  await transportLive(page, 'ws', 30000); // the next probe finds WebSocket through
+  ids.push(await redis.xadd({ lang: 'en', region: 'africa', text: `Back on WebSocket ${tag()}` }));
+  await assertEachOnce(page, ids);
+
+  const log = await page.evaluate(() => window.ticker.log);
+  t.diagnostic(`switches ${JSON.stringify(log.transports)}; polls ${proxy.counts.requests['/v1/poll']}`);
+  assert.deepEqual(log.transports.map((s) => [s[1], s[2]]), [['ws', 'sse'], ['sse', 'poll'], ['poll', 'ws']]);
+  assert.ok(log.urls.filter((u) => /\/v1\/poll\?/.test(u)).every((u) => /since=\d+-\d+/.test(u)), 'the polls resumed with since');
+  noPageErrors(page);
+});
+
+test('getToken over long-poll: each renewed token goes with the next poll, nothing lost', async (t) => {
+  const td = await authTickerd(t);
+  if (!(await hasPoll(td))) return t.skip(NO_POLL);
+  const page = await openTokenPage(t, td, () => shortToken(3), { region: 'asia', replay: 0, transport: 'poll', pollWaitS: 10 });
+  const ids = await publishFor('asia', 8000, 400);
+  await assertAllOnce(page, ids);
+  const log = await page.evaluate(() => window.tk.log);
+  const renewed = log.tokens.filter((e) => e.status === 'renewed');
+  t.diagnostic(`${ids.length} items; renewals at ${renewed.map((e) => e.t).join(', ')} ms`);
+  assert.ok(renewed.length >= 2, `at least 2 renewals: ${JSON.stringify(log.tokens)}`);
+  assert.ok(renewed.every((e) => e.via === 'request' && e.transport === 'poll'));
+  assert.deepEqual(log.statuses.map((s) => s.status), ['connecting', 'connected'], 'never dropped');
+  assert.deepEqual(log.errors, []);
+  assert.equal((await page.evaluate(() => window.sockets)).ws + (await page.evaluate(() => window.sockets)).es, 0);
+  noPageErrors(page);
+});
+
+// ---------------------------------------------------------------------------
+// One connection per browser (issue 13): tabs of one origin asking for the
+// same server and filter share the connection of the tab holding a Web Lock.
+
+const role = (page) => page.evaluate(() => window.ticker.client.role);
+
+test('five tabs share one connection; the leader closes, another takes over, every tab gets every item once', async (t) => {
+  const td = await ownTickerd(t);
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const q = 'region=mena&replay=0';
+  const tabs = [];
+  for (let i = 0; i < 5; i++) tabs.push(await openTab(ctx, q, { base: td.http, td }));
+  const ids = [await redis.xadd({ lang: 'en', region: 'mena', text: `Five tabs ${tag()}` })];
+  for (const p of tabs) await assertEachOnce(p, ids);
+
+  let m = await td.metrics();
+  t.diagnostic(`5 tabs -> ${H.connectionsNow(m)} connection(s) on the server`);
+  assert.equal(H.connectionsNow(m), 1, 'one connection for the five tabs');
+  assert.equal(m.tickerd_connections_total, 1, 'and no tab ever connected on its own');
+  const roles = await Promise.all(tabs.map(role));
+  assert.deepEqual([...roles].sort(), ['follower', 'follower', 'follower', 'follower', 'leader']);
+  const leader = tabs[roles.indexOf('leader')];
+  await leader.waitForFunction(() => window.ticker.client.peers === 5, null, { timeout: 5000 });
+  assert.match(await leader.textContent('#share'), /shared with 4 other tabs/);
+  for (const p of tabs) if (p !== leader) assert.equal(await p.textContent('#share'), 'the connection of another tab');
+
+  // Items before, during and after the takeover.
+  let publishing = true;
+  const stream = (async () => {
+    for (let i = 0; publishing; i++) {
+      ids.push(await redis.xadd({ lang: 'en', region: 'mena', text: `Around the takeover ${i} ${tag()}` }));
+      await H.sleep(40);
+    }
+  })();
+  await H.sleep(300);
+  const rest = tabs.filter((p) => p !== leader);
+  const t0 = Date.now();
+  await leader.close();
+  const next = await H.waitUntil(
+    async () => {
+      for (const p of rest) if ((await role(p)) === 'leader' && (await p.evaluate(() => window.ticker.client.connections)) > 0) return p;
+      return null;
+    },
+    10000,
+    'a new leader, connected',
+  );
+  const takeoverMs = Date.now() - t0;
+  await H.sleep(500);
+  publishing = false;
+  await stream;
+  ids.push(await redis.xadd({ lang: 'en', region: 'mena', text: `After the takeover ${tag()}` }));
+  for (const p of rest) await assertEachOnce(p, ids);
+
+  await H.waitUntil(async () => H.connectionsNow(await td.metrics()) === 1, 5000, 'one connection again');
+  m = await td.metrics();
+  t.diagnostic(`takeover: the next tab connected ${takeoverMs} ms after the leader's tab closed; ${ids.length} items, each once in 4 tabs`);
+  assert.ok(takeoverMs <= 2000, `taken over within 2 s: ${takeoverMs} ms`);
+  assert.equal(m.tickerd_connections_total, 2, 'the old leader and the new one, no other');
+  assert.match(await next.evaluate(() => window.ticker.client.lastUrl), /since=\d+-\d+.*epoch=/, 'the new leader resumed with since');
+  assert.deepEqual((await Promise.all(rest.map(role))).filter((r) => r === 'leader').length, 1);
+  for (const p of rest) {
+    assert.equal(await p.evaluate(() => window.ticker.client.status), 'connected');
+    noPageErrors(p);
+  }
+});
+
+test('shared tabs through a daemon restart: the leader resumes, the others follow, each item once', async (t) => {
+  const td = await ownTickerd(t);
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const tabs = [];
+  for (let i = 0; i < 3; i++) tabs.push(await openTab(ctx, 'region=palestine&replay=0', { base: td.http, td }));
+  const a = await redis.xadd({ lang: 'en', region: 'palestine', text: `Shared, before the restart ${tag()}` });
+  for (const p of tabs) await assertEachOnce(p, [a]);
+  await td.stop();
+  for (const p of tabs) await p.waitForSelector('#bar .tk-status[data-state="reconnecting"]', { state: 'attached', timeout: 5000 });
+  const b = await redis.xadd({ lang: 'en', region: 'palestine', text: `Shared, while down ${tag()}` });
+  await redis.xadd({ op: 'retract', ref: a });
+  await H.sleep(500);
+  await td.start();
+  const c = await redis.xadd({ lang: 'en', region: 'palestine', text: `Shared, after the restart ${tag()}` });
+  for (const p of tabs) {
+    await assertEachOnce(p, [b, c], 15000);
+    await p.waitForSelector(`#list [data-id="${a}"]`, { state: 'detached', timeout: 3000 });
+    assert.equal((await p.evaluate(() => window.ticker.log.items))[a], 1);
+    assert.equal(await p.evaluate(() => window.ticker.client.status), 'connected');
+    noPageErrors(p);
+  }
+  assert.equal(H.connectionsNow(await td.metrics()), 1, 'one connection after the restart too');
+});
+
+test('shared tabs over long-poll: the frames reach the other tabs, and a takeover resumes with since', async (t) => {
+  const td = await ownTickerd(t);
+  if (!(await hasPoll(td))) return t.skip(NO_POLL);
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const q = 'region=asia&replay=0&transport=poll&poll_wait=5';
+  const tabs = [];
+  for (let i = 0; i < 3; i++) tabs.push(await openTab(ctx, q, { base: td.http, td }));
+  const ids = [await redis.xadd({ lang: 'en', region: 'asia', text: `Polled for three tabs ${tag()}` })];
+  for (const p of tabs) await assertEachOnce(p, ids);
+  const roles = await Promise.all(tabs.map(role));
+  const leader = tabs[roles.indexOf('leader')];
+  const rest = tabs.filter((p) => p !== leader);
+  for (const p of rest) assert.equal(await p.evaluate(() => window.ticker.client.transport), 'poll');
+  await leader.close();
+  ids.push(await redis.xadd({ lang: 'en', region: 'asia', text: `Polled, leader gone ${tag()}` }));
+  const next = await H.waitUntil(async () => {
+    for (const p of rest) if ((await role(p)) === 'leader') return p;
+    return null;
+  }, 10000, 'a new leader');
+  ids.push(await redis.xadd({ lang: 'en', region: 'asia', text: `Polled by the new leader ${tag()}` }));
+  for (const p of rest) await assertEachOnce(p, ids);
+  assert.match(await next.evaluate(() => window.ticker.client.lastUrl), /\/v1\/poll\?.*since=\d+-\d+.*epoch=/);
+  for (const p of rest) noPageErrors(p);
+});
+
+test('tabs with another filter, or share=0, get connections of their own', async (t) => {
+  const td = await ownTickerd(t);
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const a = await openTab(ctx, 'region=europe&lang=en,ar&replay=0', { base: td.http, td });
+  const same = await openTab(ctx, 'lang=ar,en&region=europe&replay=0', { base: td.http, td }); // the same filter
+  const other = await openTab(ctx, 'region=asia&replay=0', { base: td.http, td });
+  const alone = await openTab(ctx, 'region=europe&lang=en,ar&replay=0&share=0', { base: td.http, td });
+  assert.deepEqual(await Promise.all([a, same, other, alone].map(role)), ['leader', 'follower', 'leader', 'solo']);
+  await H.waitUntil(async () => H.connectionsNow(await td.metrics()) === 3, 5000, '3 connections');
+  assert.equal((await td.metrics()).tickerd_connections_total, 3);
+  const eu = await redis.xadd({ lang: 'ar', region: 'europe', text: `أوروبا ${tag()}` });
+  const as = await redis.xadd({ lang: 'en', region: 'asia', text: `Asia ${tag()}` });
+  for (const p of [a, same, alone]) await assertEachOnce(p, [eu]);
+  await assertEachOnce(other, [as]);
+  assert.equal(await count(other, `[data-id="${eu}"]`), 0);
+  assert.equal(await count(a, `[data-id="${as}"]`), 0);
+
+  // A new filter in the follower: it leaves the group and leads one of its own.
+  await same.selectOption('#region', 'asia');
+  await same.waitForFunction(() => window.ticker.client.role !== 'solo' && /region=asia/.test(location.search));
+  const as2 = await redis.xadd({ lang: 'ar', region: 'asia', text: `آسيا ${tag()}` });
+  await assertEachOnce(same, [as2]);
+  await assertEachOnce(other, [as2]);
+  assert.equal(await count(a, `[data-id="${as2}"]`), 0);
+});
+
+// ---------------------------------------------------------------------------
+// ticker.global.js: the same client as a classic script.
+
+test('ticker.global.js defines window.Ticker with what ticker.js exports, and it works', async (t) => {
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  await page.goto(`${await htmlServer(t, '<!doctype html><meta charset="utf-8"><title>classic</title>')}/classic.html`);
+  const names = await page.evaluate(async (base) => {
+    const mod = await import(`${base}/ticker.js`);
+    await new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = `${base}/ticker.global.js`;
+      s.onload = resolve;
+      s.onerror = reject;
+      document.head.append(s);
+    });
+    const differ = Object.keys(mod).filter((k) => typeof mod[k] !== typeof window.Ticker[k]);
+    return { module: Object.keys(mod).sort(), global: Object.keys(window.Ticker).sort(), differ };
+  }, tickerd.http);
+  assert.deepEqual(names.global, names.module);
+  assert.deepEqual(names.differ, []);
+  const id = await redis.xadd({ lang: 'en', region: 'latin-america', text: `Classic script ${tag()}` });
+  const got = await page.evaluate(
+    ([id, server]) =>
+      new Promise((resolve) => {
+        const c = new window.Ticker.TickerClient({ server, region: 'latin-america', replay: 5, share: false });
+        c.addEventListener('replay', () => {
+          resolve({ has: !!c.get(id), transport: c.transport });
+          c.close();
+        });
+        c.start();
+      }),
+    [id, tickerd.http],
+  );
+  assert.deepEqual(got, { has: true, transport: 'ws' });
+  noPageErrors(page);
+});
+
 // Last: it recreates the stream.
 test('a new epoch (stream recreated) resets the page to the replay', async (t) => {
-  const page = await openDemo(t, 'region=us-canada');
+  // Over WebSocket, and over long-poll when tickerd has it (the epoch sent
+  // with since no longer matches: the answer says gap and holds the state).
+  const kinds = (await hasPoll()) ? ['ws', 'poll'] : ['ws'];
+  const pages = [];
+  for (const k of kinds) pages.push(await openDemo(t, `region=us-canada&transport=${k}&poll_wait=5`));
   const old = await redis.xadd({ lang: 'en', region: 'us-canada', text: `From the old stream ${tag()}` });
-  await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'attached' });
-  const epoch = await page.evaluate(() => window.ticker.client.epoch);
+  for (const page of pages) await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'attached' });
+  const epoch = await pages[0].evaluate(() => window.ticker.client.epoch);
   await tickerd.stop();
   await redis.cli('DEL', H.STREAM, `${H.STREAM}:epoch`);
   await tickerd.start();
-  await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'detached', timeout: 15000 });
-  const log = await page.evaluate(() => window.ticker.log);
-  assert.equal(log.replays[log.replays.length - 1].gap, true, 'the replay says gap');
-  assert.notEqual(await page.evaluate(() => window.ticker.client.epoch), epoch);
+  for (const [i, page] of pages.entries()) {
+    await page.waitForSelector(`#list [data-id="${old}"]`, { state: 'detached', timeout: 15000 });
+    const log = await page.evaluate(() => window.ticker.log);
+    assert.equal(log.replays[log.replays.length - 1].gap, true, `the replay says gap (${kinds[i]})`);
+    assert.notEqual(await page.evaluate(() => window.ticker.client.epoch), epoch);
+    assert.equal(await page.evaluate(() => window.ticker.client.transport), kinds[i]);
+  }
   const fresh = await redis.xadd({ lang: 'en', region: 'us-canada', text: `From the new stream ${tag()}` });
-  await page.waitForSelector(`#list [data-id="${fresh}"]`, { state: 'attached', timeout: 1000 });
-  await assertOnce(page, fresh);
-  noPageErrors(page);
+  for (const page of pages) {
+    await page.waitForSelector(`#list [data-id="${fresh}"]`, { state: 'attached', timeout: 2000 });
+    await assertOnce(page, fresh);
+    noPageErrors(page);
+  }
+  if (kinds.length < 2) t.diagnostic(`long-poll part left out: ${NO_POLL}`);
 });

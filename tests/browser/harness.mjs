@@ -347,3 +347,125 @@ export function signJwt(claims, secret) {
   const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
   return `${head}.${crypto.createHmac('sha256', secret).update(head).digest('base64url')}`;
 }
+
+/**
+ * An HTTP proxy in front of tickerd that can break streaming the way
+ * corporate proxies do. Pages load through it (its origin is theirs), so
+ * every transport goes through it too.
+ *   ws:     'pass' (tunnel upgrades), 'refuse' (answer 403 to an upgrade), or
+ *           'mute' (pass the 101 but nothing after it: a socket that connects
+ *           and never delivers)
+ *   buffer: false streams responses through; true holds each response whole
+ *           until the server ends it (an SSE stream: never)
+ * cut() ends what is open now, as a proxy restart would; counts says what
+ * came through.
+ */
+export class StreamProxy {
+  constructor(upstream) {
+    this.upstream = new URL(upstream);
+    this.ws = 'pass';
+    this.buffer = false;
+    this.open = new Set();
+    this.counts = { upgrades: 0, refused: 0, refusedUrls: [], requests: {} };
+  }
+
+  async start() {
+    this.server = http.createServer((req, res) => this._request(req, res));
+    this.server.on('upgrade', (req, socket, head) => this._upgrade(req, socket, head));
+    await new Promise((r) => this.server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${this.server.address().port}`;
+    return this;
+  }
+
+  _track(sock) {
+    this.open.add(sock);
+    sock.on('close', () => this.open.delete(sock));
+  }
+
+  _request(req, res) {
+    const p = new URL(req.url, 'http://x').pathname;
+    this.counts.requests[p] = (this.counts.requests[p] || 0) + 1;
+    const buffered = this.buffer;
+    this._track(req.socket);
+    const up = http.request(
+      { host: this.upstream.hostname, port: this.upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (ur) => {
+        if (!buffered) {
+          res.writeHead(ur.statusCode, ur.headers);
+          ur.pipe(res);
+          return;
+        }
+        const chunks = [];
+        ur.on('data', (c) => chunks.push(c));
+        ur.on('end', () => {
+          const body = Buffer.concat(chunks);
+          const headers = { ...ur.headers, 'content-length': String(body.length) };
+          delete headers['transfer-encoding'];
+          res.writeHead(ur.statusCode, headers);
+          res.end(body);
+        });
+      },
+    );
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  }
+
+  _upgrade(req, socket, head) {
+    this.counts.upgrades++;
+    if (this.ws === 'refuse') {
+      this.counts.refused++;
+      this.counts.refusedUrls.push(req.url);
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 26\r\nConnection: close\r\n\r\nWebSocket blocked by proxy');
+      return;
+    }
+    const mute = this.ws === 'mute';
+    const up = net.connect(Number(this.upstream.port), this.upstream.hostname, () => {
+      let lines = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      up.write(`${lines}\r\n`);
+      if (head && head.length) up.write(head);
+      socket.pipe(up);
+      if (!mute) {
+        up.pipe(socket);
+        return;
+      }
+      let seen = Buffer.alloc(0);
+      let done = false;
+      up.on('data', (c) => {
+        if (done) return; // frames: swallowed
+        seen = Buffer.concat([seen, c]);
+        const end = seen.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        done = true;
+        socket.write(seen.subarray(0, end + 4));
+      });
+    });
+    this._track(socket);
+    this._track(up);
+    const kill = () => {
+      socket.destroy();
+      up.destroy();
+    };
+    up.on('error', kill);
+    socket.on('error', kill);
+    up.on('close', kill);
+    socket.on('close', kill);
+  }
+
+  cut() {
+    for (const s of [...this.open]) s.destroy();
+  }
+
+  close() {
+    this.cut();
+    return new Promise((r) => this.server.close(r));
+  }
+}
+
+/** Sum of tickerd_connections over its transports, from metrics(). */
+export function connectionsNow(metrics) {
+  let n = 0;
+  for (const [k, v] of Object.entries(metrics)) if (k.startsWith('tickerd_connections{')) n += v;
+  return n;
+}
