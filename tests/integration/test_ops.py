@@ -1,10 +1,11 @@
-import pytest
 """Corrections and kills (SPEC §1 op/ref, §2): update and retract events,
 live, in replay=N (current state) and in since= resumes (the events), their
 routing, unknown refs, and ttl expiry."""
 
 import json
 import time
+
+import pytest
 
 from conftest import WS, http_get, id_ms, item_frame, run
 
