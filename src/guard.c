@@ -97,6 +97,19 @@ bool tk_origin_listed(const char *allowed, const char *origin)
     return false;
 }
 
+void tk_guard_cors(const char *allowed, struct lws *wsi, char *out, size_t cap)
+{
+    char origin[TK_ORIGIN_MAX + 1];
+    *out = 0;
+    if (!*allowed) {
+        snprintf(out, cap, "Access-Control-Allow-Origin: *\r\n");
+        return;
+    }
+    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return;
+    if (tk_origin_listed(allowed, origin))
+        snprintf(out, cap, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+}
+
 tk_peer_t *tk_peer_new(const char *conn)
 {
     tk_peer_t *p = malloc(sizeof *p);

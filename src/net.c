@@ -13,6 +13,7 @@
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
+#include "tickerd/poll.h"
 #include "tickerd/site.h"
 #include "tickerd/ws.h"
 
@@ -85,12 +86,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         tk_guard_identify(tk_site_of(wsi)->cfg, wsi);
         return tk_http_request(wsi, user, in);
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (tk_poll_owns(user)) return tk_poll_writable(wsi, user);
         return tk_http_writable(wsi, user);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return tk_http_file_done(wsi);
     case LWS_CALLBACK_CLOSED_HTTP:
         if (header_overflow) log_header_overflow(wsi);
         tk_http_closed(user);
+        tk_poll_closed(user);
         return 0;
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
         remember_peer(wsi);
@@ -100,6 +103,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         lws_set_opaque_user_data(wsi, NULL);
         tk_ws_closed(user);
         tk_http_closed(user);
+        tk_poll_closed(user);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -139,8 +143,8 @@ int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
     const tk_config_t *cfg = site->cfg;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
-    protocols[0].per_session_data_size =
-        tk_ws_session_size > tk_sse_session_size ? tk_ws_session_size : tk_sse_session_size;
+    size_t pss = tk_ws_session_size > tk_sse_session_size ? tk_ws_session_size : tk_sse_session_size;
+    protocols[0].per_session_data_size = pss > tk_poll_session_size ? pss : tk_poll_session_size;
     memset(&info, 0, sizeof info);
     /* lws listens on nothing: listener.c accepts on a SO_REUSEPORT socket
      * that every worker binds, and hands the connections to this vhost. */
@@ -186,6 +190,7 @@ int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
 void tk_net_stop(struct lws_context *context)
 {
     tk_listener_stop();
+    tk_poll_stop();
     if (context) lws_context_destroy(context);
 }
 

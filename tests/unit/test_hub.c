@@ -130,11 +130,11 @@ static const char *fake_peer(tk_client_t *c, char *buf, size_t cap)
 }
 
 static const tk_transport_ops_t fake_ops = {
-    TK_TRANSPORT_WS, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer,
+    TK_TRANSPORT_WS, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer, NULL,
 };
 
 static const tk_transport_ops_t fake_sse_ops = {
-    TK_TRANSPORT_SSE, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer,
+    TK_TRANSPORT_SSE, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer, NULL,
 };
 
 static tk_history_t *history;
