@@ -312,9 +312,9 @@ int tk_client_writable(tk_client_t *c)
 static bool oneshot_due(const tk_client_t *c)
 {
     tk_event_t *one;
-    bool gap;
-    return tk_history_since(c->hub->history, c->last_sent, &c->filter, 1, tk_now_ms(), &one,
-                            &gap) > 0 ||
+    bool gap, more;
+    return tk_history_after(c->hub->history, c->last_sent, &c->filter, 1, tk_now_ms(), &one,
+                            &gap, &more) > 0 ||
            gap;
 }
 
@@ -346,11 +346,13 @@ static void oneshot_events(tk_client_t *c, tk_answer_t *a, tk_msg_t **out)
     a->last_id = last;
     a->gap = c->oneshot_gap;
     if (c->oneshot_replay < 0) {
-        bool gap;
-        a->n = tk_history_since(h, c->last_sent, &c->filter, c->hub->lim.replay_max, tk_now_ms(),
-                                (tk_event_t **)found, &gap);
+        /* Pages of replay_max: the next poll, from last_id, gets the rest. */
+        bool gap, more;
+        a->n = tk_history_after(h, c->last_sent, &c->filter, c->hub->lim.replay_max, tk_now_ms(),
+                                (tk_event_t **)found, &gap, &more);
         a->gap = gap;
-        if (tk_id_cmp(c->last_sent, last) > 0) a->last_id = c->last_sent; /* never back */
+        if (more && a->n > 0) a->last_id = ((tk_event_t *)found[a->n - 1])->id;
+        if (tk_id_cmp(c->last_sent, a->last_id) > 0) a->last_id = c->last_sent; /* never back */
         for (int i = 0; i < a->n; i++)
             if (!(out[i] = tk_event_msg(found[i], TK_TRANSPORT_POLL, false))) a->n = -1;
     } else {

@@ -187,13 +187,20 @@ def test_the_seam_between_polls_loses_and_repeats_nothing(tickerd, xadd, rds, po
     assert [e["id"] for e in body["events"]] == sent[::3][-200:]
 
 
-def test_more_than_replay_max_is_a_gap(make_tickerd, xadd):
+def test_more_than_replay_max_comes_in_pages(make_tickerd, xadd):
+    """More than [replay] max events after since: the oldest max, and
+    last_id is the last of them, so the next poll gets the rest: no gap."""
     td = make_tickerd({"replay": {"max": 5, "default": 5}})
     a = xadd(text="start")
-    ids = [xadd(text=f"n{i}") for i in range(7)]
-    status, _, body = poll(td, f"since={a}")
-    assert body["gap"] is True and [e["id"] for e in body["events"]] == ids[-5:]
-    assert body["last_id"] == ids[-1]
+    ids = [xadd(text=f"n{i}") for i in range(11)]
+    got, since = [], a
+    for page in (ids[0:5], ids[5:10], ids[10:]):
+        status, _, body = poll(td, f"since={since}&wait_s=0")
+        assert body["gap"] is False and [e["id"] for e in body["events"]] == page
+        assert body["last_id"] == page[-1]
+        since = body["last_id"]
+    status, _, body = poll(td, f"since={since}&wait_s=0")
+    assert body["events"] == [] and body["last_id"] == ids[-1]
 
 
 def test_since_older_than_the_history_is_a_gap(make_tickerd, xadd):
