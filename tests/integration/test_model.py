@@ -179,14 +179,18 @@ class Client:
         bytes) and parses the complete frames."""
         while self.open and not self.eof and select.select([self.sock], [], [], timeout)[0]:
             timeout = 0
-            try:
-                data = self.sock.recv(1 << 16)
-            except ConnectionError:
-                data = b""
-            if not data:
-                self.eof = True
-            self.buf += data
-            self._parse()
+            self.take()
+
+    def take(self):
+        """One read of what has arrived into buf, then the frames parsed."""
+        try:
+            data = self.sock.recv(1 << 16)
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.eof = True
+        self.buf += data
+        self._parse()
 
     def _parse(self):
         if self.status is None:
@@ -288,14 +292,7 @@ class PollClient:
             if not select.select([self.sock], [], [], timeout)[0]:
                 return
             timeout = 0
-            try:
-                data = self.sock.recv(1 << 16)
-            except ConnectionError:
-                data = b""
-            if not data:
-                self.eof = True
-            self.buf += data
-            self._parse()
+            self.take()
 
     def _parse(self):
         head, sep, rest = self.buf.partition(b"\r\n\r\n")
@@ -328,6 +325,7 @@ class PollClient:
     def state(self):
         return Client.state(self) + f", {self.polls} polls, the last from {self.since}"
 
+    take = Client.take
     last_event_id = Client.last_event_id
     close = Client.close
 
