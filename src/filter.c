@@ -54,6 +54,7 @@ void tk_sub_req_init(tk_sub_req_t *req)
     tk_filter_all(&req->filter);
     req->replay = -1;
     req->limit = -1;
+    req->wait_s = -1;
 }
 
 /* Up to 40 bytes of a value, for a one-line reason. */
@@ -146,18 +147,19 @@ static int apply_param(const tk_config_t *cfg, tk_sub_req_t *req, const char *na
             return -1;
         }
         req->filter.min_priority = (uint8_t)p;
-    } else if (strcmp(name, "replay") == 0 || strcmp(name, "limit") == 0) {
+    } else if (strcmp(name, "replay") == 0 || strcmp(name, "limit") == 0 ||
+               strcmp(name, "wait_s") == 0) {
         int x, rc = tk_parse_int(v, n, 0, INT_MAX, &x);
         if (rc == -ERANGE) {
             snprintf(err, errlen, "%s '%.*s' is over the maximum %d", name, SHOW(n), v,
-                     cfg->replay_max);
+                     name[0] == 'w' ? TK_WAIT_MAX_S : cfg->replay_max);
             return -1;
         }
         if (rc) {
             snprintf(err, errlen, "%s '%.*s' is not a whole number", name, SHOW(n), v);
             return -1;
         }
-        *(name[0] == 'r' ? &req->replay : &req->limit) = x;
+        *(name[0] == 'r' ? &req->replay : name[0] == 'l' ? &req->limit : &req->wait_s) = x;
     } else if (strcmp(name, "since") == 0) {
         tk_span_t t = tk_trim(v, n);
         if (tk_id_parse(t.s, t.len, &req->since)) {
@@ -283,6 +285,10 @@ int tk_sub_req_check(const tk_config_t *cfg, const tk_sub_req_t *req, char *err,
     }
     if (req->limit > cfg->replay_max) {
         snprintf(err, errlen, "limit %d is over the maximum %d", req->limit, cfg->replay_max);
+        return -1;
+    }
+    if (req->wait_s > TK_WAIT_MAX_S) {
+        snprintf(err, errlen, "wait_s %d is over the maximum %d", req->wait_s, TK_WAIT_MAX_S);
         return -1;
     }
     return 0;

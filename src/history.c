@@ -568,6 +568,24 @@ int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f,
     return found;
 }
 
+int tk_history_after(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
+                     int64_t now_ms, tk_event_t **out, bool *gap, bool *more)
+{
+    int found = 0;
+    *gap = h->has_horizon && tk_id_cmp(since, h->horizon) < 0;
+    *more = false;
+    for (uint64_t s = first_after(h, since); s < h->next; s++) {
+        tk_event_t *ev = tk_history_at(h, s);
+        if (!event_live(h, ev, now_ms) || !tk_filter_match_any(f, ev->keys, ev->nkeys)) continue;
+        if (found == max) {
+            *more = true;
+            break;
+        }
+        out[found++] = ev;
+    }
+    return found;
+}
+
 /* --- frames --- */
 
 /* ev->json with ,"replay":true spliced in before the closing brace. */

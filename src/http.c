@@ -21,6 +21,7 @@
 #include "tickerd/hub.h"
 #include "tickerd/item.h"
 #include "tickerd/publish.h"
+#include "tickerd/poll.h"
 #include "tickerd/reply.h"
 #include "tickerd/request.h"
 #include "tickerd/site.h"
@@ -42,13 +43,7 @@ static int finish(struct lws *wsi, int rc)
 
 static int respond_text(struct lws *wsi, unsigned status, const char *text)
 {
-    char body[512];
-    int n = snprintf(body, sizeof body, "%s\n", text);
-    if (status >= 400) {
-        tk_log_refused("refused %s: HTTP %u: %s", tk_guard_client(wsi), status, text);
-        tk_metrics_refused(status);
-    }
-    return finish(wsi, tk_http_respond(wsi, status, TEXT_TYPE, body, (size_t)n, NULL));
+    return finish(wsi, tk_http_text(wsi, status, text, NULL));
 }
 
 /* Parses and admits the query of an HTTP request; on error answers 400
@@ -268,7 +263,7 @@ _Static_assert(offsetof(sse_session_t, wsi) == offsetof(tk_conn_t, wsi),
 
 static const tk_transport_ops_t sse_ops = {
     TK_TRANSPORT_SSE,   tk_conn_write_http, tk_conn_busy, tk_conn_room,
-    tk_conn_want_write, tk_conn_closing,    tk_conn_peer,
+    tk_conn_want_write, tk_conn_closing,    tk_conn_peer, NULL,
 };
 
 /* /v1/events: an SSE stream; Last-Event-ID resumes like since. */
@@ -403,6 +398,7 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     if (!strcmp(uri, "/v1/feed.json")) return serve_current(wsi, TK_FEED_JSON);
     if (!strcmp(uri, "/v1/feed.rss")) return serve_current(wsi, TK_FEED_RSS);
     if (!strcmp(uri, "/v1/events")) return serve_events(wsi, pss);
+    if (!strcmp(uri, "/v1/poll")) return tk_poll_request(wsi, pss);
     if (!strcmp(uri, "/v1/ws")) return respond_text(wsi, 426, "WebSocket upgrade required");
     return serve_static(wsi, uri);
 }

@@ -43,6 +43,8 @@ struct tk_hub {
     unsigned char *scratch; /* tk_msg_pre + SCRATCH_BYTES */
 };
 
+static int oneshot_writable(tk_client_t *c);
+
 static int64_t loop_ms(const tk_hub_t *hub)
 {
     return hub->loop ? (int64_t)uv_now(hub->loop) : hub->test_now;
@@ -273,6 +275,7 @@ static int write_owed(tk_client_t *c, bool direct)
     tk_msg_t *big = NULL;
     bool own_big = false;
     if (!c->attached || c->state == TK_CLIENT_PARKED) return 0; /* hello comes first */
+    if (c->oneshot) return oneshot_writable(c);
     if (c->state == TK_CLIENT_CLOSING && !c->qlen) {
         if (!c->ops->busy(c)) return 1;
         c->ops->want_write(c); /* the transport finishes its write first */
@@ -314,16 +317,107 @@ int tk_client_writable(tk_client_t *c)
 /* The end of a batch: each live client owed frames is written to now, its
  * frames of the batch packed in one write, rather than from a writable
  * callback (which costs the loop a poll change and a wake-up per client).
- * A client whose transport still holds a write waits for its callback. */
+ * A client whose transport still holds a write waits for its callback, as
+ * does a one-shot client (its answer ends the connection). */
 static void write_owed_clients(tk_hub_t *hub)
 {
     for (tk_client_t *c = hub->owed, *next; c; c = next) {
         next = c->owed_next;
-        if (c->state != TK_CLIENT_LIVE || !c->attached || c->ops->busy(c))
+        if (c->oneshot || c->state != TK_CLIENT_LIVE || !c->attached || c->ops->busy(c))
             c->ops->want_write(c);
         else if (write_owed(c, true) < 0)
             tk_client_close(c, 0);
     }
+}
+
+
+/* --- one-shot clients (long-poll) ---
+ * A waiting one-shot client holds no frame and no timer: its filter, its
+ * since (last_sent) and its deadline. A matching event, its deadline (the
+ * tick), a resync or a close mark it owed; its writable callback then
+ * answers it from the history, with everything it matches by then. */
+
+/* Whether an event after since matches (or may be missing): answer now. */
+static bool oneshot_due(const tk_client_t *c)
+{
+    tk_event_t *one;
+    bool gap, more;
+    return tk_history_after(c->hub->history, c->last_sent, &c->filter, 1, tk_now_ms(), &one,
+                            &gap, &more) > 0 ||
+           gap;
+}
+
+static void start_oneshot(tk_client_t *c, const tk_sub_req_t *req)
+{
+    tk_hub_t *hub = c->hub;
+    bool epoch_ok = !req->has_epoch || strcmp(req->epoch, hub->epoch) == 0;
+    int want = req->replay >= 0 ? req->replay : hub->lim.replay_default;
+    c->filter = req->filter;
+    c->state = TK_CLIENT_LIVE;
+    c->cursor = tk_history_next_seq(hub->history);
+    c->oneshot_gap = !epoch_ok;
+    c->oneshot_replay = (int16_t)(want < hub->lim.replay_max ? want : hub->lim.replay_max);
+    if (req->has_since && epoch_ok) {
+        c->oneshot_replay = -1;
+        c->last_sent = c->skip_until = req->since;
+        if (c->oneshot_wait_ms > loop_ms(hub) && !oneshot_due(c)) return; /* waits */
+    }
+    mark_owed(c);
+}
+
+/* The events of c's answer, as poll frames into out (room for replay_max +
+ * TK_PINNED_MAX); a->n is set, or -1 when out of memory. */
+static void oneshot_events(tk_client_t *c, tk_answer_t *a, tk_msg_t **out)
+{
+    tk_history_t *h = c->hub->history;
+    void **found = (void **)out;
+    tk_id_t last = tk_history_last_id(h);
+    a->last_id = last;
+    a->gap = c->oneshot_gap;
+    if (c->oneshot_replay < 0) {
+        /* Pages of replay_max: the next poll, from last_id, gets the rest. */
+        bool gap, more;
+        a->n = tk_history_after(h, c->last_sent, &c->filter, c->hub->lim.replay_max, tk_now_ms(),
+                                (tk_event_t **)found, &gap, &more);
+        a->gap = gap;
+        if (more && a->n > 0) a->last_id = ((tk_event_t *)found[a->n - 1])->id;
+        if (tk_id_cmp(c->last_sent, a->last_id) > 0) a->last_id = c->last_sent; /* never back */
+        for (int i = 0; i < a->n; i++)
+            if (!(out[i] = tk_event_msg(found[i], TK_TRANSPORT_POLL, false))) a->n = -1;
+    } else {
+        a->n = tk_history_current(h, &c->filter, c->oneshot_replay, tk_now_ms(),
+                                  (tk_state_t **)found);
+        for (int i = 0; i < a->n; i++)
+            if (!(out[i] = tk_state_msg(found[i], TK_TRANSPORT_POLL))) a->n = -1;
+        if (a->n > 0) TK_COUNT(replay_events_sent_total, (uint64_t)a->n);
+    }
+}
+
+/* Answers c (empty when it is closing 1001) and ends it: 1, or -1 when the
+ * connection must be dropped. Any other close is the transport's (1). */
+static int oneshot_writable(tk_client_t *c)
+{
+    tk_hub_t *hub = c->hub;
+    bool closing = c->state == TK_CLIENT_CLOSING;
+    if (closing && c->close_code != 1001) return 1;
+    tk_msg_t **out = malloc(((size_t)hub->lim.replay_max + TK_PINNED_MAX) * sizeof *out);
+    tk_answer_t a = {.epoch = hub->epoch, .events = out};
+    if (!out) return -1;
+    if (closing) {
+        a.last_id = tk_history_last_id(hub->history);
+        if (c->oneshot_replay < 0 && tk_id_cmp(c->last_sent, a.last_id) > 0)
+            a.last_id = c->last_sent;
+    } else {
+        oneshot_events(c, &a, out);
+    }
+    long rc = a.n < 0 ? -1 : c->ops->answer(c, &a);
+    free(out);
+    unmark_owed(c);
+    c->state = TK_CLIENT_CLOSING;
+    if (rc < 0) return -1;
+    TK_COUNT(messages_sent_total, (uint64_t)a.n);
+    TK_COUNT(bytes_sent_total, (uint64_t)rc);
+    return 1;
 }
 
 /* --- hello and replay --- */
@@ -383,6 +477,10 @@ static void send_replay(tk_client_t *c, const tk_sub_req_t *req, bool force_gap)
  * while parked (pongs, errors) goes out after its replay marker. */
 static void start(tk_client_t *c, const tk_sub_req_t *req)
 {
+    if (c->oneshot) {
+        start_oneshot(c, req);
+        return;
+    }
     tk_msg_t **early = c->q;
     uint32_t head = c->qhead, len = c->qlen, cap = c->qcap;
     c->q = NULL;
@@ -438,6 +536,14 @@ void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
     }
     start(c, req);
     free(req);
+}
+
+void tk_hub_attach_oneshot(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
+                           tk_sub_req_t *req, int wait_s)
+{
+    c->oneshot = 1;
+    c->oneshot_wait_ms = loop_ms(hub) + (int64_t)wait_s * 1000;
+    tk_hub_attach(hub, c, ops, req);
 }
 
 void tk_hub_detach(tk_client_t *c)
@@ -499,7 +605,7 @@ static void trim(tk_hub_t *hub)
     uint64_t keep = UINT64_MAX, end = tk_history_bytes_end(h);
     for (tk_client_t *c = hub->owed, *next; c; c = next) {
         next = c->owed_next;
-        if (c->state != TK_CLIENT_LIVE) continue;
+        if (c->state != TK_CLIENT_LIVE || c->oneshot) continue; /* answered from the history */
         if (end - tk_history_bytes_before(h, c->cursor) > hub->lim.max_queue_bytes) {
             slow_consumer(c, "too far behind");
             continue;
@@ -522,6 +628,10 @@ void tk_hub_publish(tk_hub_t *hub, tk_event_t *ev)
         bool match = wants(c, ev);
         if (!match) {
             if (c->cursor == ev->seq) c->cursor++;
+            continue;
+        }
+        if (c->oneshot) {
+            mark_owed(c); /* answered from its writable callback */
             continue;
         }
         tk_msg_t *m = held[c->transport];
@@ -582,6 +692,12 @@ void tk_hub_resync(tk_hub_t *hub, bool gap_frame)
     tk_sub_req_init(&req);
     for (tk_client_t *c = hub->clients; c; c = c->next) {
         if (c->state != TK_CLIENT_LIVE) continue;
+        if (c->oneshot) { /* the current state, with gap:true */
+            c->oneshot_replay = (int16_t)hub->lim.replay_default;
+            c->oneshot_gap = 1;
+            mark_owed(c);
+            continue;
+        }
         if (gap_frame) {
             char last[TK_ID_STRLEN];
             tk_id_format(c->last_sent, last);
@@ -610,6 +726,17 @@ int tk_hub_close_some(tk_hub_t *hub, int n, uint16_t code)
         closed++;
     }
     return closed;
+}
+
+int tk_hub_answer_oneshots(tk_hub_t *hub)
+{
+    int n = 0;
+    for (tk_client_t *c = hub->clients; c; c = c->next) {
+        if (!c->oneshot || c->state == TK_CLIENT_CLOSING) continue;
+        tk_client_close(c, 1001);
+        n++;
+    }
+    return n;
 }
 
 int tk_hub_count(const tk_hub_t *hub)
@@ -646,7 +773,7 @@ static void heartbeat(tk_hub_t *hub, int64_t now)
     uint32_t silent_max = 2 * (uint32_t)hub->lim.heartbeat_s;
     for (tk_client_t *c = hub->clients, *next; c; c = next) {
         next = c->next;
-        if (c->state != TK_CLIENT_LIVE) continue;
+        if (c->state != TK_CLIENT_LIVE || c->oneshot) continue;
         bool ws = c->transport == TK_TRANSPORT_WS;
         if (ws && now_s - c->heard_s > silent_max) {
             char ip[64];
@@ -663,9 +790,20 @@ static void heartbeat(tk_hub_t *hub, int64_t now)
     }
 }
 
+/* One-shot clients whose wait ends by the middle of the next tick are
+ * answered now: within half a second of their wait_s. */
+static void check_waits(tk_hub_t *hub, int64_t now)
+{
+    for (tk_client_t *c = hub->clients; c; c = c->next)
+        if (c->oneshot && c->state == TK_CLIENT_LIVE && !c->owed &&
+            c->oneshot_wait_ms <= now + 500)
+            mark_owed(c);
+}
+
 void tk_hub_tick(tk_hub_t *hub)
 {
     int64_t now = loop_ms(hub);
+    check_waits(hub, now);
     check_slow(hub, now);
     check_expiry(hub, tk_now_ms() / 1000);
     trim(hub);

@@ -29,7 +29,7 @@ static const double fanout_bounds[TK_FANOUT_BUCKETS] = {
 static const char *const refuse_names[TK_REFUSE_REASONS] = {
     "bad_request", "not_found", "unauthorized", "forbidden", "too_many_per_ip", "over_capacity"};
 
-static const char *const transport_names[TK_TRANSPORTS] = {"websocket", "sse"};
+static const char *const transport_names[TK_TRANSPORTS] = {"websocket", "sse", "poll"};
 
 static size_t round_up(size_t n, size_t to)
 {

@@ -53,6 +53,10 @@ tk_msg_t *tk_msg_frame(tk_transport_t t, const char *type, const tk_id_t *id, co
         memcpy(m->data + hl, json, len);
         return m;
     }
+    if (t == TK_TRANSPORT_POLL) {
+        if ((m = msg_alloc(len))) memcpy(m->data, json, len);
+        return m;
+    }
     char head[96];
     char idbuf[TK_ID_STRLEN];
     int hl;

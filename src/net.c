@@ -14,6 +14,7 @@
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
 #include "tickerd/publish.h"
+#include "tickerd/poll.h"
 #include "tickerd/site.h"
 #include "tickerd/ws.h"
 
@@ -99,12 +100,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return tk_publish_body_done(wsi, user);
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (tk_poll_owns(user)) return tk_poll_writable(wsi, user);
         return tk_http_writable(wsi, user);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return tk_http_file_done(wsi);
     case LWS_CALLBACK_CLOSED_HTTP:
         if (header_overflow) log_header_overflow(wsi);
         tk_http_closed(user);
+        tk_poll_closed(user);
         return 0;
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
         remember_peer(wsi);
@@ -114,6 +117,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         lws_set_opaque_user_data(wsi, NULL);
         tk_ws_closed(user);
         tk_http_closed(user);
+        tk_poll_closed(user);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -154,8 +158,8 @@ int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
 
     lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
     size_t pss = tk_ws_session_size > tk_sse_session_size ? tk_ws_session_size : tk_sse_session_size;
-    protocols[0].per_session_data_size =
-        pss > tk_publish_session_size ? pss : tk_publish_session_size;
+    size_t psz = pss > tk_publish_session_size ? pss : tk_publish_session_size;
+    protocols[0].per_session_data_size = psz > tk_poll_session_size ? psz : tk_poll_session_size;
     memset(&info, 0, sizeof info);
     /* lws listens on nothing: listener.c accepts on a SO_REUSEPORT socket
      * that every worker binds, and hands the connections to this vhost. */
@@ -201,6 +205,7 @@ int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
 void tk_net_stop(struct lws_context *context)
 {
     tk_listener_stop();
+    tk_poll_stop();
     if (context) lws_context_destroy(context);
 }
 

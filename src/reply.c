@@ -10,6 +10,9 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "tickerd/guard.h"
+#include "tickerd/log.h"
+#include "tickerd/metrics.h"
 #include "tickerd/reply.h"
 
 static const char *status_text(unsigned status)
@@ -61,17 +64,18 @@ static const char *status_text(unsigned status)
 int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const char *body,
                     size_t len, const char *extra)
 {
-    char head[2048], *u;
-    int ulen;
+    char head[2048];
     /* HEAD: the same status and headers, Content-Length included, no body;
-     * 204 and 304 never carry one. */
+     * 204 and 304 never carry one. (A long-poll has given its header table
+     * back by the time it is answered: it is a GET.) */
     bool bodyless = status == 204 || status == 304 ||
-                    lws_http_get_uri_and_method(wsi, &u, &ulen) == LWSHUMETH_HEAD;
+                    lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
+    bool own_cache = extra && strcasestr(extra, "Cache-Control:");
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
+                      "%sX-Content-Type-Options: nosniff\r\n%s\r\n",
                       status, status_text(status), type, status == 304 || status == 204 ? 0 : len,
-                      extra ? extra : "");
+                      own_cache ? "" : "Cache-Control: no-cache\r\n", extra ? extra : "");
     if (hl < 0 || (size_t)hl >= sizeof head) return -1;
     size_t total = (size_t)hl + (bodyless ? 0 : len);
     unsigned char *buf = malloc(LWS_PRE + total);
@@ -81,6 +85,18 @@ int tk_http_respond(struct lws *wsi, unsigned status, const char *type, const ch
     int rc = lws_write(wsi, buf + LWS_PRE, total, LWS_WRITE_RAW);
     free(buf);
     return rc < 0 ? -1 : 0;
+}
+
+int tk_http_text(struct lws *wsi, unsigned status, const char *text, const char *extra)
+{
+    char body[512];
+    int n = snprintf(body, sizeof body, "%s\n", text);
+    if (status >= 400) {
+        tk_log_refused("refused %s: HTTP %u: %s", tk_guard_client(wsi), status, text);
+        tk_metrics_refused(status);
+    }
+    return tk_http_respond(wsi, status, "text/plain; charset=utf-8", body,
+                           (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, extra);
 }
 
 size_t tk_socket_room(struct lws *wsi)

@@ -309,7 +309,8 @@ static void stop(tk_worker_t *w, int signum)
     w->stopping = w->site.stopping = true;
     if (w->notify) sd_notify(0, "STOPPING=1");
     close_handle((uv_handle_t *)&w->notify_timer);
-    if (w->cfg->drain_s == 0 || tk_hub_count(w->hub) == 0) {
+    int polls = tk_hub_answer_oneshots(w->hub); /* waiting long-polls: at once, empty */
+    if (w->cfg->drain_s == 0 || tk_hub_count(w->hub) == polls) {
         tk_log(TK_LOG_INFO, "%s: closing %d clients and stopping", strsignal(signum),
                tk_hub_count(w->hub));
         close_the_rest(w);
@@ -318,7 +319,7 @@ static void stop(tk_worker_t *w, int signum)
     tk_log(TK_LOG_INFO, "%s: draining %d clients over %d s, then stopping", strsignal(signum),
            tk_hub_count(w->hub), w->cfg->drain_s);
     w->draining = true;
-    w->drain_total = tk_hub_count(w->hub);
+    w->drain_total = tk_hub_count(w->hub) - polls;
     w->drained = 0;
     w->shutdown_started = tk_now_ms();
     uv_timer_start(&w->drain_timer, on_drain_tick, DRAIN_TICK_MS, DRAIN_TICK_MS);

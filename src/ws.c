@@ -42,7 +42,7 @@ _Static_assert(offsetof(ws_session_t, wsi) == offsetof(tk_conn_t, wsi),
                "a session starts as a tk_conn_t");
 
 static const tk_transport_ops_t ws_ops = {
-    TK_TRANSPORT_WS, tk_conn_write_raw, tk_conn_busy, tk_conn_room, tk_conn_want_write, tk_conn_closing, tk_conn_peer,
+    TK_TRANSPORT_WS, tk_conn_write_raw, tk_conn_busy, tk_conn_room, tk_conn_want_write, tk_conn_closing, tk_conn_peer, NULL,
 };
 
 /* Reads the path and query of the request into a new request and admits
@@ -73,11 +73,7 @@ bad:
 
 static int refuse(struct lws *wsi, unsigned status, const char *why)
 {
-    char body[512];
-    int n = snprintf(body, sizeof body, "%s\n", why);
-    tk_log_refused("refused %s: HTTP %u: %s", tk_guard_client(wsi), status, why);
-    tk_metrics_refused(status);
-    if (tk_http_respond(wsi, status, "text/plain; charset=utf-8", body, (size_t)n, NULL)) return -1;
+    if (tk_http_text(wsi, status, why, NULL)) return -1;
     return 1; /* lws completes the transaction */
 }
 

@@ -33,11 +33,16 @@ typedef struct tk_match_key {
     int8_t category; /* index, TK_KEY_NO_CATEGORY or TK_KEY_ANY_CATEGORY */
 } tk_match_key_t;
 
+/* The longest a long-poll waits (wait_s), and its default. */
+#define TK_WAIT_MAX_S 60
+#define TK_WAIT_DEFAULT_S 25
+
 /* A subscription request from the query or a subscribe frame. */
 typedef struct tk_sub_req {
     tk_filter_t filter;
     int replay; /* -1: not given */
     int limit;  /* /v1/items; -1: not given */
+    int wait_s; /* /v1/poll; -1: not given */
     bool has_since;
     tk_id_t since;
     bool has_epoch;

@@ -93,6 +93,12 @@ int tk_history_current(const tk_history_t *h, const tk_filter_t *f, int n, int64
 int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
                      int64_t now_ms, tk_event_t **out, bool *gap);
 
+/* The same from the other end, for a long-poll that pages: the oldest max
+ * matching events after since; *more is set when others match after
+ * them, *gap only when since is before the horizon. */
+int tk_history_after(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
+                     int64_t now_ms, tk_event_t **out, bool *gap, bool *more);
+
 tk_id_t tk_history_last_id(const tk_history_t *h);
 /* Events retained, and live items held. */
 int tk_history_count(const tk_history_t *h);

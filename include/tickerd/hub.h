@@ -23,6 +23,15 @@
 typedef struct tk_hub tk_hub_t;
 typedef struct tk_client tk_client_t;
 
+/* The one answer of a one-shot client (long-poll). */
+typedef struct tk_answer {
+    const char *epoch;
+    tk_id_t last_id; /* the newest ID it covers: the client's next since */
+    bool gap;
+    int n;
+    tk_msg_t *const *events; /* their poll frames (bare JSON), oldest first */
+} tk_answer_t;
+
 /* What the hub needs of a transport. */
 typedef struct tk_transport_ops {
     tk_transport_t kind;
@@ -43,6 +52,9 @@ typedef struct tk_transport_ops {
     void (*closing)(tk_client_t *c, uint16_t code);
     /* The client's address for log lines. */
     const char *(*peer)(tk_client_t *c, char *buf, size_t cap);
+    /* One-shot clients only: writes the whole answer (the references are
+     * the hub's). Returns the bytes written, or -1. */
+    long (*answer)(tk_client_t *c, const tk_answer_t *a);
 } tk_transport_ops_t;
 
 /* The hub's share of the configuration. */
@@ -84,6 +96,11 @@ struct tk_client {
     uint8_t attached;
     uint8_t owed;
     uint8_t in_audience; /* counted holds */
+    /* one-shot clients (long-poll): since is last_sent */
+    uint8_t oneshot;
+    uint8_t oneshot_gap;     /* its answer says gap:true */
+    int16_t oneshot_replay;  /* answered with this replay; -1: with since */
+    int64_t oneshot_wait_ms; /* loop time it is answered by, matched or not */
 };
 
 /* Creates a hub over history. loop may be NULL (unit tests): then no timer
@@ -100,6 +117,15 @@ int tk_hub_count(const tk_hub_t *hub);
 /* Adds a client that passed its handshake. req (malloc'd) is taken over.
  * Sends hello and the replay now, or once the start-up load is done. */
 void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops, tk_sub_req_t *req);
+/* Adds a one-shot client (long-poll): it is answered once (ops->answer),
+ * through its writable callback, with every event after req's since that
+ * it matches, as soon as there is one, or empty after wait_s (to the
+ * second of the hub's tick); without since (or with another epoch) at
+ * once with the current state, as replay=N would send it. Once answered,
+ * tk_client_writable returns 1 and the transport detaches it. req is
+ * taken over. */
+void tk_hub_attach_oneshot(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
+                           tk_sub_req_t *req, int wait_s);
 /* Removes a client and frees what it holds; safe to call twice. */
 void tk_hub_detach(tk_client_t *c);
 /* Replaces a client's filter from a subscribe frame: hello, and a replay
@@ -123,6 +149,9 @@ void tk_hub_close_all(tk_hub_t *hub, uint16_t code);
 /* Closes up to n of the clients not closing yet (a drain spreads its
  * closes this way). Returns how many it closed. */
 int tk_hub_close_some(tk_hub_t *hub, int n, uint16_t code);
+/* A drain begins: every waiting one-shot client is answered now, empty
+ * (closed 1001). Returns how many. */
+int tk_hub_answer_oneshots(tk_hub_t *hub);
 /* Once a second: slow consumers, expired tokens, the heartbeat, trimming
  * the log. */
 void tk_hub_tick(tk_hub_t *hub);

@@ -9,7 +9,9 @@
 
 #include "tickerd/id.h"
 
-typedef enum { TK_TRANSPORT_WS, TK_TRANSPORT_SSE, TK_TRANSPORTS } tk_transport_t;
+/* A long-poll (poll.c) "frame" is the event's bare JSON: an answer joins
+ * them into one body. */
+typedef enum { TK_TRANSPORT_WS, TK_TRANSPORT_SSE, TK_TRANSPORT_POLL, TK_TRANSPORTS } tk_transport_t;
 
 typedef struct tk_msg {
     uint32_t refs;
@@ -24,7 +26,8 @@ typedef struct tk_msg {
 extern const size_t tk_msg_pre;
 
 /* Builds a frame holding json (len bytes) for transport t: a WebSocket text
- * frame header, or the SSE lines "id:"/"event:"/"data:". id may be NULL.
+ * frame header, the SSE lines "id:"/"event:"/"data:", or the JSON alone
+ * (long-poll). id may be NULL.
  * Returns a message with one reference, or NULL. */
 tk_msg_t *tk_msg_frame(tk_transport_t t, const char *type, const tk_id_t *id, const char *json,
                        size_t len);

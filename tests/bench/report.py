@@ -30,6 +30,7 @@ import sys
 FIGURES = [
     ("connections held (idle)", "idle", "held", "higher", (">=", 50000)),
     ("RSS per idle connection, KiB", "idle", "rss_per_conn_kb", "lower", ("<=", 3.0)),
+    ("RSS per 10,000 waiting long-polls, KiB", "poll", "rss_per_10k_polls_kb", "lower", None),
     ("20 items/s: latency p50, ms", "steady20", "lat_p50_ms", "lower", None),
     ("20 items/s: latency p99, ms", "steady20", "lat_p99_ms", "lower", ("<=", 25.0)),
     ("20 items/s: latency max, ms", "steady20", "lat_max_ms", "lower", None),
@@ -177,12 +178,17 @@ def main():
     ap.add_argument("--workers", default="?")
     ap.add_argument("--bin", help="the tickerd binary of targets tickerd, tickerd-w1")
     ap.add_argument("--base-bin", help="the binary of target base")
+    ap.add_argument("--poll", nargs="*", default=[],
+                    help="poll_rss.py results (<label>-poll.json): RSS per 10,000 waiting polls")
     ap.add_argument("files", nargs="*")
     a = ap.parse_args()
     if a.one:
         one(a.one)
         return 0
-    runs = load(a.files)
+    runs = load(f for f in a.files if os.path.exists(f))
+    for f in a.poll:
+        if os.path.exists(f):
+            runs.setdefault(os.path.basename(f)[:-len("-poll.json")], {})["poll"] = json.load(open(f))
     derive_stalled(runs)
     order = [t for t in ("tickerd", "base", "tickerd-w1", "node", "nchan", "floor") if t in runs]
     order += sorted(t for t in runs if t not in order)
@@ -229,6 +235,12 @@ def main():
         row += f"{f['target'] or '':>15}"
         row += f"{'' if f['meets_target'] is None else ('yes' if f['meets_target'] else 'NO'):>15}"
         print(row)
+    for t in order:
+        if "poll" in runs[t]:
+            d = runs[t]["poll"]
+            print(f"{t}: RSS per 10,000 waiting long-polls {d['rss_per_10k_polls_kb'] / 1024:.1f} MiB"
+                  f" ({d['bytes_per_poll']} B each, {d['n']} polls, {d['answered_early']} answered"
+                  " early)")
     print("\nratios are tickerd/peer; 'better' direction per figure is in results.json."
           " Targets are the issue's, for BENCH_SCALE=full.")
     if a.out:

@@ -21,10 +21,11 @@
 #                            built in its own worktree), run in the same run as
 #                            target "base" with workers=W; the table then
 #                            has tickerd/base ratios
-#   BENCH_SCENARIOS="floor idle steady burst storm stalled"   the scenarios to
-#                            run; floor is the bare-send floor (tests/bench/floor.c):
+#   BENCH_SCENARIOS="floor idle steady burst storm stalled poll"   the scenarios
+#                            to run; floor is the bare-send floor (tests/bench/floor.c):
 #                            the steady scenario's sends with no server, as the
-#                            column "floor"
+#                            column "floor"; poll: RSS per 10,000 waiting long-polls,
+#                            tickerd targets only, tests/bench/poll_rss.py
 #   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
 #                            (off by default: they buffer per client, and
 #                            loadgen stops the burst at --rss-limit-mb)
@@ -40,7 +41,7 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
-SCENARIOS=" ${BENCH_SCENARIOS:-floor idle steady burst storm stalled} "
+SCENARIOS=" ${BENCH_SCENARIOS:-floor idle steady burst storm stalled poll} "
 want() { [[ $SCENARIOS == *" $1 "* ]]; }
 QUEUE_BYTES=${BENCH_QUEUE_BYTES:-} # empty: the daemon's default
 TICKERD_BIN=${TICKERD_BIN:-$ROOT/build/tickerd}
@@ -294,6 +295,15 @@ for name in $TARGETS; do
         want storm && loadgen "$name" storm "$name-storm" -n "$STORM_N" --items "$STORM_K" --procs 2 --connect-timeout 30
     fi
     stop_target
+    if want poll && [[ $name == tickerd* || $name == base ]]; then
+        if start_target "$name" "$w"; then
+            redis-cli -p "$REDIS_PORT" XADD "$TSTREAM" '*' text "poll bench" >/dev/null
+            sleep 0.5
+            python3 tests/bench/poll_rss.py --port "$TPORT" --pid "$TPID" -n 10000 \
+                --out "$OUT/$name-poll.json" || log "poll_rss $name failed"
+        fi
+        stop_target
+    fi
     if ! want stalled; then
         :
     elif [[ $name == tickerd* || $name == base ]] || [ "${BENCH_STALLED_PEERS:-0}" = 1 ]; then
@@ -309,4 +319,4 @@ for name in $TARGETS; do
 done
 
 python3 tests/bench/report.py --scale "$SCALE" --workers "$W" --out "$OUT/results.json" \
-    --bin "$TICKERD_BIN" ${BASE_BIN:+--base-bin "$BASE_BIN"} "$RAW"/*.json
+    --bin "$TICKERD_BIN" ${BASE_BIN:+--base-bin "$BASE_BIN"} --poll "$OUT"/*-poll.json -- "$RAW"/*.json

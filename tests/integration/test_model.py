@@ -8,7 +8,11 @@ from nothing. Steps: publish, update (text and a random subset of lang,
 region, priority, category), retract, retract/update of an ID tickerd never
 saw, connect (WebSocket or SSE, a random filter, replay=N or since=<an ID of
 this example>), stop reading, resume, disconnect, reconnect with since=<the
-last ID the client got> (SSE: Last-Event-ID). Clients have a 4 KB receive
+last ID the client got> (SSE: Last-Event-ID). Long-poll clients (GET
+/v1/poll) are a series of polls, each from the last answer's last_id; the
+first answer stands for hello, its events and the marker; one that stops
+reading sends no poll until it resumes, and then gets what it missed in
+pages of replay_max. Clients have a 4 KB receive
 buffer, so that one that stops reading makes tickerd hold its frames; in
 each example client 0 takes everything and reads nothing until a resume
 step or the end.
@@ -122,12 +126,17 @@ class Model:
                    if not it["retracted"] and matches(c.filter, it["versions"][-1])]
             pre = [frame("item", i, item=v, replay=True) for i, v in cur[-replay:]] \
                 if replay else []
-        gap = False
+        gap, rest = False, []
         if since is not None:  # cut to the newest replay_max; since before the history
-            gap = len(pre) > REPLAY_MAX or (len(self.events) > HISTORY and id_key(
-                self.events[-HISTORY - 1][0]) > id_key(since))
+            horizon = len(self.events) > HISTORY and id_key(
+                self.events[-HISTORY - 1][0]) > id_key(since)
+            gap = len(pre) > REPLAY_MAX or horizon
             pre = pre[-REPLAY_MAX:]
-        c.expected = [("hello",)] + pre + [("replay", len(pre), gap)]
+            if c.kind == "poll":  # live frames, the oldest replay_max first, then the rest
+                pre = [f[:-1] + (None,) for i, f, v in self.events[-HISTORY:]
+                       if id_key(i) > id_key(since) and routed(c.filter, v)]
+                gap, pre, rest = horizon, pre[:REPLAY_MAX], pre[REPLAY_MAX:]
+        c.expected = [("hello",)] + pre + [("replay", len(pre), gap)] + rest
         self.clients.append(c)
 
 
@@ -170,14 +179,18 @@ class Client:
         bytes) and parses the complete frames."""
         while self.open and not self.eof and select.select([self.sock], [], [], timeout)[0]:
             timeout = 0
-            try:
-                data = self.sock.recv(1 << 16)
-            except ConnectionError:
-                data = b""
-            if not data:
-                self.eof = True
-            self.buf += data
-            self._parse()
+            self.take()
+
+    def take(self):
+        """One read of what has arrived into buf, then the frames parsed."""
+        try:
+            data = self.sock.recv(1 << 16)
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.eof = True
+        self.buf += data
+        self._parse()
 
     def _parse(self):
         if self.status is None:
@@ -234,6 +247,89 @@ class Client:
             self.sock.close()
 
 
+POLL_WAIT_S = 2  # the wait_s of every poll after the first (which answers now)
+
+
+class PollClient:
+    """A long-poll "connection": one GET /v1/poll after another on one
+    kept-alive socket, each from the last answer's last_id. Its frames are
+    a WebSocket client's: the first answer stands for hello, its events and
+    the replay marker; a later answer with gap:true adds ("gap",), which
+    the model never expects."""
+
+    kind = "poll"
+
+    def __init__(self, port, flt, query):
+        self.port, self.filter, self.query = port, flt, query
+        self.got, self.expected, self.buf = [], [], b""
+        self.reading, self.open, self.eof, self.close_code = True, True, False, None
+        self.stopped_at, self.since, self.polls = None, None, 0
+        # No small receive buffer: an answer is written whole, and through
+        # 4 KB TCP on loopback moves some 50 KB/s.
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self._send(query + "&wait_s=0")
+
+    def _send(self, query):
+        if select.select([self.sock], [], [], 0)[0] and not self.sock.recv(1):
+            # tickerd closed the kept-alive connection while it idled (a
+            # client that stopped polling): a browser opens another one
+            self.sock.close()
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.sock.sendall(f"GET /v1/poll?{query} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                          "\r\n".encode())
+        self.waiting = True
+        self.polls += 1
+
+    def pump(self, timeout=0.0, more=None):
+        """Reads the answer that has arrived, and sends the next poll while
+        it reads (more: whatever reading says)."""
+        more = self.reading if more is None else more
+        while self.open and not self.eof:
+            if not self.waiting:
+                if not more:
+                    return
+                self._send(query_of(self.filter, since=self.since, wait_s=POLL_WAIT_S))
+            if not select.select([self.sock], [], [], timeout)[0]:
+                return
+            timeout = 0
+            self.take()
+
+    def _parse(self):
+        head, sep, rest = self.buf.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        lines = head.decode().split("\r\n")
+        length = next(int(x.split(":")[1]) for x in lines if x.lower().startswith("content-length"))
+        if len(rest) < length:
+            return
+        self.buf, status = rest[length:], int(lines[0].split()[1])
+        self.waiting = False
+        if status != 200:
+            self.got.append(("http", status, rest[:length]))
+            self.eof = True
+            return
+        body = json.loads(rest[:length])
+        frames = [frame_of(e) for e in body["events"]]
+        if self.since is None:
+            self.got += [("hello",)] + frames + [("replay", len(frames), body["gap"])]
+        else:
+            self.got += ([("gap",)] if body["gap"] else []) + frames
+        self.since = body["last_id"]
+
+    def read_until(self, n, timeout=5):
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n and not self.eof and time.monotonic() < deadline:
+            self.pump(min(0.1, max(0, deadline - time.monotonic())), more=True)
+        return self.got
+
+    def state(self):
+        return Client.state(self) + f", {self.polls} polls, the last from {self.since}"
+
+    take = Client.take
+    last_event_id = Client.last_event_id
+    close = Client.close
+
+
 # --------------------------------------------------------------------------
 # steps
 
@@ -247,7 +343,7 @@ TEXT = st.integers(0, 3900)  # bytes of text after "step N"
 PUBLISH = st.tuples(st.just("publish"), st.sampled_from(LANGS),
               st.lists(st.sampled_from(REGIONS), max_size=2, unique=True),
                     st.sampled_from(PRIOS), st.sampled_from([None] + CATS), TEXT)
-CONNECT = st.tuples(st.just("connect"), st.sampled_from(["ws", "sse"]), filters,
+CONNECT = st.tuples(st.just("connect"), st.sampled_from(["ws", "sse", "poll"]), filters,
                     st.one_of(st.tuples(st.just("replay"), st.integers(0, 30)),
                               st.tuples(st.just("since"), pick)))
 BURST = st.tuples(st.just("burst"), st.sampled_from(LANGS),
@@ -315,7 +411,10 @@ class Run:
             more["since"] = since
         else:
             more["replay"] = replay
-        c = Client(self.td.port, kind, flt, query_of(flt, **more), headers)
+        if kind == "poll":
+            c = PollClient(self.td.port, flt, query_of(flt, **more))
+        else:
+            c = Client(self.td.port, kind, flt, query_of(flt, **more), headers)
         c.connected_at = self.m.last_id or "0-0"
         self.m.connect(c, replay, since)
         c.read_until(len(c.expected))  # up to the marker: the client is live now
@@ -390,6 +489,7 @@ def check(run, stats):
                 f"client {n} ({c.kind}, {c.query}): {c.state()}"
         assert c.close_code is None and not c.eof, f"client {n} closed ({c.close_code})"
         stats["clients"] += 1
+        stats["poll"] += c.kind == "poll"
         stats["frames"] += len(c.got)
         stats["since" if "since" in c.query or c.kind == "sse" and "replay" not in c.query
               else "replay"] += 1
@@ -419,7 +519,7 @@ def test_clients_see_what_the_model_says(make_tickerd, redis_server, unknown_ref
     @settings(max_examples=40, deadline=None, database=None, phases=phases,
               derandomize=not os.environ.get("TICKERD_MODEL_RANDOM"),
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-    @given(st.lists(step, min_size=10, max_size=40), st.sampled_from(["ws", "sse"]))
+    @given(st.lists(step, min_size=10, max_size=40), st.sampled_from(["ws", "sse", "poll"]))
     def example(steps, watcher):
         run = Run(td, r, model)
         model.clients = []
@@ -441,4 +541,5 @@ def test_clients_see_what_the_model_says(make_tickerd, redis_server, unknown_ref
     print(dict(stats))
     # not vacuous: many frames compared, every kind of client seen
     assert stats["frames"] >= 300 and stats["since"] >= 5 and stats["replay"] >= 5, stats
+    assert stats["poll"] >= 5, stats
     assert stats["stopped with 32+ KB owed"] >= 2 and stats["updates, retracts"] >= 20, stats

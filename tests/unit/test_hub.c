@@ -132,11 +132,44 @@ static const char *fake_peer(tk_client_t *c, char *buf, size_t cap)
 }
 
 static const tk_transport_ops_t fake_ops = {
-    TK_TRANSPORT_WS, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer,
+    TK_TRANSPORT_WS, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer, NULL,
 };
 
 static const tk_transport_ops_t fake_sse_ops = {
-    TK_TRANSPORT_SSE, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer,
+    TK_TRANSPORT_SSE, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer, NULL,
+};
+
+/* A long-poll: its answers, each kept as the body a transport would write. */
+typedef struct fake_poll {
+    fake_t f; /* first */
+    int answers;
+    bool gap;
+    int n;
+    char last_id[TK_ID_STRLEN];
+    json_t *events; /* the events of the last answer */
+} fake_poll_t;
+
+static long fake_answer(tk_client_t *c, const tk_answer_t *a)
+{
+    fake_poll_t *p = (fake_poll_t *)c;
+    p->answers++;
+    p->gap = a->gap;
+    p->n = a->n;
+    tk_id_format(a->last_id, p->last_id);
+    json_decref(p->events);
+    p->events = json_array();
+    for (int i = 0; i < a->n; i++) {
+        json_error_t e;
+        json_t *o = json_loadb((const char *)a->events[i]->data, a->events[i]->len, 0, &e);
+        if (!o) fail_msg("not a JSON event: '%.*s'", (int)a->events[i]->len, a->events[i]->data);
+        json_array_append_new(p->events, o);
+    }
+    return 100;
+}
+
+static const tk_transport_ops_t fake_poll_ops = {
+    TK_TRANSPORT_POLL, fake_write, fake_busy, fake_room, fake_want_write, fake_closing, fake_peer,
+    fake_answer,
 };
 
 static tk_history_t *history;
@@ -301,6 +334,233 @@ static void expect_items(fake_t *f, int first, int count)
     assert_int_equal(json_array_size(l), (size_t)count + 2);
     free(seqs);
     json_decref(l);
+}
+
+/* A new hub over the same history, its start-up load not done. */
+static void hub_not_ready(void)
+{
+    tk_hub_free(hub);
+    tk_hub_limits_t lim = limits(16 << 20);
+    hub = tk_hub_create(NULL, history, &lim);
+    tk_hub_set_epoch(hub, "e1");
+}
+
+/* --- one-shot clients (long-poll) --- */
+
+static fake_poll_t *poll_client(const char *query, int wait_s)
+{
+    fake_poll_t *p = __real_calloc(1, sizeof *p);
+    char err[256];
+    tk_sub_req_t *req = __real_malloc(sizeof *req);
+    p->f.closing_code = -1;
+    tk_sub_req_init(req);
+    assert_int_equal(tk_query_parse(cfg, query, req, err, sizeof err), 0);
+    tk_hub_attach_oneshot(hub, &p->f.client, &fake_poll_ops, req, wait_s);
+    return p;
+}
+
+static void poll_done(fake_poll_t *p)
+{
+    tk_hub_detach(&p->f.client);
+    json_decref(p->events);
+    free(p);
+}
+
+static const char *event_id(const fake_poll_t *p, size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(p->events, i), "id"));
+}
+
+static void id_of(const tk_event_t *ev, char *out)
+{
+    tk_id_format(ev->id, out);
+}
+
+/* Publishes a global item, then connects a poll with since=<its ID> (into
+ * since) and the rest of the query. */
+static fake_poll_t *poll_after(char *since, const char *rest, int wait_s)
+{
+    char query[160];
+    id_of(publish("", 10), since);
+    snprintf(query, sizeof query, "since=%s%s", since, rest);
+    return poll_client(query, wait_s);
+}
+
+/* Without since: the current state as replay events, at once, once; the
+ * writable callback then says it is done, and nothing more comes. */
+static void test_poll_state(void **state)
+{
+    char last[TK_ID_STRLEN];
+    publish("europe", 10);
+    publish("mena", 10);
+    id_of(publish("", 10), last);
+    fake_poll_t *p = poll_client("region=mena", 25);
+    assert_true(p->f.wants);
+    pump(&p->f);
+    assert_true(p->f.closed);
+    assert_int_equal(p->answers, 1);
+    assert_int_equal(p->n, 2);
+    assert_false(p->gap);
+    assert_string_equal(p->last_id, last);
+    assert_true(json_is_true(json_object_get(json_array_get(p->events, 0), "replay")));
+    assert_int_equal(p->f.outlen, 0); /* no hello, no marker: the answer is all */
+    publish("mena", 10);
+    assert_int_equal(p->answers, 1);
+    poll_done(p);
+}
+
+/* With since: it waits, no timer, no frame; an event it does not match
+ * leaves it waiting; one it matches makes it owed, and the answer has every
+ * event it matches by then, live frames, and the newest ID read. */
+static void test_poll_waits_for_a_match(void **state)
+{
+    char since[TK_ID_STRLEN], last[TK_ID_STRLEN];
+    fake_poll_t *p = poll_after(since, "&region=asia", 25);
+    assert_false(p->f.wants);
+    publish("mena", 10);
+    assert_false(p->f.wants);
+    tk_event_t *a = publish("asia", 10);
+    assert_true(p->f.wants);
+    tk_event_t *b = publish("", 10); /* before its writable callback: in the same answer */
+    id_of(publish("europe", 10), last);
+    pump(&p->f);
+    assert_int_equal(p->answers, 1);
+    assert_int_equal(p->n, 2);
+    char ida[TK_ID_STRLEN], idb[TK_ID_STRLEN];
+    id_of(a, ida);
+    id_of(b, idb);
+    assert_string_equal(event_id(p, 0), ida);
+    assert_string_equal(event_id(p, 1), idb);
+    assert_null(json_object_get(json_array_get(p->events, 0), "replay"));
+    assert_string_equal(p->last_id, last);
+    assert_int_equal(tk_hub_count(hub), 1); /* until the transport detaches it */
+    poll_done(p);
+    assert_int_equal(tk_hub_count(hub), 0);
+}
+
+/* wait_s from the tick: answered empty at the tick within half a second of
+ * it, not before; wait_s=0 at once; last_id is since when since is ahead. */
+static void test_poll_wait_ends(void **state)
+{
+    char since[TK_ID_STRLEN], query[128];
+    fake_poll_t *p = poll_after(since, "", 3);
+    snprintf(query, sizeof query, "since=%s", since);
+    advance(2000);
+    tk_hub_tick(hub);
+    assert_false(p->f.wants);
+    advance(600); /* 2.6 s: the wait ends before the next tick */
+    tk_hub_tick(hub);
+    assert_true(p->f.wants);
+    pump(&p->f);
+    assert_int_equal(p->answers, 1);
+    assert_int_equal(p->n, 0);
+    assert_string_equal(p->last_id, since);
+    poll_done(p);
+    p = poll_client(query, 0);
+    assert_true(p->f.wants);
+    pump(&p->f);
+    assert_int_equal(p->n, 0);
+    poll_done(p);
+    p = poll_client("since=99999999999999-0", 0);
+    pump(&p->f);
+    assert_string_equal(p->last_id, "99999999999999-0");
+    poll_done(p);
+}
+
+/* A drain answers every waiting poll now, empty, and leaves the other
+ * clients to its pace; a shutdown answers them too; a token that expires
+ * is the transport's to answer (401): the hub only ends it. */
+static void test_poll_drain_and_close(void **state)
+{
+    char since[TK_ID_STRLEN], query[128];
+    fake_t *ws = connect_client("replay=0");
+    pump(ws);
+    fake_poll_t *p = poll_after(since, "", 60);
+    snprintf(query, sizeof query, "since=%s", since);
+    fake_poll_t *q = poll_client(query, 60);
+    assert_int_equal(tk_hub_answer_oneshots(hub), 2);
+    assert_int_equal(ws->closing_code, -1);
+    pump(&p->f);
+    pump(&q->f);
+    assert_int_equal(p->answers + q->answers, 2);
+    assert_int_equal(p->n + q->n, 0);
+    assert_string_equal(p->last_id, since);
+    assert_int_equal(tk_hub_answer_oneshots(hub), 0); /* answered already */
+    poll_done(p);
+    poll_done(q);
+    p = poll_client(query, 60);
+    tk_hub_close_all(hub, 1001);
+    pump(&p->f);
+    assert_int_equal(p->answers, 1);
+    poll_done(p);
+    p = poll_client(query, 60);
+    p->f.client.expires_s = 1;
+    tk_hub_tick(hub);
+    pump(&p->f);
+    assert_true(p->f.closed);
+    assert_int_equal(p->answers, 0);
+    assert_int_equal(p->f.client.close_code, 1008);
+    poll_done(p);
+    disconnect(ws);
+}
+
+/* A resync answers a waiting poll with the current state and gap:true; a
+ * poll from another epoch gets the same at once. */
+static void test_poll_gap(void **state)
+{
+    char since[TK_ID_STRLEN], query[128];
+    fake_poll_t *p = poll_after(since, "", 60);
+    tk_hub_resync(hub, true);
+    pump(&p->f);
+    assert_int_equal(p->answers, 1);
+    assert_true(p->gap);
+    assert_int_equal(p->n, 1);
+    assert_true(json_is_true(json_object_get(json_array_get(p->events, 0), "replay")));
+    poll_done(p);
+    snprintf(query, sizeof query, "since=%s&epoch=other", since);
+    p = poll_client(query, 60);
+    pump(&p->f);
+    assert_true(p->gap);
+    assert_int_equal(p->n, 1);
+    poll_done(p);
+}
+
+/* More than replay_max events after since come in pages: the oldest
+ * replay_max, last_id the last of them, no gap; the next poll the rest. */
+static void test_poll_pages(void **state)
+{
+    char since[TK_ID_STRLEN], query[128];
+    fake_poll_t *p = poll_after(since, "", 60);
+    tk_hub_batch(hub, true);
+    for (int i = 0; i < 250; i++)
+        publish("", 10);
+    tk_hub_batch(hub, false);
+    pump(&p->f);
+    assert_int_equal(p->n, 200);
+    assert_false(p->gap);
+    assert_string_equal(p->last_id, event_id(p, 199));
+    snprintf(query, sizeof query, "since=%s", p->last_id);
+    poll_done(p);
+    p = poll_client(query, 60);
+    pump(&p->f);
+    assert_int_equal(p->n, 50);
+    assert_false(p->gap);
+    poll_done(p);
+}
+
+/* Parked before the start-up load: answered once the hub is ready. */
+static void test_poll_parked(void **state)
+{
+    hub_not_ready();
+    publish("", 10);
+    fake_poll_t *p = poll_client("", 25);
+    pump(&p->f);
+    assert_int_equal(p->answers, 0);
+    tk_hub_ready(hub);
+    pump(&p->f);
+    assert_int_equal(p->answers, 1);
+    assert_int_equal(p->n, 1);
+    poll_done(p);
 }
 
 /* A burst of 500 events: the reading client gets every one, in far fewer
@@ -499,10 +759,7 @@ static void test_resync_gap(void **state)
  * marker, and a subscribe's filter is the one it is served with. */
 static void test_parked_client(void **state)
 {
-    tk_hub_free(hub);
-    tk_hub_limits_t lim = limits(16 << 20);
-    hub = tk_hub_create(NULL, history, &lim);
-    tk_hub_set_epoch(hub, "e1");
+    hub_not_ready();
     publish("europe", 10);
     publish("mena", 10);
     fake_t *f = connect_client("replay=5");
@@ -926,6 +1183,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_max_is_not_too_many_frames, start_hub,
                                         stop_hub),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test_setup_teardown(test_poll_state, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_poll_waits_for_a_match, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_poll_wait_ends, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_poll_drain_and_close, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_poll_gap, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_poll_pages, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_poll_parked, start_hub, stop_hub),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tk_metrics_free();
