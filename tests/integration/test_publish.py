@@ -437,3 +437,29 @@ def test_preflight_names_the_publish_headers(make_tickerd):
                               headers={"Origin": "https://cms.example"})
     assert status == 201
     assert headers["access-control-allow-origin"] == "https://cms.example"
+
+
+# --------------------------------------------------------------------------
+# Sentinel: the writer goes where the stream reader reads, with the URL's
+# password, and follows a failover.
+
+import shutil  # noqa: E402
+
+from test_sentinel import make_cluster, make_node  # noqa: E402,F401 - fixtures
+
+
+@pytest.mark.skipif(not shutil.which("redis-sentinel"), reason="no redis-sentinel")
+def test_publish_follows_a_sentinel_failover(make_cluster, make_node):
+    cl = make_cluster(password="tick@pw")
+    td = make_node(cl.addrs, "redis://:tick%40pw@ignored/0", config=AUTH)
+    status, _, body = post(td.port, {"text": "before the failover"})
+    assert status == 201, body
+    old, new = cl.master, cl.replicas[0]
+    assert [e[0].decode() for e in old.client().xrange(STREAM)] == [body["id"]]
+    old.kill()
+    after = wait_until(lambda: (lambda r: r[2] if r[0] == 201 else None)(
+        post(td.port, {"text": "after the failover"})), 40, interval=0.3,
+        what="a publish on the new master")
+    assert cl.wait_new_master(old) is new
+    ids = [e[0].decode() for e in new.client().xrange(STREAM)]
+    assert ids[0] == body["id"] and after["id"] in ids
