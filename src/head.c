@@ -86,6 +86,8 @@ int tk_head_body(const char *head, size_t len, tk_head_body_t *out)
     out->length = -1;
     out->bodyless_method = method_is(head, len, "GET") || method_is(head, len, "HEAD") ||
                            method_is(head, len, "OPTIONS");
+    out->needs_length = method_is(head, len, "POST") || method_is(head, len, "PUT") ||
+                        method_is(head, len, "PATCH");
     static const char publish[] = "POST /v1/items";
     size_t pl = sizeof publish - 1;
     out->publish = len > pl && !memcmp(head, publish, pl) && (head[pl] == ' ' || head[pl] == '?');
@@ -98,6 +100,7 @@ int tk_head_body(const char *head, size_t len, tk_head_body_t *out)
             if (out->cl_len || parse_length(v, value_len(v, le), &out->length)) return -1;
             out->cl_off = (size_t)(p - head);
             out->cl_len = n;
+            out->cl_value = (size_t)(v - p);
         } else if (header_value(p, n, "transfer-encoding")) {
             out->chunked = true;
         } else if ((v = header_value(p, n, "expect"))) {

@@ -71,9 +71,18 @@ static int finish(struct lws *wsi, int rc)
     return 0;
 }
 
+/* Every answer goes through here. The session's body goes first: after
+ * the transaction lws frees the per-session data for the next request,
+ * calling nothing of ours. */
 static int respond(struct lws *wsi, unsigned status, const char *body, bool replayed)
 {
     char extra[512];
+    pub_session_t *s = session(lws_wsi_user(wsi));
+    if (s) {
+        free(s->body);
+        s->body = NULL;
+        s->collecting = false;
+    }
     size_t n = tk_guard_cors(tk_site_of(wsi)->cfg, wsi, extra, sizeof extra);
     if (replayed) snprintf(extra + n, sizeof extra - n, "Idempotent-Replayed: true\r\n");
     return finish(wsi, tk_http_respond(wsi, status, JSON_TYPE, body, strlen(body), extra));

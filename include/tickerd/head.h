@@ -35,9 +35,12 @@ typedef struct tk_head_body {
     bool publish;         /* POST /v1/items, the one request that takes a body;
                            * a body on any other is refused 405 */
     bool chunked;         /* a Transfer-Encoding header: refused (411) */
+    bool needs_length;    /* POST, PUT, PATCH: without a Content-Length lws
+                           * 4.1.6 waits for a 100 MiB body: refused (411) */
     bool expect_continue; /* Expect: 100-continue */
     long long length;     /* Content-Length; -1 when there is none */
     size_t cl_off, cl_len; /* the Content-Length line in the head (cl_len 0: none) */
+    size_t cl_value;       /* where its value starts, from cl_off */
 } tk_head_body_t;
 
 /* Reads the framing of the body from head[0..len), a whole head as

@@ -357,6 +357,30 @@ def test_a_later_request_of_a_kept_alive_connection(pub, rds):
     assert_idle(pub, 1.0)
 
 
+def test_posts_one_after_another_on_one_connection(pub, rds):
+    """The door's body: lws sees a Content-Length of 0, not none (which it
+    takes for a 100 MiB body still to come: the next request waited 10 s)."""
+    conn = http.client.HTTPConnection("127.0.0.1", pub.port, timeout=5)
+    h = {"Content-Type": "application/json", "Authorization": "Bearer " + token()}
+    try:
+        for text in ("first", "", "third"):
+            conn.request("POST", "/v1/items", body=json.dumps({"text": text}), headers=h)
+            r = conn.getresponse()
+            r.read()
+            assert r.status == (201 if text else 400)
+    finally:
+        conn.close()
+    assert len(entries(rds)) == 2
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_no_content_length_on_a_method_with_a_body_is_411(tickerd, method):
+    req = f"{method} /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    status, headers, _ = raw_request(tickerd.port, req)
+    assert status == 411
+    assert headers.get("connection") == "close"
+
+
 def test_idempotency_key_retry_adds_one_entry(pub, rds):
     key = {"Idempotency-Key": "cms-4711"}
     s1, h1, b1 = post(pub.port, {"text": "once"}, headers=key)
@@ -437,3 +461,29 @@ def test_preflight_names_the_publish_headers(make_tickerd):
                               headers={"Origin": "https://cms.example"})
     assert status == 201
     assert headers["access-control-allow-origin"] == "https://cms.example"
+
+
+# --------------------------------------------------------------------------
+# Sentinel: the writer goes where the stream reader reads, with the URL's
+# password, and follows a failover.
+
+import shutil  # noqa: E402
+
+from test_sentinel import make_cluster, make_node  # noqa: E402,F401 - fixtures
+
+
+@pytest.mark.skipif(not shutil.which("redis-sentinel"), reason="no redis-sentinel")
+def test_publish_follows_a_sentinel_failover(make_cluster, make_node):
+    cl = make_cluster(password="tick@pw")
+    td = make_node(cl.addrs, "redis://:tick%40pw@ignored/0", config=AUTH)
+    status, _, body = post(td.port, {"text": "before the failover"})
+    assert status == 201, body
+    old, new = cl.master, cl.replicas[0]
+    assert [e[0].decode() for e in old.client().xrange(STREAM)] == [body["id"]]
+    old.kill()
+    after = wait_until(lambda: (lambda r: r[2] if r[0] == 201 else None)(
+        post(td.port, {"text": "after the failover"})), 40, interval=0.3,
+        what="a publish on the new master")
+    assert cl.wait_new_master(old) is new
+    ids = [e[0].decode() for e in new.client().xrange(STREAM)]
+    assert ids[0] == body["id"] and after["id"] in ids
