@@ -83,3 +83,22 @@ int tk_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     ac->ev.cleanup = cleanup;
     return 0;
 }
+
+redisAsyncContext *tk_redis_uv_connect(uv_loop_t *loop, const char *ip, int port, const char *user,
+                                       const char *password, redisConnectCallback *on_conn,
+                                       redisDisconnectCallback *on_disc, void *data)
+{
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
+    if (!ac || ac->err || tk_redis_uv_attach(ac, loop)) {
+        if (ac) redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = data;
+    redisAsyncSetConnectCallback(ac, on_conn);
+    redisAsyncSetDisconnectCallback(ac, on_disc);
+    if (password) {
+        const char *argv[] = {"AUTH", user ? user : password, password};
+        redisAsyncCommandArgv(ac, NULL, NULL, user ? 3 : 2, argv, NULL);
+    }
+    return ac;
+}
