@@ -4,9 +4,9 @@
  * and moves to the next node when its node fails, starting the next
  * question with the node after it. A question goes to each node in turn
  * until one names the slot's master. The same question is asked again
- * every WATCH_MS: when the answer names another master than the one named
- * last, on_switch tells stream.c, which reconnects at once (as on a
- * sentinel's +switch-master). Each node is kept as configured and its name
+ * every WATCH_MS, of the nodes other than that master: when the answer
+ * names another master than the one named last, on_switch tells stream.c,
+ * which reconnects at once (as on a sentinel's +switch-master). Each node is kept as configured and its name
  * is resolved again before every connect to it (resolve.h). */
 #include <hiredis/async.h>
 #include <stdbool.h>
@@ -261,6 +261,14 @@ static void on_resolved(void *data, const char *host, const char *ip, int status
     if (send_question(c, ip)) ask_next(c);
 }
 
+/* A periodic question (nobody waits for the answer) skips the master
+ * named last: when it hangs, the other nodes are the ones that will name
+ * its successor. */
+static bool skipped(const tk_cluster_t *c, const char *host, int port)
+{
+    return !c->found && c->n > 1 && port == c->master_port && strcmp(host, c->master) == 0;
+}
+
 static void ask_next(tk_cluster_t *c)
 {
     char ip[TK_IP_MAX];
@@ -269,6 +277,7 @@ static void ask_next(tk_cluster_t *c)
     while (c->tried < c->n) {
         c->at = (c->start + c->tried++) % c->n;
         const tk_target_t *a = &c->nodes[c->at];
+        if (skipped(c, a->host, a->port)) continue;
         int rc = tk_resolve_start(c->loop, a->host, a->turn, on_resolved, c, ip, &c->resolving);
         if (rc == 0) {
             uv_timer_start(&c->timer, on_timeout, (uint64_t)c->timeout_ms, 0);
@@ -287,7 +296,10 @@ static void question(tk_cluster_t *c)
     c->asking = true;
     c->tried = 0;
     c->start = c->first;
-    if (c->ac) {
+    if (c->ac && skipped(c, c->ip, c->nodes[c->at].port)) {
+        drop_ctx(c);
+        c->start = (c->at + 1) % c->n;
+    } else if (c->ac) {
         c->start = c->at;
         c->tried = 1;
         if (send_question(c, c->ip) == 0) return;

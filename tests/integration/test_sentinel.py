@@ -21,7 +21,8 @@ import time
 import pytest
 import redis
 
-from cluster import MASTER_NAME, FakeRedis, RedisNode, Sentinel, SentinelCluster, pids_of
+from cluster import (MASTER_NAME, FakeRedis, RedisNode, Sentinel, SentinelCluster, cluster_maker,
+                     pids_of)
 from conftest import (STREAM, TICKERD, WS, NsTickerd, Tickerd, can_unshare_mounts, free_port,
                       http_get, run, wait_until, write_config)
 
@@ -33,17 +34,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("redis-sentinel"),
 def make_cluster(tmp_path):
     """make_cluster(password=None) -> a started SentinelCluster (master, one
     replica, three sentinels)."""
-    made = []
-
-    def make(**kw):
-        c = SentinelCluster(str(tmp_path / f"cluster{len(made)}"), **kw)
-        made.append(c)
-        return c.start()
-
-    yield make
-    for c in made:
-        print(c.logs())
-        c.stop()
+    yield from cluster_maker(SentinelCluster, tmp_path)
 
 
 @pytest.fixture

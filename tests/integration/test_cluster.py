@@ -1,0 +1,260 @@
+"""Redis Cluster (SPEC §5 `[redis] cluster_nodes`, docs/operations.md):
+tickerd finds the master of the stream key's slot with CLUSTER SLOTS,
+asking the seed nodes in turn, follows a failover (the master crashes,
+hangs, or hands over on CLUSTER FAILOVER) without restarting and without
+dropping a client, and every entry the cluster holds reaches every client
+once, in order.
+
+Each test makes its own cluster of 3 masters with a replica each
+(cluster-node-timeout 1 s) on free loopback ports, with redis-cli --cluster
+create. Items are published through redis-py's cluster client while the
+failover happens: a publish that fails is retried."""
+
+import asyncio
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from cluster import FakeRedis, RedisClusterNodes, cluster_maker, pids_of
+from conftest import TICKERD, WS, Tickerd, free_port, run, write_config
+
+pytestmark = pytest.mark.skipif(not shutil.which("redis-cli"), reason="no redis-cli")
+
+KEY = "{ticker}:breaking"  # the hash tag puts KEY:epoch in KEY's slot
+SLOT = 12547  # CLUSTER KEYSLOT {ticker}:breaking
+UNRESOLVABLE = "node0.tickerd.invalid"  # RFC 6761: never resolves
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """make_cluster(password=None) -> a started RedisClusterNodes (3 masters,
+    a replica each)."""
+    yield from cluster_maker(RedisClusterNodes, tmp_path)
+
+
+@pytest.fixture
+def make_node(tmp_path):
+    """make_node(nodes, url, config=None) -> a tickerd that finds its master
+    through the cluster's nodes."""
+    started = []
+
+    def make(nodes, url="redis://ignored/0", config=None, name="node"):
+        cfg = {"redis": {"cluster_nodes": nodes}, "stream": {"key": KEY}}
+        for section, keys in (config or {}).items():
+            cfg.setdefault(section, {}).update(keys)
+        td = Tickerd(str(tmp_path / name), FakeRedis(url), cfg)
+        started.append(td)
+        return td.start()
+
+    yield make
+    for td in started:
+        rc = td.stop()
+        log = td.log()
+        print(f"--- {td.dir} (exit {rc}) log tail ---\n" + "\n".join(log.splitlines()[-50:]))
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
+
+class Publisher(threading.Thread):
+    """Publishes "after N" through the cluster client every 50 ms until
+    stopped; a publish that fails is retried (the same text) until the
+    cluster takes it. acked: the IDs the cluster answered, in order."""
+
+    def __init__(self, cl):
+        super().__init__(daemon=True)
+        self.rc = cl.client()
+        self.acked = []
+        self.failures = 0
+        self.halt = threading.Event()
+
+    def run(self):
+        i = 0
+        while not self.halt.is_set():
+            try:
+                self.acked.append(self.rc.xadd(KEY, {"text": f"after {i}",
+                                                     "region": "mena"}).decode())
+                i += 1
+            except (redis.RedisError, OSError):
+                self.failures += 1
+            self.halt.wait(0.05)
+
+    def stop(self):
+        self.halt.set()
+        self.join(30)
+        assert not self.is_alive()
+        self.rc.close()
+
+
+def xread_clients(node):
+    """How many connections of node are in XREAD (tickerd's readers)."""
+    try:
+        return sum(c.get("cmd") == "xread" for c in node.client(socket_timeout=0.5).client_list())
+    except redis.RedisError:
+        return 0
+
+
+def watch_failover(cl, old, workers, t_kill, out):
+    """Notes when the cluster first names a new master for KEY's slot
+    (promoted) and when `workers` XREADs are blocked on a node other than
+    old (reading): the failover as tickerd's clients see it."""
+    deadline = t_kill + 40
+    while time.monotonic() < deadline and "reading" not in out:
+        for n in cl.live():
+            if n is old:
+                continue
+            if "promoted" not in out:
+                try:
+                    if cl.master_port(KEY, n) not in (None, old.port):
+                        out["promoted"] = time.monotonic() - t_kill
+                except redis.RedisError:
+                    pass
+            if xread_clients(n) >= workers:
+                out["reading"] = time.monotonic() - t_kill
+                out["new"] = n.port
+        time.sleep(0.02)
+
+
+async def read_items(ws, n, timeout):
+    ids = []
+    for _ in range(n):
+        f = await ws.recv(timeout)
+        assert f["type"] == "item" and "replay" not in f, f
+        ids.append(f["id"])
+    return ids
+
+
+# crash: SIGKILL (tickerd's connection drops at once). freeze: SIGSTOP (the
+# blocked XREAD just waits; only the periodic CLUSTER SLOTS, asked of the
+# other nodes, tells tickerd to move), with a password on every node that
+# tickerd gets only in the URL. handover: CLUSTER FAILOVER on the replica
+# (planned: the old master becomes its replica and answers MOVED).
+@pytest.mark.parametrize("fault,password", [("crash", None), ("freeze", "tick@pw"),
+                                            ("handover", None)])
+def test_failover_under_clients_loses_nothing(make_cluster, make_node, fault, password):
+    cl = make_cluster(password=password)
+    url = "redis://:tick%40pw@ignored/0" if password else "redis://ignored/0"
+    # The first seeds do not resolve, or are dead: tickerd asks the next.
+    seeds = f"{UNRESOLVABLE}:7000,127.0.0.1:{free_port()}," + cl.addrs
+    workers = 2
+    td = make_node(seeds, url, config={"server": {"workers": workers}})
+    pids = pids_of(td)
+    assert len(pids[1]) == workers
+    old = cl.master_of(KEY)
+    status, health = td.health()
+    assert status == 200 and health["redis"] == "up", health
+    epoch = health["epoch"]
+    assert epoch == old.client().get(KEY + ":epoch").decode()
+    log = td.log()
+    assert f"cannot resolve {UNRESOLVABLE}" in log and f"slot {SLOT}" in log, log
+    reconnects = td.metric("tickerd_redis_reconnects_total")
+    rc = cl.client()
+
+    async def main():
+        clients = []
+        for q in ("replay=0", "region=mena&replay=0", "lang=en&replay=0",
+                  f"since=0-0&epoch={epoch}"):
+            ws = await WS.connect(td, q)
+            _, replayed, marker = await ws.start()
+            assert replayed == [] and marker["gap"] is False, (q, replayed, marker)
+            clients.append(ws)
+        before = [rc.xadd(KEY, {"text": f"before {i}", "region": "mena"}).decode()
+                  for i in range(3)]
+        assert old.client().execute_command("WAIT", 1, 2000) == 1  # on the replica too
+        for ws in clients:
+            assert await read_items(ws, 3, 5) == before
+
+        pub = Publisher(cl)
+        pub.start()
+        while len(pub.acked) < 5:  # publishing goes on during the failover
+            await asyncio.sleep(0.02)
+        replica = None
+        if fault == "handover":
+            replica = next(n for n in cl.nodes if n is not old and n.role() == "slave" and
+                           n.client().info("replication")["master_port"] == old.port)
+        t_kill = time.monotonic()
+        if fault == "crash":
+            old.kill()
+        elif fault == "freeze":
+            old.freeze()
+        else:
+            replica.client().execute_command("CLUSTER", "FAILOVER")
+        seen = {}
+        watcher = threading.Thread(target=watch_failover, args=(cl, old, workers, t_kill, seen),
+                                   daemon=True)
+        watcher.start()
+        await asyncio.to_thread(watcher.join, 45)
+        assert "reading" in seen, f"tickerd never read from a new master: {seen}"
+        new = next(n for n in cl.nodes if n.port == seen["new"])
+        n_at_switch = len(pub.acked)
+        while len(pub.acked) < n_at_switch + 10:  # and after it
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(pub.stop)
+
+        # What the cluster holds after the items before the kill: each
+        # client gets it all, once, in order, and nothing else.
+        held = [e[0].decode() for e in new.client().xrange(KEY, min="(" + before[-1])]
+        lost = [i for i in pub.acked if i not in held]
+        assert not lost, f"the cluster lost acknowledged entries (async replication): {lost}"
+        t_first = None
+        for ws in clients:
+            got = await read_items(ws, len(held), 20)
+            assert got == held
+            await ws.expect_silence(0.5)
+            assert ws.conn.open and ws.conn.close_code is None
+            t_first = t_first or time.monotonic() - t_kill
+        print(f"{fault}: {len(held)} entries during the failover ({pub.failures} publishes "
+              f"failed and were retried); the cluster named the new master "
+              f"{seen.get('promoted', 0):.2f}s after the fault; tickerd's {workers} workers read "
+              f"from it {seen['reading']:.2f}s after the fault")
+        for ws in clients:
+            await ws.close()
+        return new
+
+    new = run(main(), timeout=120)
+    assert td.proc.poll() is None and pids_of(td) == pids, "tickerd restarted"
+    status, health = td.health()
+    assert status == 200 and health["redis"] == "up" and health["epoch"] == epoch, health
+    assert td.metric("tickerd_redis_reconnects_total") > reconnects
+    assert td.metric("tickerd_gaps_total") == 0
+    log = td.log()
+    assert f"moved from 127.0.0.1:{old.port} to 127.0.0.1:{new.port}" in log, log
+    assert "restarting" not in log
+
+
+# --------------------------------------------------------------------------
+# configuration
+
+
+@pytest.mark.parametrize("redis_keys,key,why", [
+    ({"cluster_nodes": "127.0.0.1:7000"}, "ticker:breaking",
+     "[stream] key 'ticker:breaking' has no {hash tag}"),
+    ({"cluster_nodes": "127.0.0.1:7000"}, "ticker{}:breaking",
+     "[stream] key 'ticker{}:breaking' has no {hash tag}"),
+    ({"cluster_nodes": "127.0.0.1:7000", "url": "redis://ignored/1"}, KEY,
+     "[redis] url names database 1: a Redis Cluster has only database 0"),
+    ({"cluster_nodes": "127.0.0.1:7000", "sentinels": "127.0.0.1:26379"}, KEY,
+     "[redis] sentinels and cluster_nodes exclude each other: set one"),
+    ({"cluster_nodes": "127.0.0.1:0"}, KEY,
+     "[redis] cluster_nodes: '127.0.0.1:0': the port is not 1..65535"),
+    ({"cluster_nodes": "127.0.0.1:7000,"}, KEY,
+     "[redis] cluster_nodes: the list has an empty element"),
+    ({"cluster_nodes": "127.0.0.1:7000", "url": "redis://:pw@ignored/0"}, KEY, None),
+    ({"cluster_nodes": "127.0.0.1:65535,[::1]:1"}, "{t}", None),
+    ({"url": "redis://ignored/1"}, "ticker:breaking", None),
+])
+def test_check_config_and_start_refuse_what_a_cluster_cannot_use(tmp_path, redis_keys, key, why):
+    conf = str(tmp_path / "t.conf")
+    write_config(conf, {"redis": redis_keys, "stream": {"key": key}})
+    p = subprocess.run([TICKERD, "--check-config", "-c", conf], capture_output=True, text=True,
+                       timeout=10)
+    if why is None:
+        assert p.returncode == 0, p.stderr
+        return
+    assert p.returncode == 2 and why in p.stderr, p.stderr
+    # Started, it says the same and exits before it listens.
+    p = subprocess.run([TICKERD, "-c", conf, "--listen", f"127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode != 0 and why in p.stderr, p.stderr
