@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 
 import redis
 
@@ -236,6 +237,88 @@ class FakeRedis:
 
     def __init__(self, url):
         self.url = url
+
+
+# --------------------------------------------------------------------------
+# servers that pass for Redis
+
+
+def resp(v):
+    """v (int, None, bytes/str, or a list of those) in RESP2."""
+    if isinstance(v, int):
+        return b":%d\r\n" % v
+    if v is None:
+        return b"*-1\r\n"
+    if isinstance(v, list):
+        return b"*%d\r\n" % len(v) + b"".join(resp(x) for x in v)
+    v = v.encode() if isinstance(v, str) else v
+    return b"$%d\r\n%s\r\n" % (len(v), v)
+
+
+def read_command(buf):
+    """One RESP command (an array of bulk strings) from the front of buf:
+    (args, rest), or (None, buf) while it is incomplete."""
+    def line(pos):
+        end = buf.find(b"\r\n", pos)
+        return (None, pos) if end < 0 else (buf[pos:end], end + 2)
+    head, pos = line(0)
+    if head is None:
+        return None, buf
+    args = []
+    for _ in range(int(head[1:])):
+        h, pos = line(pos)
+        if h is None or len(buf) < pos + int(h[1:]) + 2:
+            return None, buf
+        args.append(buf[pos:pos + int(h[1:])])
+        pos += int(h[1:]) + 2
+    return args, buf[pos:]
+
+
+class FakeServer:
+    """A server on a free loopback port that reads RESP commands, one
+    thread a connection, and hands each to handle(conn, args)."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def handle(self, c, cmd):
+        raise NotImplementedError
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        buf = b""
+        try:
+            while True:
+                cmd, buf = read_command(buf)
+                if cmd is None:
+                    data = c.recv(4096)
+                    if not data:
+                        return
+                    buf += data
+                    continue
+                self.handle(c, cmd)
+        except OSError:
+            return
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
 
 
 # --------------------------------------------------------------------------

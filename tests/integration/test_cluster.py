@@ -19,8 +19,9 @@ import time
 import pytest
 import redis
 
-from cluster import FakeRedis, RedisClusterNodes, cluster_maker, pids_of
-from conftest import TICKERD, WS, Tickerd, free_port, run, write_config
+from cluster import (FakeRedis, FakeServer, RedisClusterNodes, RedisNode, cluster_maker, pids_of,
+                     resp)
+from conftest import TICKERD, WS, Tickerd, free_port, http_get, run, wait_until, write_config
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-cli"), reason="no redis-cli")
 
@@ -38,17 +39,17 @@ def make_cluster(tmp_path):
 
 @pytest.fixture
 def make_node(tmp_path):
-    """make_node(nodes, url, config=None) -> a tickerd that finds its master
-    through the cluster's nodes."""
+    """make_node(nodes, url, config=None, wait=True) -> a tickerd that finds
+    its master through the cluster's nodes."""
     started = []
 
-    def make(nodes, url="redis://ignored/0", config=None, name="node"):
+    def make(nodes, url="redis://ignored/0", config=None, name="node", wait=True):
         cfg = {"redis": {"cluster_nodes": nodes}, "stream": {"key": KEY}}
         for section, keys in (config or {}).items():
             cfg.setdefault(section, {}).update(keys)
         td = Tickerd(str(tmp_path / name), FakeRedis(url), cfg)
         started.append(td)
-        return td.start()
+        return td.start(wait=wait)
 
     yield make
     for td in started:
@@ -222,6 +223,64 @@ def test_failover_under_clients_loses_nothing(make_cluster, make_node, fault, pa
     log = td.log()
     assert f"moved from 127.0.0.1:{old.port} to 127.0.0.1:{new.port}" in log, log
     assert "restarting" not in log
+
+
+class FakeClusterNode(FakeServer):
+    """Passes for a cluster node whose view is wrong: answers CLUSTER SLOTS
+    with one range of every slot, served by 127.0.0.1:`port` (settable)."""
+
+    def __init__(self, port):
+        self.master_port = port
+        super().__init__()
+
+    def handle(self, c, cmd):
+        if [a.upper() for a in cmd[:2]] == [b"CLUSTER", b"SLOTS"]:
+            c.sendall(resp([[0, 16383, ["127.0.0.1", self.master_port, "fake"]]]))
+        else:
+            c.sendall(b"-ERR unknown command\r\n")
+
+
+def test_a_master_that_answers_moved_is_never_read(tmp_path, make_cluster, make_node):
+    """The seeds: a Redis without cluster support (skipped), then a node
+    that names a master of other slots. That master answers MOVED: tickerd
+    asks again, never reads from it, waits connected clients; once the node
+    names the right master, it starts there."""
+    cl = make_cluster()
+    standalone = RedisNode(str(tmp_path / "standalone")).start()
+    right = cl.master_of(KEY)
+    wrong = next(n for n in cl.nodes if n is not right and n.role() == "master")
+    fake = FakeClusterNode(wrong.port)
+    try:
+        td = make_node(f"127.0.0.1:{standalone.port},127.0.0.1:{fake.port}", wait=False)
+        moved = f"127.0.0.1:{wrong.port}: MOVED {SLOT} 127.0.0.1:{right.port}: asking the cluster"
+        wait_until(lambda: td.log().count(moved) >= 3, 15, interval=0.05,
+                   what="three MOVED answers")
+        log = td.log()
+        assert (f"cluster node 127.0.0.1:{standalone.port}: CLUSTER SLOTS: ERR This instance has "
+                "cluster support disabled") in log, log
+        status, _, body = http_get(td.port, "/healthz")
+        assert status == 503 and b'"redis":"down"' in body, body
+        calls = wrong.command_calls()
+        assert calls.get("xread", 0) == 0 and calls.get("xrevrange", 0) == 0, calls
+        assert wrong.client().dbsize() == 0  # no epoch written there
+
+        async def main():
+            ws = await WS.connect(td, "replay=5")
+            await ws.expect_silence(0.5)  # waits for the start-up load
+            before = cl.client().xadd(KEY, {"text": "before"}).decode()
+            fake.master_port = right.port
+            _, replayed, marker = await ws.start(timeout=15)
+            assert [f["id"] for f in replayed] == [before] and marker["gap"] is False
+            live = cl.client().xadd(KEY, {"text": "live"}).decode()
+            assert (await ws.recv(5))["id"] == live
+            await ws.close()
+
+        run(main(), timeout=40)
+        assert td.health()[0] == 200
+        assert wrong.command_calls().get("xread", 0) == 0
+    finally:
+        fake.stop()
+        standalone.stop()
 
 
 # --------------------------------------------------------------------------
