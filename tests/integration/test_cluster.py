@@ -11,7 +11,9 @@ create. Items are published through redis-py's cluster client while the
 failover happens: a publish that fails is retried."""
 
 import asyncio
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -285,6 +287,40 @@ def test_a_master_that_answers_moved_is_never_read(tmp_path, make_cluster, make_
 
 # --------------------------------------------------------------------------
 # configuration
+
+
+def test_reload_keeps_the_cluster_and_refuses_an_untagged_key(make_cluster, make_node):
+    """SIGHUP, as for sentinels: cluster_nodes takes a restart (kept, one log
+    line); a file whose key has no hash tag is refused whole; tickerd reads
+    on from the same master throughout."""
+    cl = make_cluster()
+    td = make_node(cl.addrs, config={"server": {"workers": 2}})
+    cfg = {k: dict(v) for k, v in td.config.items()}
+
+    def hup(marker, count):
+        before = td.log().count(marker)
+        os.kill(td.proc.pid, signal.SIGHUP)
+        wait_until(lambda: td.log().count(marker) >= before + count, 10, what=marker)
+
+    cfg["redis"]["cluster_nodes"] = f"127.0.0.1:{cl.nodes[0].port}"
+    cfg["redis"]["timeout_s"] = 2
+    write_config(td.config_path, cfg)
+    hup("configuration reloaded", 3)
+    assert f"reload: [redis] cluster_nodes = '127.0.0.1:{cl.nodes[0].port}' takes a restart" \
+        in td.log()
+    cfg["stream"]["key"] = "ticker:breaking"
+    write_config(td.config_path, cfg)
+    hup("reload refused", 1)
+    assert "has no {hash tag}" in td.log()
+
+    async def main():
+        ws = await WS.connect(td, "replay=0")
+        await ws.start()
+        x = cl.client().xadd(KEY, {"text": "after the reloads"}).decode()
+        assert (await ws.recv(5))["id"] == x
+        await ws.close()
+
+    run(main(), timeout=20)
 
 
 @pytest.mark.parametrize("redis_keys,key,why", [
