@@ -325,11 +325,12 @@ class FakeServer:
 # Redis Cluster
 
 
-def free_cluster_port():
-    """A free loopback port whose cluster bus port (+10000) is free too."""
+def free_cluster_port(taken=()):
+    """A free loopback port whose cluster bus port (+10000) is free too,
+    neither of them in taken (the ports of nodes not started yet)."""
     while True:
         port = free_port()
-        if port + 10000 > 65535:
+        if port + 10000 > 65535 or {port, port + 10000} & set(taken):
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
@@ -354,8 +355,10 @@ class RedisClusterNodes:
                  f"cluster-node-timeout {node_timeout_ms}"]
         self.nodes = [RedisNode(os.path.join(workdir, f"node{i}"), password=password,
                                 extra=extra) for i in range(masters * (1 + replicas))]
+        taken = set()
         for n in self.nodes:
-            n.port = free_cluster_port()
+            n.port = free_cluster_port(taken)
+            taken |= {n.port, n.port + 10000}
 
     def start(self, timeout=30):
         for n in self.nodes:
