@@ -6,8 +6,8 @@
  * until one names the slot's master. The same question is asked again
  * every WATCH_MS, of the nodes other than that master: when the answer
  * names another master than the one named last, on_switch tells stream.c,
- * which reconnects at once (as on a sentinel's +switch-master). Each node is kept as configured and its name
- * is resolved again before every connect to it (resolve.h). */
+ * which reconnects at once (as on a sentinel's +switch-master). Each node is kept as configured and
+ * its name is resolved again before every connect to it (resolve.h). */
 #include <hiredis/async.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -143,8 +143,8 @@ static void finish(tk_cluster_t *c, const char *host, int port)
     bool moved = host && c->master[0] && (strcmp(host, c->master) || port != c->master_port);
     if (host) {
         if (moved)
-            tk_log(TK_LOG_WARN, "cluster: the master of slot %d moved from %s:%d to %s:%d",
-                   c->slot, c->master, c->master_port, host, port);
+            tk_log(TK_LOG_WARN, "cluster: the master of slot %d moved from %s:%d to %s:%d", c->slot,
+                   c->master, c->master_port, host, port);
         snprintf(c->master, sizeof c->master, "%s", host);
         c->master_port = port;
     }
@@ -162,7 +162,8 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv)
     int port;
     if (!reply || ac != c->ac || !c->asking) return;
     const char *label = c->nodes[c->at].label;
-    int rc = reply->type == REDIS_REPLY_ERROR ? -2 : slots_master(reply, c->slot, c->ip, host, &port);
+    int rc =
+        reply->type == REDIS_REPLY_ERROR ? -2 : slots_master(reply, c->slot, c->ip, host, &port);
     if (rc == 0) {
         c->first = c->at;
         finish(c, host, port);
@@ -323,8 +324,8 @@ static void on_watch(uv_timer_t *t)
 /* ---- life cycle ------------------------------------------------------------------ */
 
 tk_cluster_t *tk_cluster_create(uv_loop_t *loop, const char *nodes, const char *key,
-                                const tk_redis_url_t *auth, int timeout_ms,
-                                tk_cluster_cb on_switch, void *data)
+                                const tk_redis_url_t *auth, int timeout_ms, tk_cluster_cb on_switch,
+                                void *data)
 {
     tk_cluster_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;

@@ -250,12 +250,17 @@ typedef struct str_key {
         s, k, offsetof(tk_config_t, field)                                                         \
     }
 static const str_key_t str_keys[] = {
-    SK("server", "static_dir", static_dir),  SK("server", "tls_cert", tls_cert),
-    SK("server", "tls_key", tls_key),        SK("server", "trusted_proxies", trusted_proxies),
-    SK("redis", "url", redis_url),           SK("redis", "sentinels", sentinels),
-    SK("redis", "master_name", master_name), SK("redis", "cluster_nodes", cluster_nodes),
+    SK("server", "static_dir", static_dir),
+    SK("server", "tls_cert", tls_cert),
+    SK("server", "tls_key", tls_key),
+    SK("server", "trusted_proxies", trusted_proxies),
+    SK("redis", "url", redis_url),
+    SK("redis", "sentinels", sentinels),
+    SK("redis", "master_name", master_name),
+    SK("redis", "cluster_nodes", cluster_nodes),
     SK("stream", "key", stream_key),
-    SK("auth", "jwt_secret", jwt_secret),    SK("auth", "allowed_origins", allowed_origins),
+    SK("auth", "jwt_secret", jwt_secret),
+    SK("auth", "allowed_origins", allowed_origins),
 };
 
 static int set_list(tk_config_t *cfg, const char *key, const char *value, char *err, size_t errlen)
@@ -598,8 +603,8 @@ static int check_cluster(const tk_config_t *cfg, int db, char *err, size_t errle
         return -1;
     }
     if (db) {
-        snprintf(err, errlen,
-                 "[redis] url names database %d: a Redis Cluster has only database 0", db);
+        snprintf(err, errlen, "[redis] url names database %d: a Redis Cluster has only database 0",
+                 db);
         return -1;
     }
     if (!tk_hash_tag(cfg->stream_key, strlen(cfg->stream_key), &tag)) {

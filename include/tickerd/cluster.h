@@ -34,8 +34,8 @@ int tk_cluster_keyslot(const char *key, size_t len);
  * question finds another master than the one named last. Returns NULL
  * (logged) when the list is unusable. */
 tk_cluster_t *tk_cluster_create(uv_loop_t *loop, const char *nodes, const char *key,
-                                const tk_redis_url_t *auth, int timeout_ms,
-                                tk_cluster_cb on_switch, void *data);
+                                const tk_redis_url_t *auth, int timeout_ms, tk_cluster_cb on_switch,
+                                void *data);
 /* A reloaded [redis] timeout_s. NULL c is a no-op. */
 void tk_cluster_set_timeout(tk_cluster_t *c, int timeout_ms);
 /* Asks the nodes for the slot's master, starting with the one that

@@ -117,8 +117,8 @@ static void test_slots_master_each_range_at_its_edges(void **state)
         int slot;
         const char *want;
     } cases[] = {
-        {0, "127.0.0.1:7000"},     {1, "127.0.0.1:7000"},     {5460, "127.0.0.1:7000"},
-        {5461, "127.0.0.1:7001"},  {10922, "127.0.0.1:7001"}, {10923, "redis-c3:7002"},
+        {0, "127.0.0.1:7000"},    {1, "127.0.0.1:7000"},     {5460, "127.0.0.1:7000"},
+        {5461, "127.0.0.1:7001"}, {10922, "127.0.0.1:7001"}, {10923, "redis-c3:7002"},
         {16383, "redis-c3:7002"}, /* a name (preferred endpoint "hostname"), no replica */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -137,15 +137,15 @@ static void test_slots_master_uncovered_and_older_forms(void **state)
     assert_int_equal(master_of(one, 99, w), 1);
     assert_int_equal(master_of(one, 201, w), 1);
     assert_int_equal(master_of(one, 100, w), 0);
-    assert_string_equal(w, "1.2.3.4:6379"); /* Redis 3.0: [ip, port] only */
+    assert_string_equal(w, "1.2.3.4:6379");         /* Redis 3.0: [ip, port] only */
     assert_int_equal(master_of("*0\r\n", 0, w), 1); /* no slots at all */
     /* An empty host: the node that answered (Redis 7, unknown endpoint). */
-    assert_int_equal(master_of("*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$0\r\n\r\n:7000\r\n$1\r\nx\r\n",
-                               5, w),
-                     0);
+    assert_int_equal(
+        master_of("*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$0\r\n\r\n:7000\r\n$1\r\nx\r\n", 5, w), 0);
     assert_string_equal(w, "10.0.0.9:7000");
     /* An IPv6 address, as Redis names it (no brackets). */
-    assert_int_equal(master_of("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$3\r\n::1\r\n:7000\r\n", 0, w), 0);
+    assert_int_equal(master_of("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$3\r\n::1\r\n:7000\r\n", 0, w),
+                     0);
     assert_string_equal(w, "::1:7000");
 }
 
@@ -156,17 +156,17 @@ static void test_slots_master_refuses_what_it_cannot_use(void **state)
     const char *bad[] = {
         "-ERR This instance has cluster support disabled\r\n",
         ":1\r\n",
-        "*1\r\n:5\r\n",                                       /* a range that is not an array */
-        "*1\r\n*2\r\n:0\r\n:16383\r\n",                       /* a range without a master */
-        "*1\r\n*3\r\n$1\r\n0\r\n:16383\r\n*2\r\n$1\r\na\r\n:1\r\n", /* start as a string */
-        "*1\r\n*3\r\n:0\r\n:16383\r\n*1\r\n$1\r\na\r\n",      /* master without a port */
-        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\na\r\n:0\r\n", /* port 0 */
-        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\na\r\n:65536\r\n", /* port over 65535 */
+        "*1\r\n:5\r\n",                 /* a range that is not an array */
+        "*1\r\n*2\r\n:0\r\n:16383\r\n", /* a range without a master */
+        "*1\r\n*3\r\n$1\r\n0\r\n:16383\r\n*2\r\n$1\r\na\r\n:1\r\n",    /* start as a string */
+        "*1\r\n*3\r\n:0\r\n:16383\r\n*1\r\n$1\r\na\r\n",               /* master without a port */
+        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\na\r\n:0\r\n",         /* port 0 */
+        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\na\r\n:65536\r\n",     /* port over 65535 */
         "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\na\r\n$4\r\n6379\r\n", /* port as a string */
-        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\n?\r\n:6379\r\n", /* "?": endpoint unknown */
-        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$3\r\na b\r\n:6379\r\n", /* a space in the host */
-        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n:1\r\n:6379\r\n",  /* host as an integer */
-        "*1\r\n*3\r\n:0\r\n:16383\r\n$1\r\na\r\n",            /* master as a string */
+        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\n?\r\n:6379\r\n",      /* "?": endpoint unknown */
+        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$3\r\na b\r\n:6379\r\n",    /* a space in the host */
+        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n:1\r\n:6379\r\n",           /* host as an integer */
+        "*1\r\n*3\r\n:0\r\n:16383\r\n$1\r\na\r\n",                     /* master as a string */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(master_of(bad[i], 7, w), -1);
@@ -174,8 +174,7 @@ static void test_slots_master_refuses_what_it_cannot_use(void **state)
     /* The port at its edges. */
     assert_int_equal(master_of("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\na\r\n:1\r\n", 7, w), 0);
     assert_string_equal(w, "a:1");
-    assert_int_equal(master_of("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\na\r\n:65535\r\n", 7, w),
-                     0);
+    assert_int_equal(master_of("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\na\r\n:65535\r\n", 7, w), 0);
     assert_string_equal(w, "a:65535");
 }
 
