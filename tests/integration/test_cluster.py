@@ -14,6 +14,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -253,23 +254,28 @@ class FakeClusterNode(FakeServer):
 
 
 def test_a_master_that_answers_moved_is_never_read(tmp_path, make_cluster, make_node):
-    """The seeds: a Redis without cluster support (skipped), then a node
+    """The seeds: a Redis without cluster support and a server that never
+    answers (each skipped, the second after [redis] timeout_s), then a node
     that names a master of other slots. That master answers MOVED: tickerd
     asks again, never reads from it, waits connected clients; once the node
     names the right master, it starts there."""
     cl = make_cluster()
     standalone = RedisNode(str(tmp_path / "standalone")).start()
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
     right = cl.master_of(KEY)
     wrong = next(n for n in cl.nodes if n is not right and n.role() == "master")
     fake = FakeClusterNode(wrong.port)
     try:
-        td = make_node(f"127.0.0.1:{standalone.port},127.0.0.1:{fake.port}", wait=False)
+        seeds = f"127.0.0.1:{standalone.port},127.0.0.1:{silent.getsockname()[1]}," \
+                f"127.0.0.1:{fake.port}"
+        td = make_node(seeds, wait=False, config={"redis": {"timeout_s": 1}})
         moved = f"127.0.0.1:{wrong.port}: MOVED {SLOT} 127.0.0.1:{right.port}: asking the cluster"
         wait_until(lambda: td.log().count(moved) >= 3, 15, interval=0.05,
                    what="three MOVED answers")
         log = td.log()
         assert (f"cluster node 127.0.0.1:{standalone.port}: CLUSTER SLOTS: ERR This instance has "
                 "cluster support disabled") in log, log
+        assert f"cluster node 127.0.0.1:{silent.getsockname()[1]}: no answer in 1000 ms" in log, log
         status, _, body = http_get(td.port, "/healthz")
         assert status == 503 and b'"redis":"down"' in body, body
         calls = wrong.command_calls()
@@ -292,6 +298,7 @@ def test_a_master_that_answers_moved_is_never_read(tmp_path, make_cluster, make_
         assert wrong.command_calls().get("xread", 0) == 0
     finally:
         fake.stop()
+        silent.close()
         standalone.stop()
 
 
