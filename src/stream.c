@@ -332,20 +332,28 @@ static int send_cmd(tk_stream_t *s, redisCallbackFn *fn, int argc, const char **
     return 0;
 }
 
-/* A cluster's answer that the slot is served elsewhere, or not now
- * (MOVED, ASK, CLUSTERDOWN, TRYAGAIN): the connection is given up and the
- * cluster asked again; reading resumes after the last ID read. */
+/* A cluster's answer that the slot is served elsewhere, or not now:
+ * MOVED, ASK, CLUSTERDOWN or TRYAGAIN (the error's first word). Pure. */
+static bool is_redirect(const redisReply *reply)
+{
+    static const char *const words[] = {"MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN"};
+    if (reply->type != REDIS_REPLY_ERROR) return false;
+    size_t len = strcspn(reply->str, " ");
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (len == strlen(words[i]) && !memcmp(reply->str, words[i], len)) return true;
+    return false;
+}
+
+/* On a redirection the connection is given up and the cluster asked again;
+ * reading resumes after the last ID read. */
 static bool redirected(tk_stream_t *s, const redisReply *reply)
 {
-    static const char *const errs[] = {"MOVED ", "ASK ", "CLUSTERDOWN", "TRYAGAIN"};
-    if (reply->type != REDIS_REPLY_ERROR) return false;
-    for (size_t i = 0; i < sizeof errs / sizeof *errs; i++) {
-        if (strncmp(reply->str, errs[i], strlen(errs[i]))) continue;
-        tk_log(TK_LOG_WARN, "%s: %s: %s: asking the cluster again", s->tag, s->where, reply->str);
-        drop(s);
-        return true;
-    }
-    return false;
+    if (!is_redirect(reply)) return false;
+    tk_log(TK_LOG_WARN, "%s: %s: %s: %s", s->tag, s->where, reply->str,
+           s->cluster ? "asking the cluster again"
+                      : "reconnecting (a Redis Cluster node: set [redis] cluster_nodes)");
+    drop(s);
+    return true;
 }
 
 /* Every reply callback starts here. Returns false for a reply to ignore:

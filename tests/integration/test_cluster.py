@@ -258,7 +258,8 @@ def test_a_master_that_answers_moved_is_never_read(tmp_path, make_cluster, make_
     answers (each skipped, the second after [redis] timeout_s), then a node
     that names a master of other slots. That master answers MOVED: tickerd
     asks again, never reads from it, waits connected clients; once the node
-    names the right master, it starts there."""
+    names the right master, it starts there. A tickerd whose URL names that
+    master, without cluster_nodes, says to set them."""
     cl = make_cluster()
     standalone = RedisNode(str(tmp_path / "standalone")).start()
     silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
@@ -295,6 +296,16 @@ def test_a_master_that_answers_moved_is_never_read(tmp_path, make_cluster, make_
 
         run(main(), timeout=40)
         assert td.health()[0] == 200
+
+        plain = Tickerd(str(tmp_path / "plain"), FakeRedis(f"redis://127.0.0.1:{wrong.port}/0"),
+                        {"stream": {"key": KEY}})
+        try:
+            plain.start(wait=False)
+            wait_until(lambda: "MOVED 12547" in plain.log() and
+                       "(a Redis Cluster node: set [redis] cluster_nodes)" in plain.log(), 10,
+                       what="the hint")
+        finally:
+            plain.stop()
         assert wrong.command_calls().get("xread", 0) == 0
     finally:
         fake.stop()
