@@ -414,6 +414,23 @@ class RedisClusterNodes:
             return node if node.role() == "master" else None
         return wait_until(switched, timeout, interval=0.02, what="the cluster's failover")
 
+    def move_slot(self, slot, src, dst):
+        """Reshards: moves slot, its keys with it, from master src to master
+        dst (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), as
+        `redis-cli --cluster reshard` does."""
+        r_src, r_dst = src.client(), dst.client()
+        src_id = r_src.execute_command("CLUSTER", "MYID").decode()
+        dst_id = r_dst.execute_command("CLUSTER", "MYID").decode()
+        r_dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        r_src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        auth = ["AUTH", self.password] if self.password else []
+        while keys := r_src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            r_src.execute_command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, *auth, "KEYS",
+                                  *keys)
+        masters = [n for n in self.live() if n.role() == "master"]
+        for n in [dst, src] + [m for m in masters if m not in (src, dst)]:
+            n.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
     def client(self, **kw):
         """redis-py's cluster client (follows MOVED and failovers)."""
         from redis.cluster import ClusterNode, RedisCluster

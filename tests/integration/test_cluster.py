@@ -124,6 +124,27 @@ def watch_failover(cl, old, workers, t_kill, out):
         time.sleep(0.02)
 
 
+def fail(pub, cl, old, fault):
+    """The fault, with no publish in flight. Returns its time."""
+    replica = next(n for n in cl.nodes if n is not old and n.role() == "slave" and
+                   n.client().info("replication")["master_port"] == old.port)
+    with pub.gate:
+        # Replication is asynchronous: what the old master acknowledged is
+        # on its replica once a write of ours after it is (a crash loses
+        # what is not, and tickerd would rightly report a gap).
+        fence = old.client()
+        fence.set("{ticker}:fence", "1")
+        assert fence.execute_command("WAIT", 1, 5000) == 1, "the replica is not in sync"
+        t = time.monotonic()
+        if fault == "crash":
+            old.kill()
+        elif fault == "freeze":
+            old.freeze()
+        else:
+            replica.client().execute_command("CLUSTER", "FAILOVER")
+        return t
+
+
 async def read_items(ws, n, timeout):
     ids = []
     for _ in range(n):
@@ -137,9 +158,11 @@ async def read_items(ws, n, timeout):
 # blocked XREAD just waits; only the periodic CLUSTER SLOTS, asked of the
 # other nodes, tells tickerd to move), with a password on every node that
 # tickerd gets only in the URL. handover: CLUSTER FAILOVER on the replica
-# (planned: the old master becomes its replica and answers MOVED).
+# (planned: the old master becomes its replica and answers MOVED). reshard:
+# the slot, the stream and its epoch move to another master (MIGRATE); the
+# old one answers ASK, then MOVED.
 @pytest.mark.parametrize("fault,password", [("crash", None), ("freeze", "tick@pw"),
-                                            ("handover", None)])
+                                            ("handover", None), ("reshard", "tick@pw")])
 def test_failover_under_clients_loses_nothing(make_cluster, make_node, fault, password):
     cl = make_cluster(password=password)
     url = "redis://:tick%40pw@ignored/0" if password else "redis://ignored/0"
@@ -177,24 +200,12 @@ def test_failover_under_clients_loses_nothing(make_cluster, make_node, fault, pa
         pub.start()
         while len(pub.acked) < 5:  # publishing goes on during the failover
             await asyncio.sleep(0.02)
-        replica = None
-        if fault == "handover":
-            replica = next(n for n in cl.nodes if n is not old and n.role() == "slave" and
-                           n.client().info("replication")["master_port"] == old.port)
-        with pub.gate:
-            # Replication is asynchronous: what the old master acknowledged
-            # is on its replica once a write of ours after it is (a crash
-            # loses what is not, and tickerd would rightly report a gap).
-            fence = old.client()
-            fence.set("{ticker}:fence", "1")
-            assert fence.execute_command("WAIT", 1, 5000) == 1, "the replica is not in sync"
+        if fault == "reshard":  # publishing goes on throughout
+            dst = next(n for n in cl.nodes if n is not old and n.role() == "master")
             t_kill = time.monotonic()
-            if fault == "crash":
-                old.kill()
-            elif fault == "freeze":
-                old.freeze()
-            else:
-                replica.client().execute_command("CLUSTER", "FAILOVER")
+            cl.move_slot(SLOT, old, dst)
+        else:
+            t_kill = fail(pub, cl, old, fault)
         seen = {}
         watcher = threading.Thread(target=watch_failover, args=(cl, old, workers, t_kill, seen),
                                    daemon=True)
