@@ -324,6 +324,38 @@ def test_a_master_that_answers_moved_is_never_read(tmp_path, make_cluster, make_
         standalone.stop()
 
 
+def test_post_follows_the_master_with_its_idempotency_keys(make_cluster, make_node):
+    """POST /v1/items goes through the worker's writer to the master tickerd
+    reads from; <key>:idem:<Idempotency-Key> shares the stream's slot (the
+    hash tag), so the script that checks it and XADDs runs on one master.
+    After a handover the writer follows the new master and the key still
+    answers the first ID."""
+    from test_publish import SECRET, post
+    cl = make_cluster()
+    td = make_node(cl.addrs, config={"auth": {"jwt_secret": SECRET}})
+    status, _, body = post(td.port, {"text": "one"}, headers={"Idempotency-Key": "cms-1"})
+    assert status == 201, body
+    first = body["id"]
+    assert post(td.port, {"text": "one"}, headers={"Idempotency-Key": "cms-1"})[2]["id"] == first
+    r = cl.client()
+    assert r.get(KEY + ":idem:cms-1").decode() == first
+    assert [e[0].decode() for e in r.xrange(KEY)] == [first]
+
+    old = cl.master_of(KEY)
+    fence = old.client()
+    assert fence.execute_command("WAIT", 1, 5000) == 1
+    replica = next(n for n in cl.nodes if n.role() == "slave" and
+                   n.client().info("replication")["master_port"] == old.port)
+    replica.client().execute_command("CLUSTER", "FAILOVER")
+    wait_until(lambda: xread_clients(replica) >= 1, 20, what="tickerd reading from the new master")
+    wait_until(lambda: post(td.port, {"text": "two"}, headers={"Idempotency-Key": "cms-2"})[0]
+               == 201, 10, interval=0.1, what="a publish through the new master")
+    assert post(td.port, {"text": "one"}, headers={"Idempotency-Key": "cms-1"})[2]["id"] == first
+    ids = [e[0].decode() for e in replica.client().xrange(KEY)]
+    assert len(ids) == 2 and ids[0] == first, ids
+    assert td.metric("tickerd_gaps_total") == 0
+
+
 # --------------------------------------------------------------------------
 # configuration
 
