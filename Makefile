@@ -23,8 +23,11 @@ LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
 CORE_SRC := src/clock.c src/id.c src/parse.c src/proxy.c src/head.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c
-DAEMON_SRC := $(CORE_SRC) src/metrics.c src/guard.c src/listener.c src/hub.c src/redis_uv.c src/resolve.c src/sentinel.c src/stream.c src/writer.c src/net.c src/site.c src/reply.c src/request.c \
-              src/feed.c src/ws.c src/poll.c src/publish.c src/http.c src/supervisor.c src/worker.c src/main.c
+DAEMON_SRC := $(CORE_SRC) src/metrics.c src/guard.c src/listener.c src/hub.c \
+              src/redis_uv.c src/resolve.c src/sentinel.c src/cluster.c src/stream.c src/writer.c \
+              src/net.c src/site.c src/reply.c src/request.c \
+              src/feed.c src/ws.c src/poll.c src/publish.c src/http.c \
+              src/supervisor.c src/worker.c src/main.c
 CTL_SRC  := $(CORE_SRC) src/tickerctl.c
 
 DAEMON_OBJ := $(DAEMON_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -200,11 +203,16 @@ bench: all
 	tests/bench/run.sh
 
 # test_stream includes the stream reader's sources to reach its static functions.
-$(BUILD)/tests/test_stream: tests/unit/test_stream.c src/stream.c src/redis_uv.c src/sentinel.c \
+$(BUILD)/tests/test_stream: tests/unit/test_stream.c src/stream.c src/redis_uv.c src/sentinel.c $(BUILD)/obj/cluster.o \
                             $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/metrics.o \
                             $(BUILD)/obj/resolve.o | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# test_cluster includes the cluster client's source to reach its reply parser.
+$(BUILD)/tests/test_cluster: tests/unit/test_cluster.c src/cluster.c $(BUILD)/obj/redis_uv.o \
+                             $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/resolve.o | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
+
 # test_resolve includes the resolver's source to count its lookups.
-$(BUILD)/tests/test_resolve: tests/unit/test_resolve.c src/resolve.c $(BUILD)/obj/log.o | $(BUILD)/tests
+$(BUILD)/tests/test_resolve: tests/unit/test_resolve.c src/resolve.c $(BUILD)/obj/log.o $(BUILD)/obj/parse.o | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka

@@ -250,11 +250,17 @@ typedef struct str_key {
         s, k, offsetof(tk_config_t, field)                                                         \
     }
 static const str_key_t str_keys[] = {
-    SK("server", "static_dir", static_dir),  SK("server", "tls_cert", tls_cert),
-    SK("server", "tls_key", tls_key),        SK("server", "trusted_proxies", trusted_proxies),
-    SK("redis", "url", redis_url),           SK("redis", "sentinels", sentinels),
-    SK("redis", "master_name", master_name), SK("stream", "key", stream_key),
-    SK("auth", "jwt_secret", jwt_secret),    SK("auth", "allowed_origins", allowed_origins),
+    SK("server", "static_dir", static_dir),
+    SK("server", "tls_cert", tls_cert),
+    SK("server", "tls_key", tls_key),
+    SK("server", "trusted_proxies", trusted_proxies),
+    SK("redis", "url", redis_url),
+    SK("redis", "sentinels", sentinels),
+    SK("redis", "master_name", master_name),
+    SK("redis", "cluster_nodes", cluster_nodes),
+    SK("stream", "key", stream_key),
+    SK("auth", "jwt_secret", jwt_secret),
+    SK("auth", "allowed_origins", allowed_origins),
 };
 
 static int set_list(tk_config_t *cfg, const char *key, const char *value, char *err, size_t errlen)
@@ -336,17 +342,17 @@ static int check_proxies(const char *value, char *err, size_t errlen)
     return 0;
 }
 
-/* sentinels: host:port,... checked with the parser the sentinel client
- * uses (parse.h), so that a list it could not use is refused at load.
- * Empty: no sentinels. */
-static int check_sentinels(const char *value, char *err, size_t errlen)
+/* sentinels, cluster_nodes: host:port,... checked with the parser their
+ * clients use (parse.h), so that a list they could not use is refused at
+ * load. Empty: none (what names them in the message). */
+static int check_hostports(const char *value, const char *what, char *err, size_t errlen)
 {
     tk_span_t bad;
     int n = tk_hostport_list_parse(value, strlen(value), NULL, 0, &bad);
     int shown = n < 0 && bad.len > 100 ? 100 : (int)bad.len;
     if (n > 0 || !*value) return 0;
     if (n == 0)
-        snprintf(err, errlen, "the list is blank (leave it empty for no sentinels)");
+        snprintf(err, errlen, "the list is blank (leave it empty for no %s)", what);
     else if (bad.len == 0)
         snprintf(err, errlen, "the list has an empty element");
     else if (n == -ERANGE)
@@ -369,7 +375,10 @@ int tk_config_set(tk_config_t *cfg, const char *section, const char *key, const 
         check_proxies(value, err, errlen))
         return -1;
     if (strcmp(section, "redis") == 0 && strcmp(key, "sentinels") == 0 &&
-        check_sentinels(value, err, errlen))
+        check_hostports(value, "sentinels", err, errlen))
+        return -1;
+    if (strcmp(section, "redis") == 0 && strcmp(key, "cluster_nodes") == 0 &&
+        check_hostports(value, "cluster", err, errlen))
         return -1;
     for (size_t i = 0; i < sizeof word_keys / sizeof *word_keys; i++) {
         const word_key_t *k = &word_keys[i];
@@ -430,6 +439,7 @@ tk_config_t *tk_config_create(void)
         {"redis", "url", "redis://127.0.0.1:6379/0"},
         {"redis", "sentinels", ""},
         {"redis", "master_name", "mymaster"},
+        {"redis", "cluster_nodes", ""},
         {"stream", "key", "ticker:breaking"},
         {"auth", "jwt_secret", ""},
         {"auth", "allowed_origins", ""},
@@ -464,6 +474,7 @@ void tk_config_free(tk_config_t *cfg)
     free(cfg->redis_url);
     free(cfg->sentinels);
     free(cfg->master_name);
+    free(cfg->cluster_nodes);
     free(cfg->stream_key);
     free(cfg->jwt_secret);
     free(cfg->allowed_origins);
@@ -580,6 +591,32 @@ int tk_config_load_file(tk_config_t *cfg, const char *path, char *err, size_t er
     return tk_config_validate(cfg, err, errlen);
 }
 
+/* With cluster_nodes: not with sentinels, database 0 (a cluster has no
+ * other), and a stream key with a hash tag, so that <key>:epoch and the
+ * other keys tickerd derives from it are in the stream's slot, on the
+ * master tickerd reads from. */
+static int check_cluster(const tk_config_t *cfg, int db, char *err, size_t errlen)
+{
+    tk_span_t tag;
+    if (*cfg->sentinels) {
+        snprintf(err, errlen, "[redis] sentinels and cluster_nodes exclude each other: set one");
+        return -1;
+    }
+    if (db) {
+        snprintf(err, errlen, "[redis] url names database %d: a Redis Cluster has only database 0",
+                 db);
+        return -1;
+    }
+    if (!tk_hash_tag(cfg->stream_key, strlen(cfg->stream_key), &tag)) {
+        snprintf(err, errlen,
+                 "[stream] key '%.100s' has no {hash tag}: with cluster_nodes set, the key and "
+                 "<key>:epoch must share a slot; name it like '{ticker}:breaking'",
+                 cfg->stream_key);
+        return -1;
+    }
+    return 0;
+}
+
 int tk_config_validate(const tk_config_t *cfg, char *err, size_t errlen)
 {
     tk_redis_url_t url;
@@ -602,7 +639,9 @@ int tk_config_validate(const tk_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "[redis] url: %s", why);
         return -1;
     }
+    int db = url.db;
     tk_redis_url_clear(&url);
+    if (*cfg->cluster_nodes && check_cluster(cfg, db, err, errlen)) return -1;
     if (!*cfg->tls_cert != !*cfg->tls_key) {
         snprintf(err, errlen, "[server] tls_cert and tls_key go together");
         return -1;

@@ -222,3 +222,22 @@ bool tk_cidr_contains(const tk_cidr_t *c, const struct sockaddr *peer)
     if (memcmp(a, c->addr, full)) return false;
     return rest == 0 || ((a[full] ^ c->addr[full]) & (0xff00u >> rest) & 0xff) == 0;
 }
+
+bool tk_hash_tag(const char *key, size_t len, tk_span_t *tag)
+{
+    const char *open = memchr(key, '{', len);
+    if (!open) return false;
+    size_t rest = len - (size_t)(open - key) - 1;
+    const char *close = memchr(open + 1, '}', rest);
+    if (!close || close == open + 1) return false;
+    *tag = (tk_span_t){open + 1, (size_t)(close - open - 1)};
+    return true;
+}
+
+bool tk_host_usable(const char *h, size_t len)
+{
+    if (len == 0 || len > TK_HOST_MAX) return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)h[i] <= ' ' || (unsigned char)h[i] >= 0x7f) return false;
+    return true;
+}

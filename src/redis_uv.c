@@ -162,3 +162,22 @@ uint32_t tk_redis_jitter(uint32_t *state)
     x ^= x << 5;
     return *state = x;
 }
+
+redisAsyncContext *tk_redis_uv_connect(uv_loop_t *loop, const char *ip, int port, const char *user,
+                                       const char *password, redisConnectCallback *on_conn,
+                                       redisDisconnectCallback *on_disc, void *data)
+{
+    tk_redis_addr_t a = {.port = port};
+    char err[128];
+    snprintf(a.ip, sizeof a.ip, "%s", ip);
+    redisAsyncContext *ac = tk_redis_open(loop, &a, err, sizeof err);
+    if (!ac) return NULL;
+    ac->data = data;
+    redisAsyncSetConnectCallback(ac, on_conn);
+    redisAsyncSetDisconnectCallback(ac, on_disc);
+    if (password) {
+        const char *argv[] = {"AUTH", user ? user : password, password};
+        redisAsyncCommandArgv(ac, NULL, NULL, user ? 3 : 2, argv, NULL);
+    }
+    return ac;
+}

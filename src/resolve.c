@@ -188,3 +188,30 @@ int tk_resolve_drain(uv_loop_t *loop, uint64_t max_ms)
     uv_run(loop, UV_RUN_NOWAIT);
     return in_flight(loop);
 }
+
+tk_target_t *tk_target_list(const char *list, const char *what, int *n)
+{
+    tk_span_t bad;
+    int count = tk_hostport_list_parse(list, strlen(list), NULL, 0, &bad);
+    tk_hostport_t *hp = count > 0 ? calloc((size_t)count, sizeof *hp) : NULL;
+    tk_target_t *t = hp ? calloc((size_t)count, sizeof *t) : NULL;
+    if (!t) {
+        if (count < 0)
+            tk_log(TK_LOG_ERROR, "%s: cannot use '%.*s' (host:port)", what, (int)bad.len, bad.s);
+        else
+            tk_log(TK_LOG_ERROR, "%s: %s", what, count ? "out of memory" : "the list is empty");
+        free(hp);
+        return NULL;
+    }
+    tk_hostport_list_parse(list, strlen(list), hp, count, NULL);
+    for (int i = 0; i < count; i++) {
+        memcpy(t[i].host, hp[i].host.s, hp[i].host.len);
+        t[i].host[hp[i].host.len] = 0;
+        t[i].port = hp[i].port;
+        snprintf(t[i].label, sizeof t[i].label, strchr(t[i].host, ':') ? "[%s]:%d" : "%s:%d",
+                 t[i].host, t[i].port);
+    }
+    free(hp);
+    *n = count;
+    return t;
+}

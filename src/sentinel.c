@@ -22,13 +22,6 @@
 
 #define SUB_RETRY_MS 1000
 
-typedef struct sentinel_addr {
-    char host[TK_HOST_MAX + 1];   /* as configured; an IPv6 address without brackets */
-    char label[TK_HOST_MAX + 10]; /* as configured, "host:port", for log lines */
-    int port;
-    unsigned turn; /* which of the name's addresses to try next */
-} sentinel_addr_t;
-
 typedef enum {
     SUB_WAITING,    /* for sub_timer, to subscribe on the next sentinel */
     SUB_RESOLVING,  /* sub_timer bounds the lookup */
@@ -38,7 +31,7 @@ typedef enum {
 
 struct tk_sentinel {
     uv_loop_t *loop;
-    sentinel_addr_t *addrs;
+    tk_target_t *addrs;
     int n;
     char *master;
     char *user, *password;
@@ -71,15 +64,6 @@ static void subscribe_next(tk_sentinel_t *s);
 
 /* ---- replies (pure) ------------------------------------------------------- */
 
-/* An address a sentinel names: 1..TK_HOST_MAX printable bytes, no space. */
-static bool usable_host(const char *h, size_t len)
-{
-    if (len == 0 || len > TK_HOST_MAX) return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)h[i] <= ' ' || (unsigned char)h[i] >= 0x7f) return false;
-    return true;
-}
-
 /* SENTINEL get-master-addr-by-name's answer: [host, port]. Returns 0 with
  * host (TK_HOST_MAX + 1 bytes) and *port set; 1 when the sentinel does not
  * know the master (nil) or refuses (an error); -1 for anything else. */
@@ -89,7 +73,7 @@ static int parse_master_addr(const redisReply *r, char *host, int *port)
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return -1;
     const redisReply *h = r->element[0], *p = r->element[1];
     if (h->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING ||
-        !usable_host(h->str, h->len) || tk_parse_port(p->str, p->len, port))
+        !tk_host_usable(h->str, h->len) || tk_parse_port(p->str, p->len, port))
         return -1;
     memcpy(host, h->str, h->len);
     host[h->len] = 0;
@@ -110,7 +94,7 @@ static int parse_switch(const char *msg, size_t len, tk_span_t w[5], char *host,
         w[i] = (tk_span_t){p, (size_t)(sp - p)};
         p = sp + (i < 4);
     }
-    if (!usable_host(w[1].s, w[1].len) || !usable_host(w[3].s, w[3].len) ||
+    if (!tk_host_usable(w[1].s, w[1].len) || !tk_host_usable(w[3].s, w[3].len) ||
         tk_parse_port(w[2].s, w[2].len, &old_port) || tk_parse_port(w[4].s, w[4].len, port))
         return -1;
     memcpy(host, w[3].s, w[3].len);
@@ -120,24 +104,12 @@ static int parse_switch(const char *msg, size_t len, tk_span_t w[5], char *host,
 
 /* ---- connections -------------------------------------------------------------- */
 
-/* A context to a numeric address (hiredis then starts a non-blocking
- * connect), AUTH queued when the URL had a password. NULL on failure. */
+/* A context to a numeric address, AUTH queued when the URL had a
+ * password. NULL on failure. */
 static redisAsyncContext *open_ctx(tk_sentinel_t *s, const char *ip, int port,
                                    redisDisconnectCallback *on_disc, redisConnectCallback *on_conn)
 {
-    redisAsyncContext *ac = redisAsyncConnect(ip, port);
-    if (!ac || ac->err || tk_redis_uv_attach(ac, s->loop)) {
-        if (ac) redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = s;
-    redisAsyncSetConnectCallback(ac, on_conn);
-    redisAsyncSetDisconnectCallback(ac, on_disc);
-    if (s->password) {
-        const char *argv[] = {"AUTH", s->user ? s->user : s->password, s->password};
-        redisAsyncCommandArgv(ac, NULL, NULL, s->user ? 3 : 2, argv, NULL);
-    }
-    return ac;
+    return tk_redis_uv_connect(s->loop, ip, port, s->user, s->password, on_conn, on_disc, s);
 }
 
 /* Frees a context we give up; its callbacks then find it is not ours. */
@@ -189,7 +161,7 @@ static void on_ask_connect(const redisAsyncContext *ac, int status)
 {
     tk_sentinel_t *s = ac->data;
     if (status == REDIS_OK || s->ask_ac != ac) return;
-    sentinel_addr_t *a = &s->addrs[s->asking];
+    tk_target_t *a = &s->addrs[s->asking];
     tk_log_limited(TK_LOG_WARN, "sentinel %s: %s", a->label, ac->errstr);
     a->turn++;
     s->ask_ac = NULL; /* hiredis frees it after this callback */
@@ -210,7 +182,7 @@ static void on_ask_timeout(uv_timer_t *t)
 {
     tk_sentinel_t *s = t->data;
     if (s->asking < 0) return;
-    sentinel_addr_t *a = &s->addrs[s->asking];
+    tk_target_t *a = &s->addrs[s->asking];
     if (s->ask_resolving) {
         tk_log_limited(TK_LOG_WARN, "sentinel %s: resolving %s took over %d ms: skipped", a->label,
                        a->host, s->timeout_ms);
@@ -229,7 +201,7 @@ static void on_ask_timeout(uv_timer_t *t)
 /* Sends the question to the sentinel being asked, at ip. Returns 0 or -1. */
 static int ask_at(tk_sentinel_t *s, const char *ip)
 {
-    sentinel_addr_t *a = &s->addrs[s->asking];
+    tk_target_t *a = &s->addrs[s->asking];
     if (!(s->ask_ac = open_ctx(s, ip, a->port, on_ask_disconnect, on_ask_connect))) {
         tk_log_limited(TK_LOG_WARN, "sentinel %s: cannot connect to %s", a->label, ip);
         return -1;
@@ -240,7 +212,7 @@ static int ask_at(tk_sentinel_t *s, const char *ip)
     return 0;
 }
 
-static void log_unresolved(const sentinel_addr_t *a, int status)
+static void log_unresolved(const tk_target_t *a, int status)
 {
     tk_log_limited(TK_LOG_WARN, "sentinel %s: cannot resolve %s: %s: skipped", a->label, a->host,
                    uv_strerror(status));
@@ -249,7 +221,7 @@ static void log_unresolved(const sentinel_addr_t *a, int status)
 static void on_ask_resolved(void *data, const char *host, const char *ip, int status)
 {
     tk_sentinel_t *s = data;
-    const sentinel_addr_t *a = &s->addrs[s->asking];
+    const tk_target_t *a = &s->addrs[s->asking];
     s->ask_resolving = NULL;
     uv_timer_stop(&s->ask_timer);
     if (!ip) {
@@ -268,7 +240,7 @@ static void ask_next(tk_sentinel_t *s)
     if (s->closing) return;
     while (s->tried < s->n) {
         s->asking = (s->first + s->tried++) % s->n;
-        const sentinel_addr_t *a = &s->addrs[s->asking];
+        const tk_target_t *a = &s->addrs[s->asking];
         int rc =
             tk_resolve_start(s->loop, a->host, a->turn, on_ask_resolved, s, ip, &s->ask_resolving);
         if (rc == 0) {
@@ -359,7 +331,7 @@ static void on_sub_disconnect(const redisAsyncContext *ac, int status)
 static void on_sub_timeout(uv_timer_t *t)
 {
     tk_sentinel_t *s = t->data;
-    sentinel_addr_t *a = &s->addrs[s->sub_at];
+    tk_target_t *a = &s->addrs[s->sub_at];
     if (s->sub_state == SUB_RESOLVING) {
         tk_log_limited(TK_LOG_WARN, "sentinel %s: resolving %s took over %d ms: skipped", a->label,
                        a->host, s->timeout_ms);
@@ -379,7 +351,7 @@ static void on_sub_timeout(uv_timer_t *t)
 
 static void subscribe_at(tk_sentinel_t *s, const char *ip)
 {
-    sentinel_addr_t *a = &s->addrs[s->sub_at];
+    tk_target_t *a = &s->addrs[s->sub_at];
     if (!(s->sub_ac = open_ctx(s, ip, a->port, on_sub_disconnect, on_sub_connect))) {
         sub_wait(s);
         return;
@@ -393,7 +365,7 @@ static void subscribe_at(tk_sentinel_t *s, const char *ip)
 static void on_sub_resolved(void *data, const char *host, const char *ip, int status)
 {
     tk_sentinel_t *s = data;
-    const sentinel_addr_t *a = &s->addrs[s->sub_at];
+    const tk_target_t *a = &s->addrs[s->sub_at];
     s->sub_resolving = NULL;
     uv_timer_stop(&s->sub_timer);
     if (!ip) {
@@ -410,7 +382,7 @@ static void subscribe_next(tk_sentinel_t *s)
     char ip[TK_IP_MAX];
     if (s->closing || s->sub_state != SUB_WAITING) return;
     s->sub_at = (int)(s->sub_next++ % (unsigned)s->n);
-    const sentinel_addr_t *a = &s->addrs[s->sub_at];
+    const tk_target_t *a = &s->addrs[s->sub_at];
     int rc = tk_resolve_start(s->loop, a->host, a->turn, on_sub_resolved, s, ip, &s->sub_resolving);
     if (rc == 1) {
         subscribe_at(s, ip);
@@ -424,35 +396,6 @@ static void subscribe_next(tk_sentinel_t *s)
 }
 
 /* ---- life cycle ------------------------------------------------------------------ */
-
-/* The sentinels of a checked list (config.c refuses what this cannot use). */
-static int parse_list(tk_sentinel_t *s, const char *list)
-{
-    tk_span_t bad;
-    int n = tk_hostport_list_parse(list, strlen(list), NULL, 0, &bad);
-    tk_hostport_t *hp = n > 0 ? calloc((size_t)n, sizeof *hp) : NULL;
-    if (n > 0 && hp) s->addrs = calloc((size_t)n, sizeof *s->addrs);
-    if (n <= 0 || !s->addrs) {
-        if (n < 0)
-            tk_log(TK_LOG_ERROR, "sentinels: cannot use '%.*s' (host:port)", (int)bad.len, bad.s);
-        else
-            tk_log(TK_LOG_ERROR, "sentinels: %s", n ? "out of memory" : "the list is empty");
-        free(hp);
-        return -1;
-    }
-    tk_hostport_list_parse(list, strlen(list), hp, n, NULL);
-    for (int i = 0; i < n; i++) {
-        sentinel_addr_t *a = &s->addrs[i];
-        memcpy(a->host, hp[i].host.s, hp[i].host.len);
-        a->host[hp[i].host.len] = 0;
-        a->port = hp[i].port;
-        snprintf(a->label, sizeof a->label, strchr(a->host, ':') ? "[%s]:%d" : "%s:%d", a->host,
-                 a->port);
-    }
-    s->n = n;
-    free(hp);
-    return 0;
-}
 
 tk_sentinel_t *tk_sentinel_create(uv_loop_t *loop, const char *sentinels, const char *master_name,
                                   const tk_redis_url_t *auth, int timeout_ms,
@@ -473,7 +416,7 @@ tk_sentinel_t *tk_sentinel_create(uv_loop_t *loop, const char *sentinels, const 
     s->sub_timer.data = s->ask_timer.data = s;
     s->open_timers = 2;
     s->sub_state = SUB_WAITING;
-    if (!s->master || parse_list(s, sentinels)) {
+    if (!s->master || !(s->addrs = tk_target_list(sentinels, "sentinels", &s->n))) {
         tk_sentinel_free(s);
         return NULL;
     }

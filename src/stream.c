@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tickerd/cluster.h"
 #include "tickerd/config.h"
 #include "tickerd/log.h"
 #include "tickerd/redis_uv.h"
@@ -78,6 +79,7 @@ struct tk_stream {
     int timeout_ms;
     tk_redis_url_t url;
     tk_sentinel_t *sentinel; /* NULL: url names the server */
+    tk_cluster_t *cluster;   /* or the cluster's nodes name it */
 
     redisAsyncContext *ac;
     uv_timer_t retry;
@@ -314,8 +316,33 @@ static int send_cmd(tk_stream_t *s, redisCallbackFn *fn, int argc, const char **
     return 0;
 }
 
+/* A cluster's answer that the slot is served elsewhere, or not now:
+ * MOVED, ASK, CLUSTERDOWN or TRYAGAIN (the error's first word). Pure. */
+static bool is_redirect(const redisReply *reply)
+{
+    static const char *const words[] = {"MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN"};
+    if (reply->type != REDIS_REPLY_ERROR) return false;
+    size_t len = strcspn(reply->str, " ");
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (len == strlen(words[i]) && !memcmp(reply->str, words[i], len)) return true;
+    return false;
+}
+
+/* On a redirection the connection is given up and the cluster asked again;
+ * reading resumes after the last ID read. */
+static bool redirected(tk_stream_t *s, const redisReply *reply)
+{
+    if (!is_redirect(reply)) return false;
+    tk_log(TK_LOG_WARN, "%s: %s: %s: %s", s->tag, s->where, reply->str,
+           s->cluster ? "asking the cluster again"
+                      : "reconnecting (a Redis Cluster node: set [redis] cluster_nodes)");
+    drop(s);
+    return true;
+}
+
 /* Every reply callback starts here. Returns false for a reply to ignore:
- * NULL (the context is going away) or from a context already given up. A
+ * NULL (the context is going away), from a context already given up, or a
+ * redirection (the connection is then given up). A
  * reply proves the server alive: the next command in flight gets a fresh
  * timeout_s. */
 static bool took_reply(tk_stream_t *s, redisAsyncContext *ac, redisReply *reply)
@@ -329,7 +356,7 @@ static bool took_reply(tk_stream_t *s, redisAsyncContext *ac, redisReply *reply)
         arm(s, s->timeout_ms);
     else
         uv_timer_stop(&s->watchdog);
-    return true;
+    return !redirected(s, reply);
 }
 
 /* Caught up (the last ID read is the stream's last): the entries-added
@@ -636,8 +663,9 @@ static void send_epoch(tk_stream_t *s)
     if (send_cmd(s, on_setup, 4, set, 0) || send_cmd(s, on_epoch, 2, get, 0)) drop(s);
 }
 
-/* Sentinel mode: a restarted old master can claim to be master for a
- * moment; only a server whose ROLE says master is read from. */
+/* Sentinel and cluster mode: a restarted old master can claim to be
+ * master for a moment; only a server whose ROLE says master is read
+ * from. */
 static void on_role(redisAsyncContext *ac, void *r, void *priv)
 {
     tk_stream_t *s = priv;
@@ -649,7 +677,8 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
         send_epoch(s);
         return;
     }
-    tk_log(TK_LOG_WARN, "%s: %s is not a master: asking the sentinels again", s->tag, s->where);
+    tk_log(TK_LOG_WARN, "%s: %s is not a master: asking the %s again", s->tag, s->where,
+           s->cluster ? "cluster" : "sentinels");
     drop(s);
 }
 
@@ -659,7 +688,7 @@ static void send_setup(tk_stream_t *s)
     int rc = 0, n = tk_redis_setup_cmds(&s->url, setup);
     for (int i = 0; i < n; i++)
         rc |= send_cmd(s, on_setup, setup[i].argc, setup[i].argv, 0);
-    if (s->sentinel) {
+    if (s->sentinel || s->cluster) {
         const char *role[] = {"ROLE"};
         rc |= send_cmd(s, on_role, 1, role, 0);
     } else {
@@ -750,14 +779,18 @@ static void on_master_found(void *data, const char *ip, int port)
     tk_stream_t *s = data;
     if (s->stopping || s->ac || s->resolving) return;
     if (!ip) {
-        tk_log(TK_LOG_WARN, "%s: no sentinel names master '%s'", s->tag, s->master_name);
+        if (s->cluster)
+            tk_log(TK_LOG_WARN, "%s: no cluster node names the master of %s", s->tag, s->key);
+        else
+            tk_log(TK_LOG_WARN, "%s: no sentinel names master '%s'", s->tag, s->master_name);
         schedule_reconnect(s);
         return;
     }
     resolve_and_connect(s, ip, port);
 }
 
-/* +switch-master: drop the old master at once (a blocked XREAD would hold
+/* +switch-master, or the cluster names another master for the slot: drop
+ * the old master at once (a blocked XREAD would hold
  * a polite disconnect for seconds) and connect to the new one. */
 static void on_master_switch(void *data, const char *ip, int port)
 {
@@ -782,6 +815,8 @@ static void connect_now(tk_stream_t *s)
     if (s->stopping || s->ac || s->resolving) return;
     if (s->sentinel)
         tk_sentinel_ask(s->sentinel, on_master_found);
+    else if (s->cluster)
+        tk_cluster_ask(s->cluster, on_master_found);
     else if (s->url.path) {
         s->addr.ip[0] = 0;
         snprintf(s->addr.path, sizeof s->addr.path, "%s", s->url.path);
@@ -840,7 +875,10 @@ tk_stream_t *tk_stream_start(uv_loop_t *loop, const tk_config_t *cfg, int worker
     if (!s->key || !s->master_name ||
         (*cfg->sentinels &&
          !(s->sentinel = tk_sentinel_create(loop, cfg->sentinels, cfg->master_name, &s->url,
-                                            s->timeout_ms, on_master_switch, s)))) {
+                                            s->timeout_ms, on_master_switch, s))) ||
+        (*cfg->cluster_nodes &&
+         !(s->cluster = tk_cluster_create(loop, cfg->cluster_nodes, cfg->stream_key, &s->url,
+                                          s->timeout_ms, on_master_switch, s)))) {
         tk_stream_stop(s); /* freed once its timers have closed */
         return NULL;
     }
@@ -853,6 +891,7 @@ void tk_stream_set_config(tk_stream_t *s, const tk_config_t *cfg)
     if (!s) return;
     s->timeout_ms = cfg->redis_timeout_s * 1000;
     tk_sentinel_set_timeout(s->sentinel, s->timeout_ms);
+    tk_cluster_set_timeout(s->cluster, s->timeout_ms);
 }
 
 void tk_stream_stop(tk_stream_t *s)
@@ -860,7 +899,9 @@ void tk_stream_stop(tk_stream_t *s)
     if (!s) return;
     s->stopping = true;
     tk_sentinel_free(s->sentinel);
+    tk_cluster_free(s->cluster);
     s->sentinel = NULL;
+    s->cluster = NULL;
     tk_resolve_cancel(s->resolving); /* its callback is not called: s may go */
     s->resolving = NULL;
     if (s->ac) {

@@ -92,6 +92,7 @@ void tk_worker_keep_fixed(tk_config_t *cfg, const tk_config_t *old)
     keep_string(&cfg->redis_url, old->redis_url, "[redis] url");
     keep_string(&cfg->sentinels, old->sentinels, "[redis] sentinels");
     keep_string(&cfg->master_name, old->master_name, "[redis] master_name");
+    keep_string(&cfg->cluster_nodes, old->cluster_nodes, "[redis] cluster_nodes");
     keep_string(&cfg->stream_key, old->stream_key, "[stream] key");
     keep_string(&cfg->tls_cert, old->tls_cert, "tls_cert");
     keep_string(&cfg->tls_key, old->tls_key, "tls_key");

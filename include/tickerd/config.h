@@ -42,6 +42,7 @@ typedef struct tk_config {
     int redis_timeout_s; /* no command, connect or reply waited for longer */
     char *sentinels;
     char *master_name;
+    char *cluster_nodes; /* host:port,... of a Redis Cluster; empty: off */
     /* [stream] */
     char *stream_key;
     int history_size;

@@ -101,6 +101,16 @@ int tk_hostport_parse(const char *s, size_t len, tk_hostport_t *out);
  * empty element too) with *bad set to it (may be NULL). */
 int tk_hostport_list_parse(const char *s, size_t len, tk_hostport_t *out, int max, tk_span_t *bad);
 
+/* An address a server names in a reply (a sentinel, a cluster node): 1..
+ * TK_HOST_MAX printable ASCII bytes, no space. */
+bool tk_host_usable(const char *h, size_t len);
+
+/* The hash tag of a Redis Cluster key, by Redis's rule: what lies between
+ * the key's first '{' and the first '}' after it, when that is not empty.
+ * Returns true with *tag set; false when the key has none (Redis then
+ * hashes the whole key, and "{}" counts as none). */
+bool tk_hash_tag(const char *key, size_t len, tk_span_t *tag);
+
 /* An IPv4 or IPv6 network: addr holds 4 or 16 bytes, host bits zero. */
 typedef struct tk_cidr {
     int family; /* AF_INET or AF_INET6 */

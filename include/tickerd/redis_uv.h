@@ -54,4 +54,13 @@ int tk_redis_backoff_ms(unsigned attempt, uint32_t rnd);
 /* The next of a xorshift32 sequence kept in *state (never 0). */
 uint32_t tk_redis_jitter(uint32_t *state);
 
+/* A context to a numeric address (tk_redis_open): hiredis has started a
+ * non-blocking connect. ac->data is data, the callbacks are set, and AUTH
+ * (user may be NULL) is queued first when password is not NULL, its reply
+ * unread: a refusal shows in the replies after it. Returns NULL when the
+ * connect cannot start. The caller frees it with redisAsyncFree. */
+redisAsyncContext *tk_redis_uv_connect(uv_loop_t *loop, const char *ip, int port, const char *user,
+                                       const char *password, redisConnectCallback *on_conn,
+                                       redisDisconnectCallback *on_disc, void *data);
+
 #endif

@@ -8,6 +8,8 @@
 
 #include <uv.h>
 
+#include "tickerd/parse.h"
+
 /* Room for a numeric IPv4 or IPv6 address and its NUL. */
 #define TK_IP_MAX 64
 
@@ -46,5 +48,19 @@ void tk_resolve_cancel(tk_resolve_t *req);
  * they end. Runs the loop until none of this loop's is left, or max_ms
  * passes. Returns how many are left. */
 int tk_resolve_drain(uv_loop_t *loop, uint64_t max_ms);
+
+/* A server as configured, host:port, whose name is resolved again before
+ * every connect to it (the sentinels, a cluster's seed nodes). */
+typedef struct tk_target {
+    char host[TK_HOST_MAX + 1];   /* an IPv6 address without brackets */
+    char label[TK_HOST_MAX + 10]; /* "host:port" as configured, for log lines */
+    int port;
+    unsigned turn; /* which of the name's addresses to try next */
+} tk_target_t;
+
+/* The servers of a host:port list (tk_hostport_list_parse). what names
+ * the list in log lines ("sentinels"). Returns an array of *n the caller
+ * frees, or NULL (logged) when the list is bad, empty or out of memory. */
+tk_target_t *tk_target_list(const char *list, const char *what, int *n);
 
 #endif

@@ -51,7 +51,7 @@ typedef struct tk_stream_events {
     void (*status)(void *ud, bool up);
 } tk_stream_events_t;
 
-/* Starts connecting at once to cfg's Redis (url, sentinels). cfg is read
+/* Starts connecting at once to cfg's Redis (url, sentinels, cluster_nodes). cfg is read
  * now and by tk_stream_set_config, never kept. worker names this process in
  * log lines (0 in single-process mode). ev is copied; any callback may be
  * NULL. Returns NULL (logged) when the URL or sentinels cannot be used. */

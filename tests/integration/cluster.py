@@ -1,5 +1,6 @@
-"""Helpers of the cluster tests (test_sentinel.py, test_nodes.py): Redis
-masters and replicas, Redis Sentinels, and nginx in front of tickerd nodes.
+"""Helpers of the cluster tests (test_sentinel.py, test_nodes.py,
+test_cluster.py): Redis masters and replicas, Redis Sentinels, a Redis
+Cluster, and nginx in front of tickerd nodes.
 
 Like conftest.py, everything runs on free loopback ports in the test's own
 temporary directory and is stopped by PID (SIGTERM, then SIGKILL after a
@@ -11,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 
 import redis
 
@@ -28,14 +30,16 @@ def write_lines(path, lines):
 
 class RedisNode:
     """A redis-server from a config file of its own: a master, or a replica
-    of `replicaof` (a RedisNode). password: requirepass and masterauth."""
+    of `replicaof` (a RedisNode). password: requirepass and masterauth.
+    extra: more config lines."""
 
-    def __init__(self, workdir, replicaof=None, password=None):
+    def __init__(self, workdir, replicaof=None, password=None, extra=()):
         self.dir = workdir
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.password = password
         self.replicaof = replicaof
+        self.extra = list(extra)
         self.proc = None
         self.logfile = os.path.join(self.dir, "redis.log")
         self.conf = os.path.join(self.dir, "redis.conf")
@@ -47,7 +51,7 @@ class RedisNode:
             lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
         if self.replicaof:
             lines.append(f"replicaof 127.0.0.1 {self.replicaof.port}")
-        write_lines(self.conf, lines)
+        write_lines(self.conf, lines + self.extra)
         self.proc = subprocess.Popen(["redis-server", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: self.client().ping(), START_TIMEOUT, what=f"redis on {self.port}")
@@ -210,12 +214,244 @@ class SentinelCluster:
                          for s in self.sentinels)
 
 
+def cluster_maker(cls, tmp_path):
+    """For a fixture: yields make(**kw) -> a started cls(workdir, **kw)
+    (SentinelCluster, RedisClusterNodes); after the test, prints the logs
+    of each and stops it."""
+    made = []
+
+    def make(**kw):
+        c = cls(str(tmp_path / f"cluster{len(made)}"), **kw)
+        made.append(c)
+        return c.start()
+
+    yield make
+    for c in made:
+        print(c.logs())
+        c.stop()
+
+
 class FakeRedis:
     """Stands in for conftest's RedisServer where a Tickerd only needs .url
     (with sentinels the URL gives only credentials and database)."""
 
     def __init__(self, url):
         self.url = url
+
+
+# --------------------------------------------------------------------------
+# servers that pass for Redis
+
+
+def resp(v):
+    """v (int, None, bytes/str, or a list of those) in RESP2."""
+    if isinstance(v, int):
+        return b":%d\r\n" % v
+    if v is None:
+        return b"*-1\r\n"
+    if isinstance(v, list):
+        return b"*%d\r\n" % len(v) + b"".join(resp(x) for x in v)
+    v = v.encode() if isinstance(v, str) else v
+    return b"$%d\r\n%s\r\n" % (len(v), v)
+
+
+def read_command(buf):
+    """One RESP command (an array of bulk strings) from the front of buf:
+    (args, rest), or (None, buf) while it is incomplete."""
+    def line(pos):
+        end = buf.find(b"\r\n", pos)
+        return (None, pos) if end < 0 else (buf[pos:end], end + 2)
+    head, pos = line(0)
+    if head is None:
+        return None, buf
+    args = []
+    for _ in range(int(head[1:])):
+        h, pos = line(pos)
+        if h is None or len(buf) < pos + int(h[1:]) + 2:
+            return None, buf
+        args.append(buf[pos:pos + int(h[1:])])
+        pos += int(h[1:]) + 2
+    return args, buf[pos:]
+
+
+class FakeServer:
+    """A server on a free loopback port that reads RESP commands, one
+    thread a connection, and hands each to handle(conn, args)."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def handle(self, c, cmd):
+        raise NotImplementedError
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        buf = b""
+        try:
+            while True:
+                cmd, buf = read_command(buf)
+                if cmd is None:
+                    data = c.recv(4096)
+                    if not data:
+                        return
+                    buf += data
+                    continue
+                self.handle(c, cmd)
+        except OSError:
+            return
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+
+# --------------------------------------------------------------------------
+# Redis Cluster
+
+
+def free_cluster_port(taken=()):
+    """A free loopback port whose cluster bus port (+10000) is free too,
+    neither of them in taken (the ports of nodes not started yet)."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535 or {port, port + 10000} & set(taken):
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisClusterNodes:
+    """A Redis Cluster of `masters` masters with `replicas` replicas each,
+    made by `redis-cli --cluster create`, every node a redis-server
+    --cluster-enabled yes in a directory of its own. node_timeout_ms is
+    cluster-node-timeout: how long a master may be unreachable before its
+    replica takes over."""
+
+    def __init__(self, workdir, masters=3, replicas=1, node_timeout_ms=1000, password=None):
+        self.dir = workdir
+        self.password = password
+        self.replicas = replicas
+        extra = ["cluster-enabled yes", "cluster-config-file nodes.conf",
+                 f"cluster-node-timeout {node_timeout_ms}"]
+        self.nodes = [RedisNode(os.path.join(workdir, f"node{i}"), password=password,
+                                extra=extra) for i in range(masters * (1 + replicas))]
+        taken = set()
+        for n in self.nodes:
+            n.port = free_cluster_port(taken)
+            taken |= {n.port, n.port + 10000}
+
+    def start(self, timeout=30):
+        for n in self.nodes:
+            n.start()
+        cmd = ["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{n.port}" for n in self.nodes]
+        cmd += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        if self.password:
+            cmd += ["-a", self.password, "--no-auth-warning"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+        def ready():
+            for n in self.nodes:
+                info = n.client().execute_command("CLUSTER", "INFO").decode()
+                if ("cluster_state:ok" not in info
+                        or f"cluster_known_nodes:{len(self.nodes)}" not in info):
+                    return False
+            return all(n.role() == "master" or n.client().info("replication").get(
+                "master_link_status") == "up" for n in self.nodes)
+        wait_until(ready, timeout, interval=0.1, what="the cluster ok on every node, replicas in sync")
+        return self
+
+    @property
+    def addrs(self):
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def live(self):
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    def master_port(self, key, asked=None):
+        """The port of the master that `asked` (default: any live node)
+        names for key's slot."""
+        node = asked or self.live()[0]
+        r = node.client()
+        slot = r.execute_command("CLUSTER", "KEYSLOT", key)
+        for start, end, master, *_ in r.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1])
+        return None
+
+    def master_of(self, key):
+        port = self.master_port(key)
+        return next(n for n in self.nodes if n.port == port)
+
+    def wait_new_master(self, key, old, timeout=20):
+        """Waits until every live node names a master other than `old` for
+        key's slot, and that node says it is a master; returns it."""
+        def switched():
+            ports = {self.master_port(key, n) for n in self.live() if n is not old}
+            if len(ports) != 1 or old.port in ports:
+                return None
+            node = next(n for n in self.nodes if n.port == ports.pop())
+            return node if node.role() == "master" else None
+        return wait_until(switched, timeout, interval=0.02, what="the cluster's failover")
+
+    def move_slot(self, slot, src, dst):
+        """Reshards: moves slot, its keys with it, from master src to master
+        dst (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), as
+        `redis-cli --cluster reshard` does."""
+        r_src, r_dst = src.client(), dst.client()
+        src_id = r_src.execute_command("CLUSTER", "MYID").decode()
+        dst_id = r_dst.execute_command("CLUSTER", "MYID").decode()
+        r_dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        r_src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        auth = ["AUTH", self.password] if self.password else []
+        while keys := r_src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            r_src.execute_command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, *auth, "KEYS",
+                                  *keys)
+        masters = [n for n in self.live() if n.role() == "master"]
+        for n in [dst, src] + [m for m in masters if m not in (src, dst)]:
+            n.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+    def client(self, **kw):
+        """redis-py's cluster client (follows MOVED and failovers)."""
+        from redis.cluster import ClusterNode, RedisCluster
+        kw.setdefault("socket_timeout", 2)
+        kw.setdefault("socket_connect_timeout", 1)
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes],
+                            password=self.password, **kw)
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+
+    def logs(self, lines=20):
+        out = []
+        for n in self.nodes:
+            try:
+                with open(n.logfile) as f:
+                    out.append(f"--- redis {n.port}\n" + "\n".join(f.read().splitlines()[-lines:]))
+            except FileNotFoundError:
+                pass
+        return "\n".join(out)
 
 
 # --------------------------------------------------------------------------

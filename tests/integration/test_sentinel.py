@@ -15,13 +15,13 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 import redis
 
-from cluster import MASTER_NAME, FakeRedis, RedisNode, Sentinel, SentinelCluster, pids_of
+from cluster import (MASTER_NAME, FakeRedis, FakeServer, RedisNode, Sentinel, SentinelCluster,
+                     cluster_maker, pids_of, resp)
 from conftest import (STREAM, TICKERD, WS, NsTickerd, Tickerd, can_unshare_mounts, free_port,
                       http_get, run, wait_until, write_config)
 
@@ -33,17 +33,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("redis-sentinel"),
 def make_cluster(tmp_path):
     """make_cluster(password=None) -> a started SentinelCluster (master, one
     replica, three sentinels)."""
-    made = []
-
-    def make(**kw):
-        c = SentinelCluster(str(tmp_path / f"cluster{len(made)}"), **kw)
-        made.append(c)
-        return c.start()
-
-    yield make
-    for c in made:
-        print(c.logs())
-        c.stop()
+    yield from cluster_maker(SentinelCluster, tmp_path)
 
 
 @pytest.fixture
@@ -323,95 +313,32 @@ def test_a_sentinel_name_that_does_not_resolve_is_skipped(tmp_path, make_node):
         master.stop()
 
 
-def _resp(v):
-    if isinstance(v, int):
-        return b":%d\r\n" % v
-    if v is None:
-        return b"*-1\r\n"
-    if isinstance(v, list):
-        return b"*%d\r\n" % len(v) + b"".join(_resp(x) for x in v)
-    v = v.encode() if isinstance(v, str) else v
-    return b"$%d\r\n%s\r\n" % (len(v), v)
-
-
-def _command(buf):
-    """One RESP command (an array of bulk strings) from the front of buf:
-    (args, rest), or (None, buf) while it is incomplete."""
-    def line(pos):
-        end = buf.find(b"\r\n", pos)
-        return (None, pos) if end < 0 else (buf[pos:end], end + 2)
-    head, pos = line(0)
-    if head is None:
-        return None, buf
-    args = []
-    for _ in range(int(head[1:])):
-        h, pos = line(pos)
-        if h is None or len(buf) < pos + int(h[1:]) + 2:
-            return None, buf
-        args.append(buf[pos:pos + int(h[1:])])
-        pos += int(h[1:]) + 2
-    return args, buf[pos:]
-
-
-class FakeSentinel:
+class FakeSentinel(FakeServer):
     """A server on a free loopback port that passes for a sentinel talking
-    nonsense: `answer` (a value for _resp) to every SENTINEL command; to
+    nonsense: `answer` (a value for resp()) to every SENTINEL command; to
     SUBSCRIBE the confirmation, and then whatever announce() sends."""
 
     def __init__(self, answer):
         self.answer = answer
         self.asked = 0
         self.subscribers = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        buf = b""
-        try:
-            while True:
-                cmd, buf = _command(buf)
-                if cmd is None:
-                    data = c.recv(4096)
-                    if not data:
-                        return
-                    buf += data
-                    continue
-                name = cmd[0].upper()
-                if name == b"SENTINEL":
-                    self.asked += 1
-                    c.sendall(_resp(self.answer))
-                elif name == b"SUBSCRIBE":
-                    c.sendall(_resp([b"subscribe", cmd[1], 1]))
-                    self.subscribers.append(c)
-                else:
-                    c.sendall(b"-ERR unknown command\r\n")
-        except OSError:
-            return
+    def handle(self, c, cmd):
+        name = cmd[0].upper()
+        if name == b"SENTINEL":
+            self.asked += 1
+            c.sendall(resp(self.answer))
+        elif name == b"SUBSCRIBE":
+            c.sendall(resp([b"subscribe", cmd[1], 1]))
+            self.subscribers.append(c)
+        else:
+            c.sendall(b"-ERR unknown command\r\n")
 
     def announce(self, payload):
         """A +switch-master message to every subscriber."""
         for c in self.subscribers:
-            c.sendall(_resp([b"message", b"+switch-master", payload.encode()]))
-
-    def stop(self):
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
+            c.sendall(resp([b"message", b"+switch-master", payload.encode()]))
 
 
 def test_a_sentinel_answering_garbage_is_skipped(tmp_path, make_node):

@@ -86,6 +86,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->grace_s, 10);
     assert_string_equal(cfg->sentinels, "");
     assert_string_equal(cfg->master_name, "mymaster");
+    assert_string_equal(cfg->cluster_nodes, "");
     assert_string_equal(cfg->stream_key, "ticker:breaking");
     assert_int_equal(cfg->history_size, 1000);
     assert_int_equal(cfg->default_ttl_s, 21600);
@@ -363,6 +364,57 @@ static void test_set_sentinels(void **state)
     big[255] = 0;
     strcat(big, ":26379");
     assert_int_equal(set(cfg, "redis", "sentinels", big), 0);
+    tk_config_free(cfg);
+}
+
+/* [redis] cluster_nodes: the same list parser; what a cluster needs of the
+ * other keys (no sentinels, database 0, a hash tag in the stream key). */
+static void test_cluster_nodes(void **state)
+{
+    tk_config_t *cfg = tk_config_create();
+    assert_int_equal(set(cfg, "redis", "cluster_nodes", "10.0.0.1:7000, redis-a:7001,[::1]:7002"),
+                     0);
+    assert_string_equal(cfg->cluster_nodes, "10.0.0.1:7000, redis-a:7001,[::1]:7002");
+    assert_int_equal(set(cfg, "redis", "cluster_nodes", "a:0"), -1);
+    assert_string_equal(err, "'a:0': the port is not 1..65535");
+    assert_int_equal(set(cfg, "redis", "cluster_nodes", " "), -1);
+    assert_string_equal(err, "the list is blank (leave it empty for no cluster)");
+    assert_int_equal(set(cfg, "redis", "cluster_nodes", "a:1,,b:2"), -1);
+    assert_string_equal(cfg->cluster_nodes, "10.0.0.1:7000, redis-a:7001,[::1]:7002");
+
+    /* The default key has no hash tag. */
+    assert_int_equal(tk_config_validate(cfg, err, sizeof err), -1);
+    assert_string_equal(err, "[stream] key 'ticker:breaking' has no {hash tag}: with "
+                             "cluster_nodes set, the key and <key>:epoch must share a slot; "
+                             "name it like '{ticker}:breaking'");
+    static const char *const untagged[] = {"{}ticker", "ticker{", "}ticker{", "t{}{x}"};
+    for (size_t i = 0; i < sizeof untagged / sizeof *untagged; i++) {
+        assert_int_equal(set(cfg, "stream", "key", untagged[i]), 0);
+        assert_int_equal(tk_config_validate(cfg, err, sizeof err), -1);
+        assert_non_null(strstr(err, "has no {hash tag}"));
+    }
+    static const char *const tagged[] = {"{ticker}:breaking", "news:{t}", "{t}", "a{{b}c"};
+    for (size_t i = 0; i < sizeof tagged / sizeof *tagged; i++) {
+        assert_int_equal(set(cfg, "stream", "key", tagged[i]), 0);
+        assert_int_equal(tk_config_validate(cfg, err, sizeof err), 0);
+    }
+    /* Database 0 only: at the edge, one over; a password is fine. */
+    assert_int_equal(set(cfg, "redis", "url", "redis://:pw@ignored:1/1"), 0);
+    assert_int_equal(tk_config_validate(cfg, err, sizeof err), -1);
+    assert_string_equal(err, "[redis] url names database 1: a Redis Cluster has only database 0");
+    assert_int_equal(set(cfg, "redis", "url", "redis://:pw@ignored:1/0"), 0);
+    assert_int_equal(tk_config_validate(cfg, err, sizeof err), 0);
+    assert_int_equal(set(cfg, "redis", "url", "redis://ignored"), 0);
+    assert_int_equal(tk_config_validate(cfg, err, sizeof err), 0);
+    /* Not with sentinels. */
+    assert_int_equal(set(cfg, "redis", "sentinels", "10.0.0.1:26379"), 0);
+    assert_int_equal(tk_config_validate(cfg, err, sizeof err), -1);
+    assert_string_equal(err, "[redis] sentinels and cluster_nodes exclude each other: set one");
+    /* Without cluster_nodes none of it applies. */
+    assert_int_equal(set(cfg, "redis", "cluster_nodes", ""), 0);
+    assert_int_equal(set(cfg, "stream", "key", "ticker:breaking"), 0);
+    assert_int_equal(set(cfg, "redis", "url", "redis://localhost/3"), 0);
+    assert_int_equal(tk_config_validate(cfg, err, sizeof err), 0);
     tk_config_free(cfg);
 }
 
@@ -899,6 +951,7 @@ int main(void)
         cmocka_unit_test(test_set_lists_case),
         cmocka_unit_test(test_set_unknown_keys),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_cluster_nodes),
         cmocka_unit_test(test_load_good_file),
         cmocka_unit_test(test_load_bad_files),
         cmocka_unit_test(test_load_long_lists),

@@ -1,6 +1,7 @@
 /* test_stream.c - the pure parts of the stream reader (src/stream.c): the
  * reconnect backoff, the check after a (re)connect that nothing was missed
- * (SPEC §4), the horizon of a load, and the XINFO STREAM reply. Includes the
+ * (SPEC §4), the horizon of a load, the XINFO STREAM reply, and which
+ * errors are a cluster's redirections. Includes the
  * .c files to reach their static functions. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -268,6 +269,35 @@ static void test_parse_xinfo(void **state)
     freeReplyObject(r);
 }
 
+static void test_cluster_redirects(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *err;
+        bool redirect;
+    } cases[] = {
+        {"MOVED 12547 127.0.0.1:7002", true},
+        {"ASK 12547 127.0.0.1:7002", true},
+        {"CLUSTERDOWN The cluster is down", true},
+        {"CLUSTERDOWN", true},
+        {"TRYAGAIN Multiple keys request during rehashing of slot", true},
+        {"MOVEDX 1 a:1", false},
+        {"MOVE 1 a:1", false},
+        {"ASKING", false},
+        {"moved 1 a:1", false},
+        {"ERR unknown command", false},
+        {"NOAUTH Authentication required.", false},
+        {"", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        redisReply r = {
+            .type = REDIS_REPLY_ERROR, .str = (char *)cases[i].err, .len = strlen(cases[i].err)};
+        assert_int_equal(is_redirect(&r), cases[i].redirect);
+    }
+    redisReply ok = {.type = REDIS_REPLY_STATUS, .str = "MOVED 1 a:1", .len = 11};
+    assert_false(is_redirect(&ok));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_check_before_redis7),
         cmocka_unit_test(test_load_horizon),
         cmocka_unit_test(test_parse_xinfo),
+        cmocka_unit_test(test_cluster_redirects),
     };
     return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
 }
