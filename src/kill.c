@@ -2,6 +2,7 @@
  * screen was sent and has not acked, the Redis record's keys and values,
  * and the answer built from a record. No I/O. */
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,4 +158,25 @@ json_t *tk_kill_summary(tk_id_t ref, tk_id_t rid, const char *const *fv, const s
     *pending = (int)sent - acked;
     return json_pack("{s:s, s:s, s:I, s:i, s:o}", "ref", refs, "retract_id", rids, "sent",
                      (json_int_t)sent, "acked", acked, "screens", list);
+}
+
+json_t *tk_kill_summary_reply(tk_id_t ref, tk_id_t rid, const struct redisReply *r, int *pending)
+{
+    size_t n = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    const char **fv = malloc((n ? n : 1) * sizeof *fv);
+    size_t *len = malloc((n ? n : 1) * sizeof *len);
+    json_t *o = NULL;
+    if (fv && len) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_STRING) break;
+            fv[k] = e->str;
+            len[k++] = e->len;
+        }
+        o = tk_kill_summary(ref, rid, fv, len, k, pending);
+    }
+    free(fv);
+    free(len);
+    return o;
 }

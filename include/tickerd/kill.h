@@ -63,5 +63,9 @@ char *tk_kill_value(const char *label, const char *node, int64_t sent_ms, int64_
  * when out of memory. */
 json_t *tk_kill_summary(tk_id_t ref, tk_id_t rid, const char *const *fv, const size_t *fvlen,
                         size_t nfv, int *pending);
+/* The same from an HGETALL reply (an array of strings; anything else is an
+ * empty record). */
+struct redisReply;
+json_t *tk_kill_summary_reply(tk_id_t ref, tk_id_t rid, const struct redisReply *r, int *pending);
 
 #endif
