@@ -22,6 +22,7 @@
 #include "tickerd/item.h"
 #include "tickerd/reply.h"
 #include "tickerd/request.h"
+#include "tickerd/screens.h"
 #include "tickerd/site.h"
 
 #define JSON_TYPE "application/json"
@@ -213,6 +214,7 @@ typedef struct sse_session {
     struct lws *wsi;
     uint32_t ip_slot; /* per-IP count slot + 1; 0 = none */
     struct sse_watch *watch;
+    tk_screens_req_t *screens; /* a plain request waiting for Redis (screens.c) */
 } sse_session_t;
 
 const size_t tk_sse_session_size = sizeof(sse_session_t);
@@ -411,12 +413,19 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     if (!strcmp(uri, "/v1/feed.rss")) return serve_current(wsi, TK_FEED_RSS);
     if (!strcmp(uri, "/v1/events")) return serve_events(wsi, pss);
     if (!strcmp(uri, "/v1/ws")) return respond_text(wsi, 426, "WebSocket upgrade required");
+    if (tk_screens_path(uri)) {
+        char cors[400];
+        cors_headers(wsi, cors, sizeof cors);
+        return tk_screens_serve(wsi, &((sse_session_t *)pss)->screens, uri, cors);
+    }
     return serve_static(wsi, uri);
 }
 
 int tk_http_writable(struct lws *wsi, void *pss)
 {
     sse_session_t *s = pss;
+    int rc = s && !s->client.ops ? tk_screens_writable(wsi, &s->screens) : 1;
+    if (rc <= 0) return rc;
     if (!s || s->client.ops != &sse_ops || !s->client.attached) return 0;
     return tk_client_writable(&s->client) ? -1 : 0; /* SSE has no close frame */
 }
@@ -429,6 +438,7 @@ int tk_http_file_done(struct lws *wsi)
 void tk_http_closed(void *pss)
 {
     sse_session_t *s = pss;
+    if (s && !s->client.ops) tk_screens_closed(&s->screens); /* a plain request */
     if (!s || s->client.ops != &sse_ops) return;
     sse_unwatch(s);
     if (s->client.attached) tk_guard_ip_add(s->ip_slot - 1, -1);

@@ -401,7 +401,8 @@ static int start(tk_worker_t *w)
     tk_hub_limits_t lim;
     hub_limits(cfg, &lim);
     w->history = tk_history_create(cfg->history_size, cfg->max_live_items);
-    w->site = (tk_site_t){&w->loop, w->cfg, NULL, w->history, false, false, tk_now_ms()};
+    w->site = (tk_site_t){
+        .loop = &w->loop, .cfg = w->cfg, .history = w->history, .redis_down_ms = tk_now_ms()};
     if (!w->history) {
         tk_log(TK_LOG_ERROR, "out of memory for the history");
         return start_failed(w);

@@ -14,6 +14,12 @@
 #include "tickerd/hub.h"
 
 struct lws;
+struct redisReply;
+struct tk_site;
+
+/* A reply to a command on the worker's Redis command connection: NULL
+ * when Redis failed or did not answer in time. Valid during the call. */
+typedef void (*tk_site_reply_fn)(void *privdata, const struct redisReply *r);
 
 typedef struct tk_site {
     uv_loop_t *loop;
@@ -23,6 +29,12 @@ typedef struct tk_site {
     bool stopping;         /* SIGTERM: refuse new clients */
     bool redis_up;         /* this worker's stream connection */
     int64_t redis_down_ms; /* wall time it went down; 0 when up */
+    /* Sends a command on the worker's command connection (never the stream
+     * reader's, blocked in XREAD); cb is called exactly once, unless this
+     * returns -1. NULL: none. */
+    int (*redis_command)(struct tk_site *site, tk_site_reply_fn cb, void *privdata, int argc,
+                         const char **argv, const size_t *argvlen);
+    void *redis_ud; /* the worker's, for redis_command */
 } tk_site_t;
 
 /* The site of the context a connection belongs to. */
