@@ -131,13 +131,16 @@ int tk_client_ack(tk_client_t *c, tk_id_t ref)
     return 0;
 }
 
-/* A label from the handshake or a subscribe frame ("": keep what it has). */
-static void set_label(tk_client_t *c, const char *label)
+/* A label from the handshake or a subscribe frame ("": keep what it has).
+ * Returns -1 when out of memory: c is closed 1011 (a screen left out would
+ * never confirm a kill, and nobody would know). */
+static int set_label(tk_client_t *c, const char *label)
 {
-    if (!*label || (c->screen && strcmp(c->screen->label, label) == 0)) return;
+    if (!*label || (c->screen && strcmp(c->screen->label, label) == 0)) return 0;
     free(c->screen);
-    c->screen = tk_screen_new(label);
-    if (!c->screen) tk_client_close(c, 1011); /* it would never confirm a kill */
+    if ((c->screen = tk_screen_new(label))) return 0;
+    tk_client_close(c, 1011);
+    return -1;
 }
 
 void tk_hub_set_kill_hooks(tk_hub_t *hub, const tk_kill_hooks_t *hooks)
@@ -470,7 +473,10 @@ void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
     TK_COUNT(connections[c->transport], 1);
     TK_COUNT(connections_total, 1);
     count_audience(c, &req->filter);
-    set_label(c, req->client);
+    if (set_label(c, req->client)) {
+        free(req);
+        return;
+    }
     if (!hub->ready) {
         c->state = TK_CLIENT_PARKED;
         c->pending = req;
@@ -509,7 +515,7 @@ void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
         /* Not served yet: the hello it will get answers this too. */
         tk_sub_req_t *p = c->pending;
         p->filter = req->filter;
-        set_label(c, req->client);
+        if (set_label(c, req->client)) return;
         count_audience(c, &req->filter);
         if (req->replay >= 0 || req->has_since) {
             p->replay = req->replay;
@@ -520,7 +526,7 @@ void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
     }
     if (c->state != TK_CLIENT_LIVE) return;
     c->filter = req->filter;
-    set_label(c, req->client);
+    if (set_label(c, req->client)) return;
     count_audience(c, &req->filter);
     send_hello(c);
     if (req->replay >= 0 || req->has_since) send_replay(c, req, false);

@@ -1047,6 +1047,25 @@ static void test_kill_pending_bound(void **state)
     disconnect(a);
 }
 
+/* No memory for a client's label: it is closed 1011 at once, not served
+ * unlabelled (its kills would never be confirmed, and nobody would know). */
+static void test_kill_label_out_of_memory(void **state)
+{
+    hook_kills();
+    inject = (typeof(inject)){.armed = true, .fail_at = 1};
+    fake_t *a = connect_client("client=studio-a");
+    inject.armed = false;
+    assert_int_equal(inject.failed, 1);
+    assert_int_equal(a->closing_code, 1011);
+    assert_null(a->client.screen);
+    pump(a);
+    assert_true(a->closed);
+    json_t *l = frames(a);
+    assert_int_equal(json_array_size(l), 0); /* no hello */
+    json_decref(l);
+    disconnect(a);
+}
+
 int main(void)
 {
     json_set_alloc_funcs(json_alloc, free);
@@ -1067,6 +1086,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill_labelled_clients, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_kill_replay_and_subscribe, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_kill_pending_bound, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_kill_label_out_of_memory, start_hub, stop_hub),
         cmocka_unit_test(test_out_of_memory),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
