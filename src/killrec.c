@@ -31,12 +31,11 @@ struct tk_killrec {
     int argc, cap;
 };
 
-static void on_reply(void *privdata, const redisReply *r)
+static void on_reply(void *privdata, const redisReply *r, const char *err)
 {
     const char *what = privdata;
     if (!r || r->type == REDIS_REPLY_ERROR)
-        tk_log_limited(TK_LOG_WARN, "kill record: %s: %s", what,
-                       r ? r->str : "Redis did not answer");
+        tk_log_limited(TK_LOG_WARN, "kill record: %s: %s", what, r ? r->str : err);
 }
 
 static void send_argv(tk_killrec_t *kr, const char *what, int argc, const char **argv,

@@ -63,8 +63,15 @@ static void answer_text(tk_screens_req_t *q, unsigned status, const char *fmt, c
     answer(q, status, n < 0 ? NULL : text, n < 0 ? 0 : (size_t)n);
 }
 
+/* 503 with what Redis said, or why it said nothing. */
+static void redis_trouble(tk_screens_req_t *q, const redisReply *r, const char *err)
+{
+    const char *why = r && r->type == REDIS_REPLY_ERROR ? r->str : err ? err : "down";
+    answer_text(q, 503, "redis: %s\n", why);
+}
+
 static int command(tk_screens_req_t *q, const char *verb, const char *key,
-                   void (*cb)(void *, const redisReply *))
+                   void (*cb)(void *, const redisReply *, const char *))
 {
     const char *argv[2] = {verb, key};
     size_t len[2] = {strlen(verb), strlen(key)};
@@ -81,13 +88,13 @@ static bool still_wanted(tk_screens_req_t *q)
     return false;
 }
 
-static void on_record(void *ud, const redisReply *r)
+static void on_record(void *ud, const redisReply *r, const char *err)
 {
     tk_screens_req_t *q = ud;
     int pending;
     if (!still_wanted(q)) return;
     if (!r || r->type != REDIS_REPLY_ARRAY) {
-        answer_text(q, 503, "redis: %s\n", r && r->type == REDIS_REPLY_ERROR ? r->str : "down");
+        redis_trouble(q, r, err);
         return;
     }
     json_t *o = tk_kill_summary_reply(q->ref, q->rid, r, &pending);
@@ -100,7 +107,7 @@ static void on_record(void *ud, const redisReply *r)
         answer_text(q, 503, "%s\n", "out of memory");
 }
 
-static void on_ref(void *ud, const redisReply *r)
+static void on_ref(void *ud, const redisReply *r, const char *err)
 {
     tk_screens_req_t *q = ud;
     char key[512], id[TK_ID_STRLEN];
@@ -109,7 +116,7 @@ static void on_ref(void *ud, const redisReply *r)
     if (r && r->type == REDIS_REPLY_NIL) {
         answer_text(q, 404, "no retract of %s recorded\n", id);
     } else if (!r || r->type != REDIS_REPLY_STRING) {
-        answer_text(q, 503, "redis: %s\n", r && r->type == REDIS_REPLY_ERROR ? r->str : "down");
+        redis_trouble(q, r, err);
     } else if (tk_id_parse(r->str, r->len, &q->rid)) {
         answer_text(q, 503, "a kill record of %s is not a stream ID\n", id);
     } else if (tk_kill_key(q->site->cfg->stream_key, q->rid, key, sizeof key) < 0 ||

@@ -17,9 +17,9 @@ struct lws;
 struct redisReply;
 struct tk_site;
 
-/* A reply to a command on the worker's Redis command connection: NULL
- * when Redis failed or did not answer in time. Valid during the call. */
-typedef void (*tk_site_reply_fn)(void *privdata, const struct redisReply *r);
+/* A reply to a command on the worker's Redis command connection (valid
+ * during the call), or NULL with err when there is none. */
+typedef void (*tk_site_reply_fn)(void *privdata, const struct redisReply *r, const char *err);
 
 typedef struct tk_site {
     uv_loop_t *loop;
