@@ -20,6 +20,7 @@
 #include "tickerd/http.h"
 #include "tickerd/hub.h"
 #include "tickerd/item.h"
+#include "tickerd/publish.h"
 #include "tickerd/reply.h"
 #include "tickerd/request.h"
 #include "tickerd/screens.h"
@@ -31,16 +32,7 @@
 /* The CORS header lines for this request's Origin, per allowed_origins. */
 static void cors_headers(struct lws *wsi, char *out, size_t cap)
 {
-    char origin[TK_ORIGIN_MAX + 1];
-    const char *allowed = tk_site_of(wsi)->cfg->allowed_origins;
-    *out = 0;
-    if (!*allowed) {
-        snprintf(out, cap, "Access-Control-Allow-Origin: *\r\n");
-        return;
-    }
-    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return;
-    if (tk_origin_listed(allowed, origin))
-        snprintf(out, cap, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+    tk_guard_cors(tk_site_of(wsi)->cfg, wsi, out, cap);
 }
 
 static int finish(struct lws *wsi, int rc)
@@ -214,7 +206,6 @@ typedef struct sse_session {
     struct lws *wsi;
     uint32_t ip_slot; /* per-IP count slot + 1; 0 = none */
     struct sse_watch *watch;
-    tk_screens_req_t *screens; /* a plain request waiting for Redis (screens.c) */
 } sse_session_t;
 
 const size_t tk_sse_session_size = sizeof(sse_session_t);
@@ -396,6 +387,7 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     int ulen;
     int method = lws_http_get_uri_and_method(wsi, &u, &ulen);
     if (method == LWSHUMETH_OPTIONS) return serve_preflight(wsi);
+    if (method == LWSHUMETH_POST && !strcmp(uri, "/v1/items")) return tk_publish_request(wsi, pss);
     if (method != LWSHUMETH_GET && method != LWSHUMETH_HEAD)
         return respond_text(wsi, 405, "only GET, HEAD and OPTIONS are served here");
     if (method == LWSHUMETH_HEAD && !strcmp(uri, "/v1/events")) {
@@ -416,7 +408,7 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     if (tk_screens_path(uri)) {
         char cors[400];
         cors_headers(wsi, cors, sizeof cors);
-        return tk_screens_serve(wsi, &((sse_session_t *)pss)->screens, uri, cors);
+        return tk_screens_serve(wsi, pss, uri, cors);
     }
     return serve_static(wsi, uri);
 }
@@ -424,8 +416,9 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
 int tk_http_writable(struct lws *wsi, void *pss)
 {
     sse_session_t *s = pss;
-    int rc = s && !s->client.ops ? tk_screens_writable(wsi, &s->screens) : 1;
-    if (rc <= 0) return rc;
+    int rc = tk_publish_writable(wsi, pss);
+    if (rc != 1) return rc;
+    if ((rc = tk_screens_writable(wsi, pss)) != 1) return rc;
     if (!s || s->client.ops != &sse_ops || !s->client.attached) return 0;
     return tk_client_writable(&s->client) ? -1 : 0; /* SSE has no close frame */
 }
@@ -438,7 +431,8 @@ int tk_http_file_done(struct lws *wsi)
 void tk_http_closed(void *pss)
 {
     sse_session_t *s = pss;
-    if (s && !s->client.ops) tk_screens_closed(&s->screens); /* a plain request */
+    tk_publish_closed(pss);
+    tk_screens_closed(pss);
     if (!s || s->client.ops != &sse_ops) return;
     sse_unwatch(s);
     if (s->client.attached) tk_guard_ip_add(s->ip_slot - 1, -1);

@@ -22,8 +22,7 @@
 struct tk_killrec {
     char *stream;
     char node[256];
-    tk_killrec_send_fn send;
-    void *ud;
+    tk_writer_t *writer;
     /* the live retract being published: its screens' fields and values */
     const tk_event_t *batch;
     char **argv;
@@ -41,7 +40,7 @@ static void on_reply(void *privdata, const redisReply *r, const char *err)
 static void send_argv(tk_killrec_t *kr, const char *what, int argc, const char **argv,
                       const size_t *len)
 {
-    if (kr->send(kr->ud, on_reply, (void *)what, argc, argv, len))
+    if (tk_writer_command(kr->writer, argc, argv, len, on_reply, (void *)what))
         tk_log_limited(TK_LOG_WARN, "kill record: %s: no Redis connection", what);
 }
 
@@ -160,7 +159,7 @@ void tk_killrec_end(tk_killrec_t *kr)
     clear_batch(kr);
 }
 
-tk_killrec_t *tk_killrec_create(const char *stream, tk_killrec_send_fn send, void *ud)
+tk_killrec_t *tk_killrec_create(const char *stream, tk_writer_t *w)
 {
     tk_killrec_t *kr = calloc(1, sizeof *kr);
     char host[200] = "localhost";
@@ -171,8 +170,7 @@ tk_killrec_t *tk_killrec_create(const char *stream, tk_killrec_send_fn send, voi
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = 0;
     snprintf(kr->node, sizeof kr->node, "%s:%ld", host, (long)getpid());
-    kr->send = send;
-    kr->ud = ud;
+    kr->writer = w;
     return kr;
 }
 

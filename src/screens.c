@@ -17,16 +17,35 @@
 #include "tickerd/reply.h"
 #include "tickerd/screens.h"
 #include "tickerd/site.h"
+#include "tickerd/writer.h"
 
 #define PREFIX "/v1/items/"
+#define SCREENS_MAGIC 0x6b696c6cu
 #define SUFFIX "/screens"
 
-/* One request. Owned by its connection's slot until the connection goes;
- * then by the reply in flight, which frees it. */
-struct tk_screens_req {
+typedef struct screens_req screens_req_t;
+
+/* The per-session data of a /screens request: marked, since every kind of
+ * session shares the lws allocation (publish.c does the same). */
+typedef struct screens_session {
+    tk_conn_t conn; /* zero: not a hub client (the other transports check) */
+    unsigned magic;
+    screens_req_t *req;
+} screens_session_t;
+
+const size_t tk_screens_session_size = sizeof(screens_session_t);
+
+static screens_session_t *session(void *pss)
+{
+    screens_session_t *s = pss;
+    return s && s->magic == SCREENS_MAGIC && !s->conn.client.ops ? s : NULL;
+}
+
+/* One request. Owned by its session until the connection goes; then by
+ * the reply in flight, which frees it. */
+struct screens_req {
     struct lws *wsi; /* NULL once the connection is gone */
     tk_site_t *site;
-    tk_screens_req_t **slot;
     tk_id_t ref, rid;
     bool in_flight;
     unsigned status; /* 0 until the answer is ready */
@@ -41,14 +60,14 @@ bool tk_screens_path(const char *uri)
     return n > p + s && !strncmp(uri, PREFIX, p) && !strcmp(uri + n - s, SUFFIX);
 }
 
-static void req_free(tk_screens_req_t *q)
+static void req_free(screens_req_t *q)
 {
     free(q->body);
     free(q);
 }
 
 /* The answer is ready (body taken over): written when the socket allows. */
-static void answer(tk_screens_req_t *q, unsigned status, char *body, size_t len)
+static void answer(screens_req_t *q, unsigned status, char *body, size_t len)
 {
     q->status = status;
     q->body = body;
@@ -56,7 +75,7 @@ static void answer(tk_screens_req_t *q, unsigned status, char *body, size_t len)
     lws_callback_on_writable(q->wsi);
 }
 
-static void answer_text(tk_screens_req_t *q, unsigned status, const char *fmt, const char *arg)
+static void answer_text(screens_req_t *q, unsigned status, const char *fmt, const char *arg)
 {
     char *text = NULL;
     int n = asprintf(&text, fmt, arg);
@@ -64,23 +83,23 @@ static void answer_text(tk_screens_req_t *q, unsigned status, const char *fmt, c
 }
 
 /* 503 with what Redis said, or why it said nothing. */
-static void redis_trouble(tk_screens_req_t *q, const redisReply *r, const char *err)
+static void redis_trouble(screens_req_t *q, const redisReply *r, const char *err)
 {
     const char *why = r && r->type == REDIS_REPLY_ERROR ? r->str : err ? err : "down";
     answer_text(q, 503, "redis: %s\n", why);
 }
 
-static int command(tk_screens_req_t *q, const char *verb, const char *key,
+static int command(screens_req_t *q, const char *verb, const char *key,
                    void (*cb)(void *, const redisReply *, const char *))
 {
     const char *argv[2] = {verb, key};
     size_t len[2] = {strlen(verb), strlen(key)};
-    q->in_flight = q->site->redis_command(q->site, cb, q, 2, argv, len) == 0;
+    q->in_flight = tk_writer_command(q->site->writer, 2, argv, len, cb, q) == 0;
     return q->in_flight ? 0 : -1;
 }
 
 /* Whether the reply still has a connection to answer; frees q if not. */
-static bool still_wanted(tk_screens_req_t *q)
+static bool still_wanted(screens_req_t *q)
 {
     q->in_flight = false;
     if (q->wsi) return true;
@@ -90,7 +109,7 @@ static bool still_wanted(tk_screens_req_t *q)
 
 static void on_record(void *ud, const redisReply *r, const char *err)
 {
-    tk_screens_req_t *q = ud;
+    screens_req_t *q = ud;
     int pending;
     if (!still_wanted(q)) return;
     if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -109,7 +128,7 @@ static void on_record(void *ud, const redisReply *r, const char *err)
 
 static void on_ref(void *ud, const redisReply *r, const char *err)
 {
-    tk_screens_req_t *q = ud;
+    screens_req_t *q = ud;
     char key[512], id[TK_ID_STRLEN];
     if (!still_wanted(q)) return;
     tk_id_format(q->ref, id);
@@ -135,47 +154,54 @@ static int respond_now(struct lws *wsi, unsigned status, const char *text)
     return 0;
 }
 
-int tk_screens_serve(struct lws *wsi, tk_screens_req_t **slot, const char *uri, const char *cors)
+int tk_screens_serve(struct lws *wsi, void *pss, const char *uri, const char *cors)
 {
+    screens_session_t *s = pss;
     tk_site_t *site = tk_site_of(wsi);
     const char *id = uri + strlen(PREFIX);
     size_t n = strlen(id) - strlen(SUFFIX);
     char key[512];
     tk_id_t ref;
     if (tk_id_parse(id, n, &ref)) return respond_now(wsi, 400, "not an item ID\n");
-    if (!site->redis_command) return respond_now(wsi, 503, "no Redis command connection\n");
-    tk_screens_req_t *q = calloc(1, sizeof *q);
+    if (!site->writer) return respond_now(wsi, 503, "no Redis command connection\n");
+    screens_req_t *q = calloc(1, sizeof *q);
     if (!q) return -1;
-    *q = (tk_screens_req_t){.wsi = wsi, .site = site, .slot = slot, .ref = ref};
+    *q = (screens_req_t){.wsi = wsi, .site = site, .ref = ref};
     snprintf(q->cors, sizeof q->cors, "%s", cors);
     if (tk_kill_ref_key(site->cfg->stream_key, ref, key, sizeof key) < 0 ||
         command(q, "GET", key, on_ref)) {
         req_free(q);
         return respond_now(wsi, 503, "redis: down\n");
     }
-    *slot = q;
+    memset(s, 0, sizeof *s);
+    s->magic = SCREENS_MAGIC;
+    s->req = q;
     return 0;
 }
 
-int tk_screens_writable(struct lws *wsi, tk_screens_req_t **slot)
+int tk_screens_writable(struct lws *wsi, void *pss)
 {
-    tk_screens_req_t *q = *slot;
-    if (!q || q->wsi != wsi) return 1;
-    if (!q->status) return 0; /* still waiting for Redis */
+    screens_session_t *s = session(pss);
+    if (!s) return 1;
+    screens_req_t *q = s->req;
+    if (!q || !q->status) return 0; /* still waiting for Redis */
     const char *type = q->status == 200 ? "application/json" : "text/plain; charset=utf-8";
     int rc = tk_http_respond(wsi, q->status, type, q->body ? q->body : "", q->len, q->cors);
-    *slot = NULL;
+    s->req = NULL;
+    s->magic = 0; /* the next request on the connection is another's */
     req_free(q);
     return rc < 0 || lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-void tk_screens_closed(tk_screens_req_t **slot)
+void tk_screens_closed(void *pss)
 {
-    tk_screens_req_t *q = *slot;
-    if (!q || q->slot != slot) return;
-    *slot = NULL;
-    if (q->in_flight)
+    screens_session_t *s = session(pss);
+    if (!s) return;
+    screens_req_t *q = s->req;
+    s->req = NULL;
+    s->magic = 0;
+    if (q && q->in_flight)
         q->wsi = NULL; /* the reply frees it */
-    else
+    else if (q)
         req_free(q);
 }

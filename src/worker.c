@@ -13,6 +13,7 @@
 #include "tickerd/clock.h"
 #include "tickerd/history.h"
 #include "tickerd/hub.h"
+#include "tickerd/killrec.h"
 #include "tickerd/listener.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
@@ -20,6 +21,7 @@
 #include "tickerd/resolve.h"
 #include "tickerd/site.h"
 #include "tickerd/stream.h"
+#include "tickerd/writer.h"
 #include "tickerd/supervisor.h"
 #include "tickerd/worker.h"
 
@@ -40,6 +42,8 @@ typedef struct tk_worker {
     tk_history_t *history;
     tk_hub_t *hub;
     tk_stream_t *stream;
+    tk_writer_t *writer; /* writes go to the server the stream is read from */
+    tk_killrec_t *killrec; /* kill confirmation's record, through the writer */
     struct lws_context *lws;
     tk_site_t site; /* what the transports see of this worker */
     bool stopping;
@@ -112,6 +116,7 @@ static void reload(tk_worker_t *w)
     tk_hub_set_limits(w->hub, &lim);
     tk_history_set_max_live(w->history, cfg->max_live_items);
     tk_stream_set_config(w->stream, cfg);
+    tk_writer_set_config(w->writer, cfg);
     tk_listener_set_trusted(cfg->trusted_proxies);
     w->site.cfg = cfg;
     tk_config_free(w->cfg);
@@ -154,7 +159,13 @@ static void on_entry(void *ud, const char *id, size_t idlen, const char *const *
         return;
     }
     if (tk_metrics_first_count(sid)) TK_COUNT(items_ingested_total, 1);
-    if (live) tk_hub_publish(w->hub, ev);
+    if (!live) return;
+    /* A live retract: what the hub routes to labelled screens is recorded
+     * with it, in one write (killrec.c). */
+    bool kill = ev->op == TK_OP_RETRACT && w->killrec;
+    if (kill) tk_killrec_begin(w->killrec, ev);
+    tk_hub_publish(w->hub, ev);
+    if (kill) tk_killrec_end(w->killrec);
 }
 
 static void on_batch(void *ud, bool begin)
@@ -256,6 +267,10 @@ static void on_shutdown_tick(uv_timer_t *t)
     tk_net_stop(w->lws);
     tk_hub_free(w->hub);
     w->hub = NULL;
+    tk_killrec_free(w->killrec);
+    w->killrec = NULL;
+    tk_writer_stop(w->writer);
+    w->writer = w->site.writer = NULL;
     tk_stream_stop(w->stream);
     w->stream = NULL;
     close_handle((uv_handle_t *)&w->sig_term);
@@ -391,7 +406,26 @@ static int start_failed(tk_worker_t *w)
     return TK_EXIT_START;
 }
 
-/* lws, the listener, the hub, the stream reader. Returns 0, or
+/* Kill confirmation's record (killrec.c) is written through the writer;
+ * without memory for it the worker serves on, and its screens go
+ * unrecorded (logged). */
+static void start_kill_record(tk_worker_t *w)
+{
+    if (!(w->killrec = tk_killrec_create(w->cfg->stream_key, w->writer))) {
+        tk_log(TK_LOG_ERROR, "out of memory for kill confirmation: screens go unrecorded");
+        return;
+    }
+    tk_kill_hooks_t hooks = tk_killrec_hooks(w->killrec);
+    tk_hub_set_kill_hooks(w->hub, &hooks);
+}
+
+/* The writer connects where the stream reader reads. */
+static int writer_where(void *stream, tk_redis_addr_t *out)
+{
+    return tk_stream_address(stream, out);
+}
+
+/* lws, the listener, the hub, the stream reader, the writer. Returns 0, or
  * start_failed() with what did start taken down but for lws's last step
  * (tk_net_finish); w->lws NULL then: lws is gone, see abandon(). The hub
  * comes after lws so that nothing of ours waits on the loop then. */
@@ -412,14 +446,19 @@ static int start(tk_worker_t *w)
         return start_failed(w);
     }
     w->hub = w->site.hub = tk_hub_create(&w->loop, w->history, &lim);
-    if (!w->hub || !(w->stream = tk_stream_start(&w->loop, cfg, w->index, &stream_events, w))) {
+    if (!w->hub || !(w->stream = tk_stream_start(&w->loop, cfg, w->index, &stream_events, w)) ||
+        !(w->writer = w->site.writer =
+              tk_writer_start(&w->loop, cfg, w->index, writer_where, w->stream))) {
         if (!w->hub) tk_log(TK_LOG_ERROR, "out of memory for the hub");
+        tk_stream_stop(w->stream);
+        w->stream = NULL;
         tk_net_stop(w->lws);
         tk_hub_free(w->hub);
         w->hub = NULL;
         turn(w);
         return start_failed(w);
     }
+    start_kill_record(w);
     return 0;
 }
 

@@ -9,18 +9,14 @@
 
 #include "tickerd/history.h"
 #include "tickerd/hub.h"
-#include "tickerd/site.h"
+#include "tickerd/writer.h"
 
 typedef struct tk_killrec tk_killrec_t;
 
-/* How the record reaches Redis: a command on the worker's command
- * connection, as tk_site_t.redis_command (cb may be called with NULL). */
-typedef int (*tk_killrec_send_fn)(void *ud, tk_site_reply_fn cb, void *privdata, int argc,
-                                  const char **argv, const size_t *argvlen);
-
-/* A recorder for stream (copied); the node's name is "<hostname>:<pid>".
+/* A recorder for stream (copied) writing through the worker's command
+ * connection w (which outlives it); the node's name is "<hostname>:<pid>".
  * NULL when out of memory. */
-tk_killrec_t *tk_killrec_create(const char *stream, tk_killrec_send_fn send, void *ud);
+tk_killrec_t *tk_killrec_create(const char *stream, tk_writer_t *w);
 void tk_killrec_free(tk_killrec_t *kr);
 /* The hooks to give the hub (tk_hub_set_kill_hooks). */
 tk_kill_hooks_t tk_killrec_hooks(tk_killrec_t *kr);

@@ -14,12 +14,6 @@
 #include "tickerd/hub.h"
 
 struct lws;
-struct redisReply;
-struct tk_site;
-
-/* A reply to a command on the worker's Redis command connection (valid
- * during the call), or NULL with err when there is none. */
-typedef void (*tk_site_reply_fn)(void *privdata, const struct redisReply *r, const char *err);
 
 typedef struct tk_site {
     uv_loop_t *loop;
@@ -29,12 +23,7 @@ typedef struct tk_site {
     bool stopping;         /* SIGTERM: refuse new clients */
     bool redis_up;         /* this worker's stream connection */
     int64_t redis_down_ms; /* wall time it went down; 0 when up */
-    /* Sends a command on the worker's command connection (never the stream
-     * reader's, blocked in XREAD); cb is called exactly once, unless this
-     * returns -1. NULL: none. */
-    int (*redis_command)(struct tk_site *site, tk_site_reply_fn cb, void *privdata, int argc,
-                         const char **argv, const size_t *argvlen);
-    void *redis_ud; /* the worker's, for redis_command */
+    struct tk_writer *writer; /* the worker's Redis command connection (writer.h) */
 } tk_site_t;
 
 /* The site of the context a connection belongs to. */

@@ -16,8 +16,6 @@ from conftest import BUILD, SSE, STREAM, WS, http_get, raw_request, run, wait_un
 
 TICKERCTL = os.path.join(BUILD, "tickerctl")
 LABEL_OK = "A" * 64
-# Until the worker writes the record (it needs tk_writer, branch publish).
-NEEDS_RECORD = pytest.mark.xfail(reason="no kill record in Redis yet", strict=False)
 
 
 def screens(td, ref):
@@ -111,7 +109,6 @@ def test_malformed_ack_is_an_error_and_stray_acks_are_ignored(tickerd, xadd):
 # the record and the endpoint
 
 
-@NEEDS_RECORD
 def test_screens_endpoint_edges(tickerd, xadd):
     """A malformed ID is 400, an item never retracted 404, a retract with no
     labelled screen 200 with sent 0."""
@@ -126,7 +123,6 @@ def test_screens_endpoint_edges(tickerd, xadd):
     assert body == {"ref": item, "retract_id": rid, "sent": 0, "acked": 0, "screens": []}
 
 
-@NEEDS_RECORD
 def test_two_nodes_one_answer_acks_counted_once(make_tickerd, rds, xadd):
     """Screens on two nodes sharing one Redis appear in one answer from
     either node; a screen that acks twice counts once; an unlabelled client
@@ -176,7 +172,6 @@ def test_two_nodes_one_answer_acks_counted_once(make_tickerd, rds, xadd):
     run(go())
 
 
-@NEEDS_RECORD
 def test_reconnecting_screen(tickerd, rds, xadd):
     """A screen that drops before it acks and comes back with since= gets
     the retract in its replay and acks it there: it counts once, acked."""
@@ -208,7 +203,6 @@ def ctl(redis_server, *args, timeout=20):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@NEEDS_RECORD
 def test_tickerctl_wait_exit_codes(tickerd, redis_server, xadd):
     """--wait exits 0 and prints the endpoint's answer when every labelled
     screen acked within S seconds, 1 when one did not; bad S is usage (2)."""
