@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import pytest
-import websockets
 
 from conftest import BUILD, SSE, STREAM, WS, http_get, raw_request, run, wait_until, \
     ws_handshake_request
@@ -250,3 +249,20 @@ def test_tickerctl_wait_with_no_node(redis_server):
     r = ctl(redis_server, "retract", "1-0", "--wait", "0.5")
     assert r.returncode == 1
     assert json.loads(r.stdout)["sent"] == 0
+
+
+def test_sse_screen_is_sent_and_stays_pending(tickerd, rds, xadd):
+    """A labelled SSE client is sent the retract but cannot ack: it is
+    listed, pending (docs/protocol.md)."""
+    sse = SSE(tickerd.port, "/v1/events?replay=0&client=studio-sse")
+    try:
+        assert sse.status == 200
+        item = xadd(text="wrong")
+        rid = xadd(op="retract", ref=item)
+        wait_until(lambda: len(kill_record(rds, rid)) == 2, 2, what="the record")
+        status, body = screens(tickerd, item)
+        assert status == 200 and body["sent"] == 1 and body["acked"] == 0, body
+        assert body["screens"][0]["client"] == "studio-sse"
+        assert body["screens"][0]["acked_ms"] is None
+    finally:
+        sse.close()
