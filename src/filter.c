@@ -57,6 +57,15 @@ void tk_sub_req_init(tk_sub_req_t *req)
     req->wait_s = -1;
 }
 
+bool tk_client_label_valid(const char *s, size_t n)
+{
+    static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
+    if (n == 0 || n > TK_CLIENT_LABEL_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!s[i] || !strchr(ok, s[i])) return false;
+    return true;
+}
+
 /* Up to 40 bytes of a value, for a one-line reason. */
 #define SHOW(n) ((int)((n) > 40 ? 40 : (n)))
 
@@ -175,6 +184,14 @@ static int apply_param(const tk_config_t *cfg, tk_sub_req_t *req, const char *na
         memcpy(req->epoch, v, n);
         req->epoch[n] = 0;
         req->has_epoch = true;
+    } else if (strcmp(name, "client") == 0) {
+        if (!tk_client_label_valid(v, n)) {
+            snprintf(err, errlen, "client label must be 1 to %d of A-Z a-z 0-9 . _ -",
+                     TK_CLIENT_LABEL_MAX);
+            return -1;
+        }
+        memcpy(req->client, v, n);
+        req->client[n] = 0;
     } else if (strcmp(name, "token") == 0) {
         if (n >= sizeof req->token) {
             snprintf(err, errlen, "token is too long");
@@ -255,8 +272,8 @@ static int value_text(json_t *v, char *buf, size_t cap, size_t *len)
 int tk_subscribe_parse(const tk_config_t *cfg, json_t *obj, tk_sub_req_t *req, char *err,
                        size_t errlen)
 {
-    static const char *const keys[] = {"region", "lang",  "priority", "category",
-                                       "replay", "since", "epoch",    "token"};
+    static const char *const keys[] = {"region", "lang",  "priority", "category", "replay",
+                                       "since",  "epoch", "token",    "client"};
     char buf[1024];
     size_t len;
     tk_sub_req_init(req);

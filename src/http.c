@@ -24,6 +24,7 @@
 #include "tickerd/poll.h"
 #include "tickerd/reply.h"
 #include "tickerd/request.h"
+#include "tickerd/screens.h"
 #include "tickerd/site.h"
 
 #define JSON_TYPE "application/json"
@@ -400,6 +401,11 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     if (!strcmp(uri, "/v1/events")) return serve_events(wsi, pss);
     if (!strcmp(uri, "/v1/poll")) return tk_poll_request(wsi, pss);
     if (!strcmp(uri, "/v1/ws")) return respond_text(wsi, 426, "WebSocket upgrade required");
+    if (tk_screens_path(uri)) {
+        char cors[400];
+        cors_headers(wsi, cors, sizeof cors);
+        return tk_screens_serve(wsi, pss, uri, cors);
+    }
     return serve_static(wsi, uri);
 }
 
@@ -408,6 +414,7 @@ int tk_http_writable(struct lws *wsi, void *pss)
     sse_session_t *s = pss;
     int rc = tk_publish_writable(wsi, pss);
     if (rc != 1) return rc;
+    if ((rc = tk_screens_writable(wsi, pss)) != 1) return rc;
     if (!s || s->client.ops != &sse_ops || !s->client.attached) return 0;
     return tk_client_writable(&s->client) ? -1 : 0; /* SSE has no close frame */
 }
@@ -421,6 +428,7 @@ void tk_http_closed(void *pss)
 {
     sse_session_t *s = pss;
     tk_publish_closed(pss);
+    tk_screens_closed(pss);
     if (!s || s->client.ops != &sse_ops) return;
     sse_unwatch(s);
     if (s->client.attached) tk_guard_ip_add(s->ip_slot - 1, -1);

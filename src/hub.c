@@ -9,6 +9,7 @@
  * (tk_history_trim), so an event stays while a client is behind it, up to
  * max_queue_bytes behind; past that, or after slow_timeout_s without
  * taking a byte, the client is closed 1013 and reconnects with since. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ struct tk_hub {
     int64_t test_now;
     char epoch[65];
     tk_msg_t *ws_ping, *sse_comment;
+    tk_kill_hooks_t kill;
     unsigned char *scratch; /* tk_msg_pre + SCRATCH_BYTES */
 };
 
@@ -108,6 +110,44 @@ static bool wants(const tk_client_t *c, const tk_event_t *ev)
 {
     return tk_id_cmp(ev->id, c->skip_until) > 0 &&
            tk_filter_match_any(&c->filter, ev->keys, ev->nkeys);
+}
+
+/* --- kill confirmation (SPEC §7) --- */
+
+/* A retract routed to a labelled client: noted for its ack, and told. */
+static void note_retract(tk_client_t *c, const tk_event_t *ev)
+{
+    tk_hub_t *hub = c->hub;
+    const tk_kill_sent_t *k;
+    if (!c->screen || ev->op != TK_OP_RETRACT) return;
+    if (!(k = tk_screen_sent(c->screen, ev->ref, ev->id, tk_now_ms()))) return;
+    if (hub->kill.sent) hub->kill.sent(hub->kill.ud, c->screen, k);
+}
+
+int tk_client_ack(tk_client_t *c, tk_id_t ref)
+{
+    tk_hub_t *hub = c->hub;
+    tk_kill_sent_t k;
+    if (!c->screen || tk_screen_ack(c->screen, ref, &k)) return -ENOENT;
+    if (hub->kill.acked) hub->kill.acked(hub->kill.ud, c->screen, &k, tk_now_ms());
+    return 0;
+}
+
+/* A label from the handshake or a subscribe frame ("": keep what it has).
+ * Returns -1 when out of memory: c is closed 1011 (a screen left out would
+ * never confirm a kill, and nobody would know). */
+static int set_label(tk_client_t *c, const char *label)
+{
+    if (!*label || (c->screen && strcmp(c->screen->label, label) == 0)) return 0;
+    free(c->screen);
+    if ((c->screen = tk_screen_new(label))) return 0;
+    tk_client_close(c, 1011);
+    return -1;
+}
+
+void tk_hub_set_kill_hooks(tk_hub_t *hub, const tk_kill_hooks_t *hooks)
+{
+    hub->kill = *hooks;
 }
 
 /* --- own frames --- */
@@ -456,8 +496,10 @@ static void send_replay(tk_client_t *c, const tk_sub_req_t *req, bool force_gap)
         n = tk_history_since(hub->history, req->since, &c->filter, max, now, (tk_event_t **)out,
                              &since_gap);
         gap = since_gap;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             enqueue(c, tk_event_msg(out[i], c->transport, true));
+            if (c->screen) note_retract(c, out[i]);
+        }
         if (tk_id_cmp(req->since, tk_history_last_id(hub->history)) > 0)
             c->skip_until = req->since; /* it saw further than we have read */
     } else {
@@ -529,6 +571,10 @@ void tk_hub_attach(tk_hub_t *hub, tk_client_t *c, const tk_transport_ops_t *ops,
     TK_COUNT(connections[c->transport], 1);
     TK_COUNT(connections_total, 1);
     count_audience(c, &req->filter);
+    if (set_label(c, req->client)) {
+        free(req);
+        return;
+    }
     if (!hub->ready) {
         c->state = TK_CLIENT_PARKED;
         c->pending = req;
@@ -565,6 +611,8 @@ void tk_hub_detach(tk_client_t *c)
     }
     free(c->pending);
     c->pending = NULL;
+    free(c->screen);
+    c->screen = NULL;
 }
 
 void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
@@ -573,6 +621,7 @@ void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
         /* Not served yet: the hello it will get answers this too. */
         tk_sub_req_t *p = c->pending;
         p->filter = req->filter;
+        if (set_label(c, req->client)) return;
         count_audience(c, &req->filter);
         if (req->replay >= 0 || req->has_since) {
             p->replay = req->replay;
@@ -583,6 +632,7 @@ void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
     }
     if (c->state != TK_CLIENT_LIVE) return;
     c->filter = req->filter;
+    if (set_label(c, req->client)) return;
     count_audience(c, &req->filter);
     send_hello(c);
     if (req->replay >= 0 || req->has_since) send_replay(c, req, false);
@@ -630,6 +680,7 @@ void tk_hub_publish(tk_hub_t *hub, tk_event_t *ev)
             if (c->cursor == ev->seq) c->cursor++;
             continue;
         }
+        if (c->screen) note_retract(c, ev);
         if (c->oneshot) {
             mark_owed(c); /* answered from its writable callback */
             continue;

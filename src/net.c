@@ -15,6 +15,7 @@
 #include "tickerd/net.h"
 #include "tickerd/publish.h"
 #include "tickerd/poll.h"
+#include "tickerd/screens.h"
 #include "tickerd/site.h"
 #include "tickerd/ws.h"
 
@@ -158,8 +159,10 @@ int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
 
     lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
     size_t pss = tk_ws_session_size > tk_sse_session_size ? tk_ws_session_size : tk_sse_session_size;
-    size_t psz = pss > tk_publish_session_size ? pss : tk_publish_session_size;
-    protocols[0].per_session_data_size = psz > tk_poll_session_size ? psz : tk_poll_session_size;
+    pss = pss > tk_publish_session_size ? pss : tk_publish_session_size;
+    pss = pss > tk_poll_session_size ? pss : tk_poll_session_size;
+    protocols[0].per_session_data_size =
+        pss > tk_screens_session_size ? pss : tk_screens_session_size;
     memset(&info, 0, sizeof info);
     /* lws listens on nothing: listener.c accepts on a SO_REUSEPORT socket
      * that every worker binds, and hands the connections to this vhost. */

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "tickerd/config.h"
 #include "tickerd/item.h"
+#include "tickerd/kill.h"
 
 #define MAX_FIELDS 24
 
@@ -24,7 +26,8 @@ static struct {
     int nfields;
     const char *query[8];
     int nquery;
-} opt;
+    double wait_s; /* retract --wait; < 0: not given */
+} opt = {.wait_s = -1};
 
 static tk_config_t *cfg;
 static volatile sig_atomic_t interrupted;
@@ -38,10 +41,12 @@ static void usage(FILE *f)
                "                  as POST /v1/items takes it; prints the new ID\n"
                "  pin ID | unpin ID                                     keeps ID first, or not\n"
                "  update ID [the same fields]                           a correction of ID\n"
-               "  retract ID [--region R,.. --lang L]                   kills ID\n"
+               "  retract ID [--region R,.. --lang L] [--wait S]        kills ID; --wait: prints\n"
+               "          which labelled screens acked, exit 0 when all did within S seconds\n"
                "  tail [--server HOST:PORT] [--region R] [--lang L] [--priority P]\n"
                "       [--category C] [--json]                          prints items live\n"
-               "exit status: 0 ok, 1 Redis or network error, 2 bad usage or rejected item\n");
+               "exit status: 0 ok, 1 Redis or network error (or, with --wait, a screen that did\n"
+               "not ack in time), 2 bad usage or rejected item\n");
 }
 
 static int add_field(const char *name, const char *value)
@@ -69,6 +74,7 @@ static int parse_args(int argc, char **argv)
                                              {"source", required_argument, NULL, 'f'},
                                              {"ttl", required_argument, NULL, 'f'},
                                              {"pin", no_argument, NULL, 'P'},
+                                             {"wait", required_argument, NULL, 'W'},
                                              {NULL, 0, NULL, 0}};
     int ch, idx;
     while ((ch = getopt_long(argc, argv, "+c:h", longopts, &idx)) != -1) {
@@ -97,6 +103,16 @@ static int parse_args(int argc, char **argv)
         case 'P':
             if (add_field("pin", "1")) return -1;
             break;
+        case 'W': {
+            char *end;
+            opt.wait_s = strtod(optarg, &end);
+            if (*end || !(opt.wait_s > 0 && opt.wait_s <= TK_KILL_TTL_S)) {
+                fprintf(stderr, "tickerctl: --wait is seconds, more than 0 and at most %d\n",
+                        TK_KILL_TTL_S);
+                return -1;
+            }
+            break;
+        }
         default:
             return -1;
         }
@@ -158,6 +174,54 @@ fail:
     return NULL;
 }
 
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Nodes record what they sent a retract as they read it; each node's part
+ * is written whole, but nodes are not in step: a record that looks
+ * complete sooner than this after the XADD counts only from then on. */
+#define SETTLE_MS 250
+
+/* retract --wait: polls the kill record of rid until every labelled screen
+ * acked (exit 0) or wait_s ran out (1), then prints it as GET
+ * /v1/items/<ref>/screens would. */
+static int wait_screens(redisContext *rc, const char *refs, const char *rids)
+{
+    char key[512];
+    tk_id_t ref, rid;
+    if (tk_id_parse(refs, strlen(refs), &ref) || tk_id_parse(rids, strlen(rids), &rid) ||
+        tk_kill_key(cfg->stream_key, rid, key, sizeof key) < 0)
+        return 2;
+    int64_t end = now_ms() + (int64_t)(opt.wait_s * 1000), settle = now_ms() + SETTLE_MS;
+    int pending = 1, status = 1;
+    json_t *o = NULL;
+    for (;;) {
+        redisReply *r = redisCommand(rc, "HGETALL %s", key);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "tickerctl: HGETALL: %s\n", r ? r->str : rc->errstr);
+            if (r) freeReplyObject(r);
+            break;
+        }
+        bool seen = r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+        json_decref(o);
+        o = tk_kill_summary_reply(ref, rid, r, &pending);
+        freeReplyObject(r);
+        int64_t now = now_ms();
+        if (o && seen && !pending && now >= settle) status = 0;
+        if (!o || status == 0 || now >= end) break;
+        usleep(50 * 1000);
+    }
+    char *text = o ? tk_json_dump(o, NULL) : NULL;
+    if (text) printf("%s\n", text);
+    free(text);
+    json_decref(o);
+    return status;
+}
+
 /* The ID the entry is expected to get: now. */
 static tk_id_t next_id(void)
 {
@@ -172,14 +236,17 @@ static int rejected(const tk_reject_t *rej)
     return 2;
 }
 
-/* XADD key * argv..., prints the ID. Returns the exit status. */
-static int xadd(int argc, const char **argv, const size_t *lens)
+/* XADD key * argv..., prints the ID (or, for a retract of ref with --wait,
+ * its kill record). Returns the exit status. */
+static int xadd(int argc, const char **argv, const size_t *lens, const char *ref)
 {
     redisContext *rc = redis_connect();
     if (!rc) return 1;
     redisReply *r = redisCommandArgv(rc, argc, argv, lens);
     int status = 0;
-    if (r && r->type == REDIS_REPLY_STRING) {
+    if (r && r->type == REDIS_REPLY_STRING && ref && opt.wait_s > 0) {
+        status = wait_screens(rc, ref, r->str);
+    } else if (r && r->type == REDIS_REPLY_STRING) {
         printf("%s\n", r->str);
     } else {
         fprintf(stderr, "tickerctl: XADD: %s\n", r ? r->str : rc->errstr);
@@ -215,7 +282,7 @@ static int cmd_post(const char *path)
     } else {
         const char *argv[] = {"XADD", cfg->stream_key, "*", "json", body};
         size_t lens[] = {4, strlen(cfg->stream_key), 1, 4, len};
-        status = xadd(5, argv, lens);
+        status = xadd(5, argv, lens, NULL);
     }
     free(body);
     return status;
@@ -241,7 +308,7 @@ static int cmd_write(const char *op, const char *ref)
         argv[argc++] = opt.names[i];
         argv[argc++] = opt.values[i];
     }
-    return xadd(argc, argv, NULL);
+    return xadd(argc, argv, NULL, strcmp(op, "retract") ? NULL : ref);
 }
 
 /* tail: one WebSocket client on lws's own loop. */
@@ -379,7 +446,7 @@ int main(int argc, char **argv)
         ref = argv[optind++];
     }
     const char *file = !strcmp(cmd, "post") && optind < argc ? argv[optind++] : NULL;
-    if (parse_args(argc, argv) || optind < argc) {
+    if (parse_args(argc, argv) || optind < argc || (opt.wait_s > 0 && strcmp(cmd, "retract"))) {
         usage(stderr);
         return 2;
     }

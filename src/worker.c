@@ -13,6 +13,7 @@
 #include "tickerd/clock.h"
 #include "tickerd/history.h"
 #include "tickerd/hub.h"
+#include "tickerd/killrec.h"
 #include "tickerd/listener.h"
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
@@ -42,6 +43,7 @@ typedef struct tk_worker {
     tk_hub_t *hub;
     tk_stream_t *stream;
     tk_writer_t *writer; /* writes go to the server the stream is read from */
+    tk_killrec_t *killrec; /* kill confirmation's record, through the writer */
     struct lws_context *lws;
     tk_site_t site; /* what the transports see of this worker */
     bool stopping;
@@ -158,7 +160,13 @@ static void on_entry(void *ud, const char *id, size_t idlen, const char *const *
         return;
     }
     if (tk_metrics_first_count(sid)) TK_COUNT(items_ingested_total, 1);
-    if (live) tk_hub_publish(w->hub, ev);
+    if (!live) return;
+    /* A live retract: what the hub routes to labelled screens is recorded
+     * with it, in one write (killrec.c). */
+    bool kill = ev->op == TK_OP_RETRACT && w->killrec;
+    if (kill) tk_killrec_begin(w->killrec, ev);
+    tk_hub_publish(w->hub, ev);
+    if (kill) tk_killrec_end(w->killrec);
 }
 
 static void on_batch(void *ud, bool begin)
@@ -260,6 +268,8 @@ static void on_shutdown_tick(uv_timer_t *t)
     tk_net_stop(w->lws);
     tk_hub_free(w->hub);
     w->hub = NULL;
+    tk_killrec_free(w->killrec);
+    w->killrec = NULL;
     tk_writer_stop(w->writer);
     w->writer = w->site.writer = NULL;
     tk_stream_stop(w->stream);
@@ -398,6 +408,19 @@ static int start_failed(tk_worker_t *w)
     return TK_EXIT_START;
 }
 
+/* Kill confirmation's record (killrec.c) is written through the writer;
+ * without memory for it the worker serves on, and its screens go
+ * unrecorded (logged). */
+static void start_kill_record(tk_worker_t *w)
+{
+    if (!(w->killrec = tk_killrec_create(w->cfg->stream_key, w->writer))) {
+        tk_log(TK_LOG_ERROR, "out of memory for kill confirmation: screens go unrecorded");
+        return;
+    }
+    tk_kill_hooks_t hooks = tk_killrec_hooks(w->killrec);
+    tk_hub_set_kill_hooks(w->hub, &hooks);
+}
+
 /* The writer connects where the stream reader reads. */
 static int writer_where(void *stream, tk_redis_addr_t *out)
 {
@@ -414,7 +437,8 @@ static int start(tk_worker_t *w)
     tk_hub_limits_t lim;
     hub_limits(cfg, &lim);
     w->history = tk_history_create(cfg->history_size, cfg->max_live_items);
-    w->site = (tk_site_t){&w->loop, w->cfg, NULL, w->history, false, false, tk_now_ms(), NULL};
+    w->site = (tk_site_t){
+        .loop = &w->loop, .cfg = w->cfg, .history = w->history, .redis_down_ms = tk_now_ms()};
     if (!w->history) {
         tk_log(TK_LOG_ERROR, "out of memory for the history");
         return start_failed(w);
@@ -436,6 +460,7 @@ static int start(tk_worker_t *w)
         turn(w);
         return start_failed(w);
     }
+    start_kill_record(w);
     return 0;
 }
 

@@ -164,6 +164,21 @@ static void on_subscribe(ws_session_t *s, json_t *o)
     free(req);
 }
 
+/* {"type":"ack","ref":"<original id>"} (SPEC §7): a malformed one is an
+ * error; one that acks nothing pending for this client (unlabelled, never
+ * sent, acked already) is ignored without an answer. */
+static void on_ack(ws_session_t *s, json_t *o)
+{
+    json_t *ref = json_object_get(o, "ref");
+    tk_id_t id;
+    if (!json_is_string(ref) || tk_id_parse(json_string_value(ref), json_string_length(ref), &id)) {
+        send_error(s, "bad_request", "ack needs \"ref\": a stream ID");
+        return;
+    }
+    s->bad_msgs = 0;
+    tk_client_ack(&s->client, id);
+}
+
 /* One complete text message from the client. */
 static void on_message(ws_session_t *s, const char *text, size_t len)
 {
@@ -184,6 +199,8 @@ static void on_message(ws_session_t *s, const char *text, size_t len)
         on_subscribe(s, o);
     } else if (strcmp(type, "auth") == 0) {
         on_auth(s, o);
+    } else if (strcmp(type, "ack") == 0) {
+        on_ack(s, o);
     } else {
         snprintf(err, sizeof err, "unknown message type '%.40s'", type);
         send_error(s, "unknown_type", err);

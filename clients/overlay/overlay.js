@@ -44,6 +44,7 @@
     staleS: num(P.get('stale_s'), 30),
     backoff: num(P.get('backoff'), 2000),
     client: P.get('client') || '',
+    screen: P.get('screen') || '', // this screen's label for kill confirmation (the server's `client`)
     share: bool(P.get('share'), true), // one connection for the overlays of one browser with the same filter
     scale: P.get('scale') || 'fit', // fit | none
   };
@@ -281,6 +282,7 @@
       transport: cfg.transport,
       share: cfg.share,
       backoffInitialMs: cfg.backoff,
+      client: cfg.screen || null, // the crawl's element goes in the 'state' listener; the ack after
     });
     state.client = client;
     state.widget = new m.TickerWidget(crawlEl, client, {

@@ -31,7 +31,12 @@
 //  - with a getToken() callback, asks it for the token of every (re)connect and
 //    renews the token before its exp: an `auth` frame on the open WebSocket, a
 //    reconnect (resuming with since) on SSE, the next request on long-poll; a
-//    close 1008 "token expired" is answered by a reconnect with a fresh token.
+//    close 1008 "token expired" is answered by a reconnect with a fresh token;
+//  - with a `client` label (a screen's name), acks each retract to the server
+//    once the item is off display (kill confirmation): after the 'state'
+//    listeners ran (a TickerWidget removes its element there) and the page
+//    painted, or later when a 'retract' listener took detail.hold(). Only the
+//    tab holding a WebSocket acks: over SSE and long-poll nothing can.
 // Events (CustomEvent, payload in .detail): item, update, retract, expire,
 // reset, state, status, hello, replay, token, transport, share, error. See
 // clients/web/README.md.
@@ -151,6 +156,7 @@ const DEFAULTS = {
   stepUpAfterMs: 300000, // on a lower transport this long: try the better ones
   connectTimeoutMs: 10000, // no hello by then: the transport delivers nothing, take the next
   pollWaitS: 25, // wait_s of each long-poll (the server's max is 60)
+  client: null, // this screen's label ([A-Za-z0-9._-], 1..64): retracts are acked
 };
 
 class TickerClient extends EventTarget {
@@ -194,6 +200,7 @@ class TickerClient extends EventTarget {
       }
     };
     this._onPageHide = () => this._post({ t: 'leave' });
+    this._kills = new Map(); // ref -> holds left, retracts to ack once off display
   }
 
   /** Current items, newest first. */
@@ -285,6 +292,7 @@ class TickerClient extends EventTarget {
     }
     const token = this._token || o.token;
     if (token) q.set('token', token);
+    if (o.client) q.set('client', String(o.client));
     return q;
   }
 
@@ -858,7 +866,7 @@ class TickerClient extends EventTarget {
     const o = this.options;
     const list = (v) => (listParam(v) || '').split(',').filter(Boolean).sort().join(',');
     const key = [endpoints(o.server).http, list(o.region), list(o.lang), list(o.category), o.priority || '',
-      o.replay == null ? '' : String(o.replay), listParam(o.transport) || 'auto'];
+      o.replay == null ? '' : String(o.replay), listParam(o.transport) || 'auto', o.client || ''];
     return `tickerd ${JSON.stringify(key)}`;
   }
 
@@ -1215,9 +1223,10 @@ class TickerClient extends EventTarget {
         this._retracted.delete(first);
       }
       const prev = map.get(ref);
+      if (this.options.client && !this._kills.has(ref)) this._kills.set(ref, 0);
       if (!prev) return false;
       map.delete(ref);
-      if (emit) this._emit('retract', { id: ref, retractId: m.id, item: prev, replay: !!replay });
+      if (emit) this._emit('retract', { id: ref, retractId: m.id, item: prev, replay: !!replay, hold: () => this._hold(ref) });
       return true;
     }
     return false;
@@ -1248,6 +1257,39 @@ class TickerClient extends EventTarget {
 
   _emitState() {
     this._emit('state', { items: this.items });
+    this._ackOffDisplay();
+  }
+
+  // ---- kill confirmation ----
+
+  /** A 'retract' listener that takes the item off display later holds its
+   * ack: it calls the function returned once the item is gone. */
+  _hold(ref) {
+    if (!this._kills.has(ref)) return () => {};
+    this._kills.set(ref, this._kills.get(ref) + 1);
+    let done = false;
+    return () => {
+      if (done || !this._kills.has(ref)) return;
+      done = true;
+      this._kills.set(ref, this._kills.get(ref) - 1);
+      this._ackOffDisplay();
+    };
+  }
+
+  /** The retracts no listener holds are off display once the page has
+   * painted (a hidden page paints nothing: now). */
+  _ackOffDisplay() {
+    const due = [...this._kills].filter(([, holds]) => holds <= 0).map(([ref]) => ref);
+    if (!due.length) return;
+    for (const ref of due) this._kills.delete(ref);
+    const send = () => {
+      const ws = this._sock;
+      if (this.transport !== 'ws' || !ws || ws.readyState !== 1) return;
+      for (const ref of due) ws.send(JSON.stringify({ type: 'ack', ref }));
+    };
+    const hidden = typeof document !== 'undefined' && document.visibilityState === 'hidden';
+    if (typeof requestAnimationFrame === 'function' && !hidden) requestAnimationFrame(() => setTimeout(send, 0));
+    else send();
   }
 
   _emit(type, detail) {

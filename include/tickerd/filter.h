@@ -37,6 +37,12 @@ typedef struct tk_match_key {
 #define TK_WAIT_MAX_S 60
 #define TK_WAIT_DEFAULT_S 25
 
+/* The longest client label: [A-Za-z0-9._-]{1,64}. */
+#define TK_CLIENT_LABEL_MAX 64
+
+/* True when s[0..n) is a valid client label. */
+bool tk_client_label_valid(const char *s, size_t n);
+
 /* A subscription request from the query or a subscribe frame. */
 typedef struct tk_sub_req {
     tk_filter_t filter;
@@ -48,6 +54,7 @@ typedef struct tk_sub_req {
     bool has_epoch;
     char epoch[65];
     char token[1024];
+    char client[TK_CLIENT_LABEL_MAX + 1]; /* the screen's label (SPEC §7); "": none */
 } tk_sub_req_t;
 
 void tk_filter_all(tk_filter_t *f);

@@ -18,6 +18,7 @@
 
 #include "tickerd/filter.h"
 #include "tickerd/history.h"
+#include "tickerd/kill.h"
 #include "tickerd/msg.h"
 
 typedef struct tk_hub tk_hub_t;
@@ -86,6 +87,7 @@ struct tk_client {
     tk_msg_t **q;        /* own frames: a ring of references */
     uint32_t qhead, qlen, qcap;
     tk_sub_req_t *pending;    /* the handshake request, while parked */
+    tk_screen_t *screen;      /* a labelled client's retracts (SPEC §7); NULL: none */
     int64_t progress_ms;      /* loop time the client last took bytes */
     int64_t expires_s;        /* wall time its token expires (1008); 0: never */
     const char *close_reason; /* for the close frame; NULL: the code's own */
@@ -103,6 +105,16 @@ struct tk_client {
     int64_t oneshot_wait_ms; /* loop time it is answered by, matched or not */
 };
 
+/* Kill confirmation: what the hub reports of labelled clients (the worker
+ * records it in Redis). Unlabelled clients cost nothing here. */
+typedef struct tk_kill_hooks {
+    /* The retract ev was routed to the screen (sent now, or owed). */
+    void (*sent)(void *ud, const tk_screen_t *s, const tk_kill_sent_t *k);
+    /* The screen acked what k says was sent; at_ms its wall time. */
+    void (*acked)(void *ud, const tk_screen_t *s, const tk_kill_sent_t *k, int64_t at_ms);
+    void *ud;
+} tk_kill_hooks_t;
+
 /* Creates a hub over history. loop may be NULL (unit tests): then no timer
  * runs, and tk_hub_tick() and tk_hub_set_time() drive it. */
 tk_hub_t *tk_hub_create(uv_loop_t *loop, tk_history_t *history, const tk_hub_limits_t *lim);
@@ -110,6 +122,8 @@ tk_hub_t *tk_hub_create(uv_loop_t *loop, tk_history_t *history, const tk_hub_lim
  * has closed (run the loop), or at once without a loop. */
 void tk_hub_free(tk_hub_t *hub);
 void tk_hub_set_limits(tk_hub_t *hub, const tk_hub_limits_t *lim);
+/* Who hears of retracts sent to labelled clients and of their acks. */
+void tk_hub_set_kill_hooks(tk_hub_t *hub, const tk_kill_hooks_t *hooks);
 void tk_hub_set_epoch(tk_hub_t *hub, const char *epoch);
 const char *tk_hub_epoch(const tk_hub_t *hub);
 int tk_hub_count(const tk_hub_t *hub);
@@ -157,6 +171,11 @@ int tk_hub_answer_oneshots(tk_hub_t *hub);
 void tk_hub_tick(tk_hub_t *hub);
 /* Unit tests: the loop time in ms, when the hub has no loop. */
 void tk_hub_set_time(tk_hub_t *hub, int64_t ms);
+
+/* An ack frame: the client took the retracted item ref off display.
+ * Returns 0 when it is reported, -ENOENT when it is ignored (an unlabelled
+ * client, or no retract of ref pending for it: never sent, or acked). */
+int tk_client_ack(tk_client_t *c, tk_id_t ref);
 
 /* A frame came from the client. */
 void tk_client_heard(tk_client_t *c);

@@ -12,6 +12,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
 
 const execFileP = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -468,4 +469,25 @@ export function connectionsNow(metrics) {
   let n = 0;
   for (const [k, v] of Object.entries(metrics)) if (k.startsWith('tickerd_connections{')) n += v;
   return n;
+}
+
+/** What a browser test file runs against, filled into w as it starts (so
+ * that stopWorld(w) stops what did): a temp dir, a redis-server and a
+ * tickerd of its own, the static server and Chromium. */
+export async function startWorld(w) {
+  w.dir = tempDir();
+  w.redis = await new Redis(w.dir).start();
+  w.tickerd = await new Tickerd(w.dir, w.redis).start();
+  w.statics = await staticServer();
+  w.browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000 });
+  return w;
+}
+
+/** Stops what startWorld started (whatever of it did start). */
+export async function stopWorld(w) {
+  if (w.browser) await Promise.race([w.browser.close(), sleep(5000)]);
+  if (w.statics) w.statics.close();
+  if (w.tickerd) await w.tickerd.stop();
+  if (w.redis) await w.redis.stop();
+  if (w.dir && !process.env.KEEP_TMP) fs.rmSync(w.dir, { recursive: true, force: true });
 }

@@ -2,6 +2,7 @@
  * fan-out of bursts to caught-up and lagging clients, slow consumers, a
  * replay written at the client's pace, the bound on how far behind a client
  * may fall, and the replay/live seam. Time is the hub's test clock. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1165,6 +1166,163 @@ static void test_out_of_memory(void **state)
     memset(&refs, 0, sizeof refs);
 }
 
+/* --- kill confirmation (SPEC §7) --- */
+
+/* What the hub reported to the kill hooks. */
+static struct {
+    int sent, acked;
+    char label[80];
+    tk_kill_sent_t last;
+} kills;
+
+static void on_kill_sent(void *ud, const tk_screen_t *s, const tk_kill_sent_t *k)
+{
+    kills.sent++;
+    snprintf(kills.label, sizeof kills.label, "%s", s->label);
+    kills.last = *k;
+}
+
+static void on_kill_acked(void *ud, const tk_screen_t *s, const tk_kill_sent_t *k, int64_t at_ms)
+{
+    kills.acked++;
+    snprintf(kills.label, sizeof kills.label, "%s", s->label);
+    kills.last = *k;
+}
+
+static void hook_kills(void)
+{
+    tk_kill_hooks_t h = {on_kill_sent, on_kill_acked, NULL};
+    memset(&kills, 0, sizeof kills);
+    tk_hub_set_kill_hooks(hub, &h);
+}
+
+/* A retract of the event with sequence number ref (of this test's t0). */
+static tk_event_t *retract(int ref)
+{
+    char refid[TK_ID_STRLEN];
+    tk_id_format((tk_id_t){(uint64_t)t0, (uint64_t)ref}, refid);
+    tk_field_t f[2] = {{"op", 2, "retract", 7}, {"ref", 3, refid, strlen(refid)}};
+    tk_item_t item;
+    tk_reject_t rej;
+    tk_id_t id = {(uint64_t)t0, (uint64_t)next_id++};
+    assert_int_equal(tk_item_parse(cfg, id, f, 2, &item, &rej), 0);
+    tk_event_t *ev = tk_history_add(history, &item, &rej);
+    assert_non_null(ev);
+    tk_hub_publish(hub, ev);
+    return ev;
+}
+
+static tk_id_t ref_of(tk_event_t *ev)
+{
+    return ev->id;
+}
+
+/* Only labelled clients the original reached are told of its retract, once
+ * each, whether written at once or owed; each acks once, and only what it
+ * was sent; an unlabelled audience costs no report at all. */
+static void test_kill_labelled_clients(void **state)
+{
+    hook_kills();
+    fake_t *a = connect_client("region=mena&client=studio-a");
+    fake_t *b = connect_client("region=europe&client=studio-b");
+    fake_t *behind = connect_client("region=mena&client=studio-c");
+    fake_t *anon[50];
+    for (int i = 0; i < 50; i++)
+        anon[i] = connect_client("region=mena");
+    pump(a), pump(b), pump(behind);
+    for (int i = 0; i < 50; i++)
+        pump(anon[i]);
+    behind->stalled = true;
+    tk_id_t item = ref_of(publish("mena", 20));
+    tk_event_t *rv = retract((int)item.seq);
+    assert_int_equal(kills.sent, 2); /* a and behind; b's filter missed it */
+    assert_int_equal(tk_id_cmp(kills.last.rid, rv->id), 0);
+    assert_int_equal(tk_id_cmp(kills.last.ref, item), 0);
+    assert_int_equal(tk_client_ack(&a->client, item), 0);
+    assert_int_equal(kills.acked, 1);
+    assert_string_equal(kills.label, "studio-a");
+    assert_int_equal(tk_client_ack(&a->client, item), -ENOENT);       /* once */
+    assert_int_equal(tk_client_ack(&b->client, item), -ENOENT);       /* never sent */
+    assert_int_equal(tk_client_ack(&anon[0]->client, item), -ENOENT); /* no label */
+    assert_int_equal(tk_client_ack(&behind->client, (tk_id_t){1, 1}), -ENOENT);
+    behind->stalled = false;
+    pump(behind);
+    assert_int_equal(tk_client_ack(&behind->client, item), 0);
+    assert_int_equal(kills.acked, 2);
+    assert_int_equal(kills.sent, 2);
+    disconnect(a), disconnect(b), disconnect(behind);
+    for (int i = 0; i < 50; i++)
+        disconnect(anon[i]);
+}
+
+/* A screen that reconnects with since= before the retract gets it in its
+ * replay and may ack it there; a label given in a subscribe frame takes
+ * part from then on. */
+static void test_kill_replay_and_subscribe(void **state)
+{
+    char q[128], since[TK_ID_STRLEN];
+    hook_kills();
+    tk_id_t item = ref_of(publish("", 20));
+    tk_id_format(item, since);
+    tk_event_t *rv = retract((int)item.seq);
+    assert_int_equal(kills.sent, 0);
+    snprintf(q, sizeof q, "since=%s&client=studio-a", since);
+    fake_t *a = connect_client(q);
+    pump(a);
+    assert_int_equal(kills.sent, 1);
+    assert_int_equal(tk_id_cmp(kills.last.rid, rv->id), 0);
+    assert_int_equal(tk_client_ack(&a->client, item), 0);
+    disconnect(a);
+    fake_t *b = connect_client("");
+    resubscribe(b, "client=studio-b");
+    tk_id_t second = ref_of(publish("", 20));
+    retract((int)second.seq);
+    assert_int_equal(kills.sent, 2);
+    assert_string_equal(kills.label, "studio-b");
+    assert_int_equal(tk_client_ack(&b->client, second), 0);
+    disconnect(b);
+}
+
+/* A screen keeps TK_SCREEN_PENDING_MAX retracts for its acks: at the
+ * edge all of them, one over forgets the oldest. */
+static void test_kill_pending_bound(void **state)
+{
+    tk_id_t items[TK_SCREEN_PENDING_MAX + 1];
+    hook_kills();
+    fake_t *a = connect_client("client=studio-a");
+    for (int i = 0; i <= TK_SCREEN_PENDING_MAX; i++)
+        items[i] = ref_of(publish("", 20));
+    for (int i = 0; i < TK_SCREEN_PENDING_MAX; i++)
+        retract((int)items[i].seq);
+    assert_int_equal(a->client.screen->len, TK_SCREEN_PENDING_MAX);
+    retract((int)items[TK_SCREEN_PENDING_MAX].seq);
+    assert_int_equal(kills.sent, TK_SCREEN_PENDING_MAX + 1);
+    assert_int_equal(tk_client_ack(&a->client, items[0]), -ENOENT);
+    for (int i = 1; i <= TK_SCREEN_PENDING_MAX; i++)
+        assert_int_equal(tk_client_ack(&a->client, items[i]), 0);
+    assert_int_equal(kills.acked, TK_SCREEN_PENDING_MAX);
+    disconnect(a);
+}
+
+/* No memory for a client's label: it is closed 1011 at once, not served
+ * unlabelled (its kills would never be confirmed, and nobody would know). */
+static void test_kill_label_out_of_memory(void **state)
+{
+    hook_kills();
+    inject = (typeof(inject)){.armed = true, .fail_at = 1};
+    fake_t *a = connect_client("client=studio-a");
+    inject.armed = false;
+    assert_int_equal(inject.failed, 1);
+    assert_int_equal(a->closing_code, 1011);
+    assert_null(a->client.screen);
+    pump(a);
+    assert_true(a->closed);
+    json_t *l = frames(a);
+    assert_int_equal(json_array_size(l), 0); /* no hello */
+    json_decref(l);
+    disconnect(a);
+}
+
 int main(void)
 {
     json_set_alloc_funcs(json_alloc, free);
@@ -1182,6 +1340,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writes_fit_the_socket, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_replay_max_is_not_too_many_frames, start_hub,
                                         stop_hub),
+        cmocka_unit_test_setup_teardown(test_kill_labelled_clients, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_kill_replay_and_subscribe, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_kill_pending_bound, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_kill_label_out_of_memory, start_hub, stop_hub),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test_setup_teardown(test_poll_state, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_poll_waits_for_a_match, start_hub, stop_hub),
