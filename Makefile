@@ -22,7 +22,7 @@ CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
-CORE_SRC := src/clock.c src/id.c src/parse.c src/proxy.c src/head.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c
+CORE_SRC := src/clock.c src/id.c src/parse.c src/proxy.c src/head.c src/config.c src/item.c src/filter.c src/msg.c src/embargo.c src/history.c src/log.c
 DAEMON_SRC := $(CORE_SRC) src/metrics.c src/guard.c src/listener.c src/hub.c src/redis_uv.c src/resolve.c src/sentinel.c src/stream.c src/net.c src/site.c src/reply.c src/request.c \
               src/feed.c src/ws.c src/http.c src/supervisor.c src/worker.c src/main.c
 CTL_SRC  := $(CORE_SRC) src/tickerctl.c
