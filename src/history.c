@@ -601,12 +601,16 @@ static tk_event_t *add_held(tk_history_t *h, tk_item_t *item, tk_reject_t *rej, 
 tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
 {
     bool done;
+    tk_id_t id = item->id; /* a hold moves the item out */
     memset(rej, 0, sizeof *rej);
     if (tk_id_cmp(item->id, h->last_entry) <= 0)
         return refuse(rej, TK_REJECT_OUT_OF_ORDER, "not after the last event");
     tk_event_t *ev = add_held(h, item, rej, &done);
     if (done) {
-        if (!rej->reason) h->last_entry = item->id;
+        /* hello's last_id covers it: a client resuming from there gets
+         * its release, whose key is greater */
+        if (!rej->reason) h->last_entry = id;
+        if (!rej->reason && tk_id_cmp(id, h->last_id) > 0) h->last_id = id;
         tk_item_clear(item);
         return ev;
     }

@@ -14,6 +14,7 @@
 
 #include "tickerd/config.h"
 #include "tickerd/item.h"
+#include "tickerd/parse.h"
 
 #define MAX_FIELDS 24
 
@@ -34,6 +35,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: tickerctl [-c FILE] [--redis URL] [--stream KEY] COMMAND ...\n"
                "  publish --text T [--lang L] [--region R,..] [--priority P] [--category C]\n"
                "          [--url U] [--source S] [--ttl SECONDS] [--pin]  prints the new ID\n"
+               "          [--at 2026-12-01T18:00:00Z | --at EPOCH_MS | --in N(s|m|h|d)]\n"
+               "                                     embargo: published at that time, not before\n"
                "  pin ID | unpin ID                                     keeps ID first, or not\n"
                "  update ID [the same fields]                           a correction of ID\n"
                "  retract ID [--region R,.. --lang L]                   kills ID\n"
@@ -48,6 +51,50 @@ static int add_field(const char *name, const char *value)
     opt.names[opt.nfields] = name;
     opt.values[opt.nfields++] = value;
     return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
+}
+
+/* --in N(s|m|h|d): publish_at that long from now, in epoch ms. */
+static int in_to_ms(const char *v, int64_t *ms)
+{
+    static const struct {
+        char unit;
+        int64_t ms;
+    } units[] = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+    size_t n = strlen(v);
+    uint64_t count;
+    if (n < 2 || tk_parse_u64(v, n - 1, 0, 1000000, &count)) return -1;
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (v[n - 1] == units[i].unit) {
+            *ms = now_ms() + (int64_t)count * units[i].ms;
+            return 0;
+        }
+    return -1;
+}
+
+/* --at TIME is passed on as given (the daemon reads the same forms);
+ * --in becomes epoch ms. Either once. */
+static int embargo_field(bool in, const char *v)
+{
+    static char buf[24];
+    int64_t ms;
+    for (int i = 0; i < opt.nfields; i++)
+        if (!strcmp(opt.names[i], "publish_at")) {
+            fprintf(stderr, "tickerctl: --at and --in go once, and not together\n");
+            return -1;
+        }
+    if (in && in_to_ms(v, &ms)) {
+        fprintf(stderr, "tickerctl: --in '%s' is not a number with s, m, h or d\n", v);
+        return -1;
+    }
+    if (in) snprintf(buf, sizeof buf, "%lld", (long long)ms);
+    return add_field("publish_at", in ? buf : v);
 }
 
 static int parse_args(int argc, char **argv)
@@ -67,6 +114,8 @@ static int parse_args(int argc, char **argv)
                                              {"source", required_argument, NULL, 'f'},
                                              {"ttl", required_argument, NULL, 'f'},
                                              {"pin", no_argument, NULL, 'P'},
+                                             {"at", required_argument, NULL, 'A'},
+                                             {"in", required_argument, NULL, 'I'},
                                              {NULL, 0, NULL, 0}};
     int ch, idx;
     while ((ch = getopt_long(argc, argv, "+c:h", longopts, &idx)) != -1) {
@@ -94,6 +143,10 @@ static int parse_args(int argc, char **argv)
             break;
         case 'P':
             if (add_field("pin", "1")) return -1;
+            break;
+        case 'A':
+        case 'I':
+            if (embargo_field(ch == 'I', optarg)) return -1;
             break;
         default:
             return -1;
@@ -161,8 +214,6 @@ static int cmd_write(const char *op, const char *ref)
 {
     tk_field_t fields[MAX_FIELDS + 2];
     size_t n = 0;
-    struct timeval now;
-    gettimeofday(&now, NULL);
     if (strcmp(op, "publish")) {
         add_field("op", op);
         add_field("ref", ref);
@@ -170,7 +221,7 @@ static int cmd_write(const char *op, const char *ref)
     for (int i = 0; i < opt.nfields; i++)
         fields[n++] =
             (tk_field_t){opt.names[i], strlen(opt.names[i]), opt.values[i], strlen(opt.values[i])};
-    tk_id_t id = {(uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000 + 1, 0};
+    tk_id_t id = {(uint64_t)now_ms() + 1, 0};
     tk_item_t item;
     tk_reject_t rej;
     if (tk_item_parse(cfg, id, fields, n, &item, &rej)) {

@@ -120,7 +120,7 @@ int tk_history_current(const tk_history_t *h, const tk_filter_t *f, int n, int64
 int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
                      int64_t now_ms, tk_event_t **out, bool *gap);
 
-/* The greatest key logged (hello's last_id). */
+/* The greatest key logged or ID of an entry held (hello's last_id). */
 tk_id_t tk_history_last_id(const tk_history_t *h);
 /* Events retained, and live items held. */
 int tk_history_count(const tk_history_t *h);

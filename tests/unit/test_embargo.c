@@ -251,6 +251,9 @@ static void test_held_until_release(void **state)
                      TK_REJECT_NONE);
     assert_null(ev); /* accepted, nothing to send */
     assert_int_equal(tk_history_held_count(h), 1);
+    assert_int_equal(tk_id_cmp(tk_history_last_id(h), held), 0); /* read: hello says so */
+    assert_int_equal(add(h, held, KV("text", "held", "publish_at", "1796148010000"), &ev),
+                     TK_REJECT_OUT_OF_ORDER);
     assert_int_equal(add(h, id_at(T0 + 2, 0), KV("text", "after"), &ev), TK_REJECT_NONE);
     /* invisible: not in the state, nor since the start */
     assert_int_equal(tk_history_current(h, &f, 10, T0 + 3, cur), 2);
