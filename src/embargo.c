@@ -128,13 +128,9 @@ int64_t tk_embargo_next(const tk_embargo_t *e)
     return e->n ? e->heap[0]->publish_at_ms : INT64_MAX;
 }
 
-bool tk_embargo_pop_due(tk_embargo_t *e, int64_t now_ms, tk_item_t *out)
+tk_item_t *tk_embargo_due(const tk_embargo_t *e, int64_t now_ms)
 {
-    if (!e->n || e->heap[0]->publish_at_ms > now_ms) return false;
-    tk_item_t *it = take(e, 0);
-    *out = *it;
-    free(it);
-    return true;
+    return e->n && e->heap[0]->publish_at_ms <= now_ms ? e->heap[0] : NULL;
 }
 
 uint32_t tk_embargo_count(const tk_embargo_t *e)

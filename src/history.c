@@ -535,12 +535,18 @@ static tk_event_t *release(tk_history_t *h, tk_item_t *it, tk_id_t key, int64_t 
     return ev ? commit(h, ev, rc, rej) : NULL;
 }
 
+/* Released from a copy: out of memory, the item stays held (and the
+ * entry or timer that found it due tries again). */
 tk_event_t *tk_history_release(tk_history_t *h, int64_t now_ms)
 {
-    tk_item_t it;
+    tk_item_t *due = tk_embargo_due(h->held, now_ms), it;
     tk_reject_t rej;
-    if (!tk_embargo_pop_due(h->held, now_ms, &it)) return NULL;
-    return release(h, &it, tk_history_release_key(it.publish_at_ms, it.id), it.publish_at_ms, &rej);
+    if (!due || tk_item_copy(&it, due)) return NULL;
+    tk_id_t id = due->id;
+    tk_event_t *ev =
+        release(h, &it, tk_history_release_key(it.publish_at_ms, id), it.publish_at_ms, &rej);
+    if (ev) tk_embargo_cancel(h->held, id);
+    return ev;
 }
 
 int64_t tk_history_next_release(const tk_history_t *h)
@@ -564,8 +570,10 @@ static tk_event_t *update_held(tk_history_t *h, tk_item_t *held, tk_item_t *upd,
         return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
     }
     if (next.publish_at_ms <= (int64_t)upd->id.ms) {
-        tk_embargo_cancel(h->held, held->id);
-        return release(h, &next, upd->id, (int64_t)upd->id.ms, rej);
+        tk_id_t id = held->id;
+        tk_event_t *ev = release(h, &next, upd->id, (int64_t)upd->id.ms, rej);
+        if (ev) tk_embargo_cancel(h->held, id); /* else still held, as it was */
+        return ev;
     }
     tk_item_clear(held);
     *held = next;

@@ -142,8 +142,10 @@ static void arm_embargo(tk_worker_t *w)
         uv_timer_stop(&w->embargo_timer);
         return;
     }
+    /* Due already (this clock is ahead of the last entry's, or a release
+     * found no memory): in 1 ms. */
     int64_t wait = next - tk_now_ms();
-    uv_timer_start(&w->embargo_timer, on_embargo_due, wait > 0 ? (uint64_t)wait : 0, 0);
+    uv_timer_start(&w->embargo_timer, on_embargo_due, wait > 0 ? (uint64_t)wait : 1, 0);
 }
 
 static void on_embargo_due(uv_timer_t *t)

@@ -35,10 +35,10 @@ bool tk_embargo_cancel(tk_embargo_t *e, tk_id_t id);
 
 /* The soonest publish_at held, or INT64_MAX when none is. */
 int64_t tk_embargo_next(const tk_embargo_t *e);
-/* Moves the soonest item due at now_ms (publish_at <= now_ms; ties in ID
- * order) into out and returns true, or returns false. The caller then owns
- * out's strings. */
-bool tk_embargo_pop_due(tk_embargo_t *e, int64_t now_ms, tk_item_t *out);
+/* The soonest item due at now_ms (publish_at <= now_ms; ties in ID
+ * order), still held (tk_embargo_cancel() drops it once released), or
+ * NULL. */
+tk_item_t *tk_embargo_due(const tk_embargo_t *e, int64_t now_ms);
 uint32_t tk_embargo_count(const tk_embargo_t *e);
 
 #endif

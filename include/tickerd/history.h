@@ -77,7 +77,7 @@ tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej);
 
 /* Releases the soonest held item due at now_ms (publish_at <= now_ms): it
  * goes live with ts = publish_at and its release is logged. Returns that
- * event, or NULL when none is due (or, out of memory, the item is lost).
+ * event, or NULL when none is due (or, out of memory, it stays held).
  * Call it until NULL: with the wall clock from the timer, and with an
  * entry's stream-ID time before that entry is added, so that every node
  * logs a release at the same place in the stream. */

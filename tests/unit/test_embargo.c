@@ -184,21 +184,21 @@ static void test_heap_order_and_cap(void **state)
     assert_non_null(over.text);                           /* still the caller's */
     tk_item_clear(&over);
     assert_int_equal(tk_embargo_next(e), T0 + 10);
-    tk_item_t out;
-    assert_false(tk_embargo_pop_due(e, T0 + 9, &out));
-    assert_true(tk_embargo_pop_due(e, T0 + 30, &out));
-    assert_int_equal(out.publish_at_ms, T0 + 10);
-    tk_item_clear(&out);
+    tk_item_t *due;
+    assert_null(tk_embargo_due(e, T0 + 9));
+    assert_non_null(due = tk_embargo_due(e, T0 + 30));
+    assert_int_equal(due->publish_at_ms, T0 + 10);
+    assert_true(tk_embargo_cancel(e, due->id));
     /* one under the cap again: room for one */
     tk_item_t again = held_item(T0 + 25, id_at(T0, 10));
     assert_int_equal(tk_embargo_hold(e, &again), 0);
     int64_t want[] = {T0 + 20, T0 + 25, T0 + 30, T0 + 30};
     uint64_t want_ms[] = {T0 - 97, T0, T0 - 100, T0 - 98}; /* ties in ID order */
     for (int i = 0; i < 4; i++) {
-        assert_true(tk_embargo_pop_due(e, T0 + 30, &out));
-        assert_int_equal(out.publish_at_ms, want[i]);
-        assert_int_equal(out.id.ms, want_ms[i]);
-        tk_item_clear(&out);
+        assert_non_null(due = tk_embargo_due(e, T0 + 30));
+        assert_int_equal(due->publish_at_ms, want[i]);
+        assert_int_equal(due->id.ms, want_ms[i]);
+        assert_true(tk_embargo_cancel(e, due->id));
     }
     assert_int_equal(tk_embargo_next(e), INT64_MAX);
     tk_embargo_free(e);
