@@ -15,6 +15,7 @@
 
 #include "tickerd/config.h"
 #include "fixture.h"
+#include "inject.h"
 #include "tickerd/embargo.h"
 #include "tickerd/history.h"
 #include "tickerd/item.h"
@@ -388,8 +389,50 @@ static void test_reset_drops_held(void **state)
     tk_history_free(h);
 }
 
+/* Out of memory at each allocation of a release in turn, by the timer and
+ * by an update: refused, the item stays held as it was and nothing is
+ * logged; once memory is there, it is released. */
+static void test_release_out_of_memory(void **state)
+{
+    for (int by_update = 0; by_update < 2; by_update++) {
+        bool done = false;
+        for (long k = 1; !done; k++) {
+            tk_history_t *h = tk_history_create(100, 100);
+            tk_event_t *ev;
+            assert_int_equal(
+                add(h, id_at(T0, 0), KV("text", "held", "publish_at", "1796148010000"), &ev), 0);
+            tk_item_t upd;
+            tk_reject_t rej = {0};
+            assert_int_equal(parse(id_at(T0 + 5, 0),
+                                   KV("op", "update", "ref", "1796148000000-0", "publish_at",
+                                      "1796148000000", "text", "now"),
+                                   &upd, &rej),
+                             0);
+            inject = (typeof(inject)){.armed = true, .fail_at = k};
+            ev = by_update ? tk_history_add(h, &upd, &rej) : tk_history_release(h, T0 + 10000);
+            inject.armed = false;
+            tk_item_clear(&upd);
+            tk_reason_t why = rej.reason;
+            done = ev != NULL;
+            if (!done) {
+                assert_true(inject.failed > 0);
+                assert_int_equal(tk_history_held_count(h), 1);
+                assert_int_equal(tk_history_count(h), 0);
+                assert_null(tk_history_find(h, id_at(T0, 0)));
+                if (by_update) assert_int_equal(why, TK_REJECT_BAD_ENTRY);
+                ev = by_update ? NULL : tk_history_release(h, T0 + 10000); /* memory again */
+                if (!by_update) assert_non_null(ev);
+            }
+            if (ev) assert_non_null(strstr(ev->json, "\"text\":\""));
+            assert_int_equal(tk_history_held_count(h), by_update && !done ? 1 : 0);
+            tk_history_free(h);
+        }
+    }
+}
+
 int main(void)
 {
+    json_set_alloc_funcs(json_alloc, free);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_limits_at_their_edges),
         cmocka_unit_test(test_iso_forms),
@@ -401,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_update_releases_now),
         cmocka_unit_test(test_since_and_late_entries),
         cmocka_unit_test(test_reset_drops_held),
+        cmocka_unit_test(test_release_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
