@@ -305,3 +305,24 @@ def test_tickerctl_at_and_in(tickerd, redis_server, rds):
         assert r.returncode == 2, (bad, r.stdout, r.stderr)
     wait_until(lambda: soon in item_ids(tickerd), 5, what="--in 1s released")
     assert [i["ts"] for i in items(tickerd) if i["id"] == soon] == [at]
+
+
+def test_post_v1_items_takes_and_checks_publish_at(make_tickerd):
+    from test_publish import AUTH, post, token
+    td = make_tickerd(AUTH)
+    auth = {"Authorization": "Bearer " + token()}
+
+    def ids():
+        status, _, body = http_get(td.port, "/v1/items", auth)
+        assert status == 200
+        return [i["id"] for i in json.loads(body)["items"]]
+    for at in (now_ms() - 61000, now_ms() + 7 * DAY_MS + 1000, "2026-12-01T18:00:00+01:00"):
+        status, _, got = post(td.port, {"text": "x", "publish_at": at})
+        assert status == 400 and "bad_publish_at" in json.dumps(got), (at, status, got)
+    at = now_ms() + 1000
+    status, _, got = post(td.port, {"text": "embargoed over HTTP", "publish_at": at})
+    assert status == 201, got
+    assert got["id"] not in ids()
+    wait_until(lambda: got["id"] in ids(), 5, what="release")
+    status, _, body = http_get(td.port, "/v1/items", auth)
+    assert json.loads(body)["items"][-1]["ts"] == at
