@@ -22,7 +22,7 @@ CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
-CORE_SRC := src/clock.c src/id.c src/parse.c src/proxy.c src/head.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c src/kill.c
+CORE_SRC := src/clock.c src/id.c src/parse.c src/proxy.c src/head.c src/config.c src/item.c src/filter.c src/msg.c src/embargo.c src/history.c src/log.c src/kill.c
 DAEMON_SRC := $(CORE_SRC) src/metrics.c src/guard.c src/listener.c src/hub.c \
               src/redis_uv.c src/resolve.c src/sentinel.c src/cluster.c src/stream.c src/writer.c \
               src/net.c src/site.c src/reply.c src/request.c \
@@ -55,12 +55,14 @@ $(BUILD)/tickerctl: $(CTL_OBJ)
 # hub through a fake transport.
 UNIT_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/hub.o $(BUILD)/obj/metrics.o
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/fixture.h $(UNIT_OBJ) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/fixture.h tests/unit/inject.h $(UNIT_OBJ) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS) -lcmocka
 
-# test_hub fails allocations on demand (test_out_of_memory): what the code
-# under test allocates, itself or through jansson, comes to its wrappers.
-$(BUILD)/tests/test_hub: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
+# test_hub and test_embargo fail allocations on demand (inject.h): what the
+# code under test allocates, itself or through jansson, comes to its wrappers.
+INJECT_LDFLAGS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
+$(BUILD)/tests/test_hub: LDFLAGS += $(INJECT_LDFLAGS)
+$(BUILD)/tests/test_embargo: LDFLAGS += $(INJECT_LDFLAGS)
 
 # guard.c is daemon code: its test links it too.
 $(BUILD)/tests/test_guard: $(BUILD)/obj/guard.o

@@ -319,7 +319,7 @@ static json_t *json_item(const tk_item_t *it)
     char id[TK_ID_STRLEN], date[DATE_MAX], *html = paragraph(it);
     json_t *o = json_object();
     tk_id_format(it->id, id);
-    date_rfc3339(it->id.ms, date);
+    date_rfc3339((uint64_t)tk_item_ts(it), date);
     json_object_set_new(o, "id", json_string(id));
     if (it->url) json_object_set_new(o, "url", json_text(it->url));
     json_object_set_new(o, "content_text", json_text(it->text ? it->text : ""));
@@ -380,7 +380,7 @@ static void rss_item(FILE *out, const tk_item_t *it)
 {
     char id[TK_ID_STRLEN], date[DATE_MAX], *html = paragraph(it);
     tk_id_format(it->id, id);
-    date_rfc822(it->id.ms, date);
+    date_rfc822((uint64_t)tk_item_ts(it), date);
     fprintf(out, "<item xml:lang=\"%s\">\n", lang_of(it));
     rss_element(out, "title", it->text ? it->text : "");
     if (it->url) rss_element(out, "link", it->url);

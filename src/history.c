@@ -3,10 +3,12 @@
  * item: a hash by ID, a list in ID order and a heap by expiry), and the two
  * replays answered from them: current state (replay=N) and events after an
  * ID (since=). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/embargo.h"
 #include "tickerd/history.h"
 
 /* What an event is taken to cost a client that lags: its JSON and about a
@@ -21,7 +23,9 @@ struct tk_history {
     uint64_t keep; /* the oldest position the hub last said it needs */
     uint64_t bytes_end;
     int history_size;
-    tk_id_t last_id;
+    tk_id_t last_id;    /* the greatest key logged */
+    tk_id_t last_entry; /* the newest stream entry accepted */
+    tk_embargo_t *held;
     tk_id_t horizon; /* events up to here may be missing */
     bool has_horizon;
     /* the store */
@@ -249,7 +253,8 @@ static int log_push(tk_history_t *h, tk_event_t *ev)
     ev->end = h->bytes_end;
     h->ring[h->next & (h->cap - 1)] = ev;
     h->next++;
-    h->last_id = ev->id;
+    ev->late = tk_id_cmp(ev->id, h->last_id) < 0;
+    if (!ev->late) h->last_id = ev->id;
     tk_history_trim(h, h->keep);
     return 0;
 }
@@ -298,7 +303,8 @@ tk_history_t *tk_history_create(int history_size, int max_live)
     h->nbuckets = 64;
     h->ring = malloc(h->cap * sizeof *h->ring);
     h->buckets = calloc(h->nbuckets, sizeof *h->buckets);
-    if (!h->ring || !h->buckets) {
+    h->held = tk_embargo_create(TK_EMBARGO_MAX);
+    if (!h->ring || !h->buckets || !h->held) {
         tk_history_free(h);
         return NULL;
     }
@@ -317,6 +323,7 @@ void tk_history_free(tk_history_t *h)
 {
     if (!h) return;
     if (h->ring && h->buckets) drop_all(h);
+    tk_embargo_free(h->held);
     free(h->ring);
     free(h->buckets);
     free(h->heap);
@@ -326,7 +333,8 @@ void tk_history_free(tk_history_t *h)
 void tk_history_reset(tk_history_t *h)
 {
     drop_all(h);
-    h->last_id = (tk_id_t){0, 0};
+    tk_embargo_clear(h->held);
+    h->last_id = h->last_entry = (tk_id_t){0, 0};
     h->has_horizon = false;
 }
 
@@ -422,7 +430,8 @@ static int make_publish(tk_history_t *h, tk_event_t *ev, tk_item_t *item)
     memset(item, 0, sizeof *item);
     ev->expires_ms = st->item.expires_ms;
     if (add_key(st, key_of(&st->item)) || copy_keys(ev, st->keys, st->nkeys) ||
-        !(ev->json = tk_item_encode("item", ev->id, NULL, &st->item, false, &ev->json_len)) ||
+        !(ev->json = tk_item_encode_at("item", st->item.id, ev->released ? &ev->id : NULL, NULL,
+                                       &st->item, false, &ev->json_len)) ||
         store_put(h, st)) {
         state_free(st);
         return -1;
@@ -477,23 +486,150 @@ static tk_event_t *refuse(tk_reject_t *rej, tk_reason_t reason, const char *deta
     return NULL;
 }
 
-tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
+/* A new event with room for it in the log: once the store has changed,
+ * the event must be logged (or live clients would miss what replays
+ * show). */
+static tk_event_t *new_event(tk_history_t *h, tk_reject_t *rej)
 {
-    memset(rej, 0, sizeof *rej);
-    if (tk_id_cmp(item->id, h->last_id) <= 0)
-        return refuse(rej, TK_REJECT_OUT_OF_ORDER, "not after the last event");
-    tk_state_t *st = item->op == TK_OP_PUBLISH ? NULL : tk_history_find(h, item->ref);
-    if (item->op == TK_OP_UPDATE && !st)
-        return refuse(rej, TK_REJECT_UNKNOWN_REF, "update of an item that is not live here");
-    if (item->op == TK_OP_UPDATE && st->retracted)
-        return refuse(rej, TK_REJECT_RETRACTED_REF, "update of a retracted item");
-    /* Room in the log first: once the store has changed, the event must
-     * be logged (or live clients would miss what replays show). */
     tk_event_t *ev = calloc(1, sizeof *ev);
     if (!ev || (h->next - h->first == h->cap && log_grow(h))) {
         free(ev);
         return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
     }
+    return ev;
+}
+
+/* Logs ev, made (rc 0) or not. */
+static tk_event_t *commit(tk_history_t *h, tk_event_t *ev, int rc, tk_reject_t *rej)
+{
+    if (rc || log_push(h, ev)) {
+        event_free(ev);
+        return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
+    }
+    return ev;
+}
+
+tk_id_t tk_history_release_key(int64_t publish_at_ms, tk_id_t item)
+{
+    uint64_t order = (item.ms & ((1ULL << 40) - 1)) << 23 | (item.seq & ((1ULL << 23) - 1));
+    return (tk_id_t){(uint64_t)publish_at_ms - 1, 1ULL << 63 | order};
+}
+
+/* The held item it (taken over) goes live at live_ms; its release is
+ * logged under key. */
+static tk_event_t *release(tk_history_t *h, tk_item_t *it, tk_id_t key, int64_t live_ms,
+                           tk_reject_t *rej)
+{
+    tk_event_t *ev = new_event(h, rej);
+    int rc = -1;
+    if (ev) {
+        ev->id = key;
+        ev->op = TK_OP_PUBLISH;
+        ev->released = true;
+        ev->ref = it->id;
+        it->live_ms = live_ms;
+        it->expires_ms = live_ms + (int64_t)it->ttl_s * 1000;
+        rc = make_publish(h, ev, it);
+    }
+    tk_item_clear(it);
+    return ev ? commit(h, ev, rc, rej) : NULL;
+}
+
+/* Released from a copy: out of memory, the item stays held (and the
+ * entry or timer that found it due tries again). */
+tk_event_t *tk_history_release(tk_history_t *h, int64_t now_ms)
+{
+    tk_item_t *due = tk_embargo_due(h->held, now_ms), it;
+    tk_reject_t rej;
+    if (!due || tk_item_copy(&it, due)) return NULL;
+    tk_id_t id = due->id;
+    tk_event_t *ev =
+        release(h, &it, tk_history_release_key(it.publish_at_ms, id), it.publish_at_ms, &rej);
+    if (ev) tk_embargo_cancel(h->held, id);
+    return ev;
+}
+
+int64_t tk_history_next_release(const tk_history_t *h)
+{
+    return tk_embargo_next(h->held);
+}
+
+int tk_history_held_count(const tk_history_t *h)
+{
+    return (int)tk_embargo_count(h->held);
+}
+
+/* An update of the held item held: applied to it, publish_at re-validated
+ * by the parser. A publish_at no later than the update's own time releases
+ * it now, at the update's place (its key). */
+static tk_event_t *update_held(tk_history_t *h, tk_item_t *held, tk_item_t *upd, tk_reject_t *rej)
+{
+    tk_item_t next;
+    if (tk_item_copy(&next, held) || tk_item_apply_update(&next, upd)) {
+        tk_item_clear(&next);
+        return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
+    }
+    if (next.publish_at_ms <= (int64_t)upd->id.ms) {
+        tk_id_t id = held->id;
+        tk_event_t *ev = release(h, &next, upd->id, (int64_t)upd->id.ms, rej);
+        if (ev) tk_embargo_cancel(h->held, id); /* else still held, as it was */
+        return ev;
+    }
+    tk_item_clear(held);
+    *held = next;
+    tk_embargo_moved(h->held, held);
+    return NULL;
+}
+
+/* A publish to hold, or a correction of a held item: nothing is logged
+ * (but an update may release it). *done is false for any other entry. */
+static tk_event_t *add_held(tk_history_t *h, tk_item_t *item, tk_reject_t *rej, bool *done)
+{
+    tk_item_t *held = NULL;
+    *done = true;
+    if (item->op == TK_OP_PUBLISH && item->publish_at_ms > (int64_t)item->id.ms) {
+        int rc = tk_embargo_hold(h->held, item);
+        if (rc == -ENOSPC) return refuse(rej, TK_REJECT_EMBARGO_FULL, "too many items held");
+        if (rc) return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
+        return NULL;
+    }
+    if (item->op != TK_OP_PUBLISH && !store_get(h, item->ref))
+        held = tk_embargo_find(h->held, item->ref);
+    if (!held) {
+        *done = false;
+        return NULL;
+    }
+    if (item->op == TK_OP_RETRACT) {
+        tk_embargo_cancel(h->held, item->ref);
+        return NULL;
+    }
+    return update_held(h, held, item, rej);
+}
+
+tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
+{
+    bool done;
+    tk_id_t id = item->id; /* a hold moves the item out */
+    memset(rej, 0, sizeof *rej);
+    if (tk_id_cmp(item->id, h->last_entry) <= 0)
+        return refuse(rej, TK_REJECT_OUT_OF_ORDER, "not after the last event");
+    tk_event_t *ev = add_held(h, item, rej, &done);
+    if (done) {
+        /* hello's last_id covers it: a client resuming from there gets
+         * its release, whose key is greater */
+        if (!rej->reason) h->last_entry = id;
+        if (!rej->reason && tk_id_cmp(id, h->last_id) > 0) h->last_id = id;
+        tk_item_clear(item);
+        return ev;
+    }
+    tk_state_t *st = item->op == TK_OP_PUBLISH ? NULL : tk_history_find(h, item->ref);
+    if (item->op == TK_OP_UPDATE && !st)
+        return refuse(rej, TK_REJECT_UNKNOWN_REF, "update of an item that is not live here");
+    if (item->op == TK_OP_UPDATE && st->retracted)
+        return refuse(rej, TK_REJECT_RETRACTED_REF, "update of a retracted item");
+    if (item->op == TK_OP_UPDATE && item->has & TK_F_PUBLISH_AT)
+        return refuse(rej, TK_REJECT_BAD_PUBLISH_AT, "publish_at of an item that is live");
+    if (!(ev = new_event(h, rej))) return NULL;
     ev->id = item->id;
     ev->op = item->op;
     /* A ref may name an update of the item; clients know it by the
@@ -503,10 +639,7 @@ tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej)
              : item->op == TK_OP_UPDATE ? make_update(h, ev, st, item)
                                         : make_retract(h, ev, st);
     tk_item_clear(item);
-    if (rc || log_push(h, ev)) {
-        event_free(ev);
-        return refuse(rej, TK_REJECT_BAD_ENTRY, "out of memory");
-    }
+    if ((ev = commit(h, ev, rc, rej))) h->last_entry = ev->id;
     return ev;
 }
 
@@ -541,18 +674,39 @@ int tk_history_current(const tk_history_t *h, const tk_filter_t *f, int n, int64
 static bool event_live(const tk_history_t *h, const tk_event_t *ev, int64_t now_ms)
 {
     if (ev->op == TK_OP_RETRACT) return true;
-    const tk_state_t *st = store_get(h, ev->op == TK_OP_PUBLISH ? ev->id : ev->ref);
+    const tk_state_t *st =
+        store_get(h, ev->op == TK_OP_PUBLISH && !ev->released ? ev->id : ev->ref);
     return (st ? st->item.expires_ms : ev->expires_ms) > now_ms;
+}
+
+/* Where since= starts: just after the event keyed since, when the log
+ * holds it (*exact), else at the last event (not late) whose key is below
+ * since, whatever came after it being weighed by key. Only a late event
+ * can sort below one logged before it, so the walk back stops there. */
+static uint64_t since_start(const tk_history_t *h, tk_id_t since, bool *exact)
+{
+    uint64_t s = h->next;
+    *exact = false;
+    while (s > h->first) {
+        const tk_event_t *ev = tk_history_at(h, s - 1);
+        int c = tk_id_cmp(ev->id, since);
+        if (c == 0) *exact = true;
+        if (c == 0 || (c < 0 && !ev->late)) break;
+        s--;
+    }
+    return s;
 }
 
 int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
                      int64_t now_ms, tk_event_t **out, bool *gap)
 {
-    uint64_t start = first_after(h, since);
+    bool exact;
+    uint64_t start = since_start(h, since, &exact);
     int found = 0;
     *gap = h->has_horizon && tk_id_cmp(since, h->horizon) < 0;
     for (uint64_t s = h->next; s-- > start;) {
         tk_event_t *ev = tk_history_at(h, s);
+        if (!exact && tk_id_cmp(ev->id, since) <= 0) continue;
         if (!event_live(h, ev, now_ms) || !tk_filter_match_any(f, ev->keys, ev->nkeys)) continue;
         if (found == max) {
             *gap = true;
@@ -571,11 +725,13 @@ int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f,
 int tk_history_after(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
                      int64_t now_ms, tk_event_t **out, bool *gap, bool *more)
 {
+    bool exact;
     int found = 0;
     *gap = h->has_horizon && tk_id_cmp(since, h->horizon) < 0;
     *more = false;
-    for (uint64_t s = first_after(h, since); s < h->next; s++) {
+    for (uint64_t s = since_start(h, since, &exact); s < h->next; s++) {
         tk_event_t *ev = tk_history_at(h, s);
+        if (!exact && tk_id_cmp(ev->id, since) <= 0) continue; /* a late entry */
         if (!event_live(h, ev, now_ms) || !tk_filter_match_any(f, ev->keys, ev->nkeys)) continue;
         if (found == max) {
             *more = true;

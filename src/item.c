@@ -31,6 +31,8 @@ const char *const tk_reason_names[TK_REJECT_REASONS] = {
     [TK_REJECT_DUPLICATE_FIELD] = "duplicate_field",
     [TK_REJECT_BAD_ENTRY] = "bad_entry",
     [TK_REJECT_BAD_PIN] = "bad_pin",
+    [TK_REJECT_BAD_PUBLISH_AT] = "bad_publish_at",
+    [TK_REJECT_EMBARGO_FULL] = "embargo_full",
 };
 
 static const char *const priority_names[] = {"normal", "breaking", "urgent", "flash"};
@@ -146,6 +148,65 @@ static int set_text(char **dst, const char *v, size_t n, tk_reject_t *rej)
     return *dst ? 0 : out_of_memory(rej);
 }
 
+/* n digits at s as a number, or -1. */
+static int digits(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+static int month_days(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* YYYY-MM-DDTHH:MM:SS[.s[s[s]]]Z, nothing else. */
+static int parse_iso(const char *s, size_t n, int64_t *ms)
+{
+    if (n < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[n - 1] != 'Z')
+        return -1;
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+    int h = digits(s + 11, 2), mi = digits(s + 14, 2), sec = digits(s + 17, 2), frac = 0;
+    size_t fn = n - 20;
+    if (fn) { /* ".s" to ".sss" */
+        if (s[19] != '.' || fn < 2 || fn > 4 || (frac = digits(s + 20, fn - 1)) < 0) return -1;
+        for (size_t i = fn - 1; i < 3; i++)
+            frac *= 10;
+    }
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo) || h < 0 || h > 23 ||
+        mi < 0 || mi > 59 || sec < 0 || sec > 59)
+        return -1;
+    *ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + sec * 1000 + frac;
+    return 0;
+}
+
+int tk_publish_at_parse(const char *s, size_t len, int64_t *ms)
+{
+    uint64_t v;
+    if (len && memchr(s, 'T', len)) return parse_iso(s, len, ms);
+    /* epoch ms: up to 15 digits (year 33658), which no limit comes near */
+    if (len > 15 || tk_parse_u64(s, len, 0, UINT64_MAX, &v)) return -1;
+    *ms = (int64_t)v;
+    return 0;
+}
+
 /* Validates one known field into item. Returns 0, 1 for an unknown field
  * (ignored) or -1 with rej filled. */
 static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *item,
@@ -215,6 +276,11 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
             return reject(rej, TK_REJECT_BAD_PIN, "pin '%.*s' is not 0 or 1", v, n);
         item->pinned = *v == '1';
         item->has |= TK_F_PIN;
+    } else if (IS("publish_at")) {
+        if (tk_publish_at_parse(v, n, &item->publish_at_ms))
+            return reject(rej, TK_REJECT_BAD_PUBLISH_AT,
+                          "publish_at '%.*s' is not epoch ms or YYYY-MM-DDTHH:MM:SS[.sss]Z", v, n);
+        item->has |= TK_F_PUBLISH_AT;
     } else if (IS("op")) {
         static const char *const ops[] = {
             [TK_OP_PUBLISH] = "publish", [TK_OP_UPDATE] = "update", [TK_OP_RETRACT] = "retract"};
@@ -233,8 +299,9 @@ static int parse_field(const tk_config_t *cfg, const tk_field_t *f, tk_item_t *i
 
 static bool known_field(const char *name, size_t nl)
 {
-    static const char *const known[] = {"text",   "lang", "region", "priority", "category", "url",
-                                        "source", "ttl",  "pin",    "op",       "ref",      "json"};
+    static const char *const known[] = {"text", "lang",   "region",    "priority", "category",
+                                        "url",  "source", "ttl",       "pin",      "op",
+                                        "ref",  "json",   "publish_at"};
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (strlen(known[i]) == nl && memcmp(known[i], name, nl) == 0) return true;
     return false;
@@ -286,7 +353,8 @@ static int parse_json_entry(const tk_config_t *cfg, tk_id_t id, const char *text
                        : json_is_false(val) || json_integer_value(val) == 0 ? "0"
                                                                             : "?";
             f->value_len = 1;
-        } else if (strcmp(key, "ttl") == 0 && json_is_integer(val)) {
+        } else if ((strcmp(key, "ttl") == 0 || strcmp(key, "publish_at") == 0) &&
+                   json_is_integer(val)) {
             owned[k] = malloc(24);
             if (!owned[k]) goto oom;
             snprintf(owned[k], 24, "%lld", (long long)json_integer_value(val));
@@ -345,6 +413,22 @@ out:
     return rc;
 }
 
+/* publish_at against the entry's own stream-ID time, so that every node
+ * and every restart judges it alike. */
+static int check_publish_at(const tk_item_t *item, tk_reject_t *rej)
+{
+    int64_t at = item->publish_at_ms, id_ms = (int64_t)item->id.ms;
+    if (item->op == TK_OP_RETRACT)
+        return reject(rej, TK_REJECT_BAD_PUBLISH_AT, "%.*sa retract takes no publish_at", "", 0);
+    if (at < id_ms - TK_PUBLISH_AT_PAST_MS)
+        return reject(rej, TK_REJECT_BAD_PUBLISH_AT,
+                      "%.*spublish_at is more than 60 s before the entry", "", 0);
+    if (at > id_ms + TK_PUBLISH_AT_AHEAD_MS)
+        return reject(rej, TK_REJECT_BAD_PUBLISH_AT,
+                      "%.*spublish_at is more than 7 days after the entry", "", 0);
+    return 0;
+}
+
 static int check_required(const tk_config_t *cfg, tk_item_t *item, tk_reject_t *rej)
 {
     if (item->op != TK_OP_PUBLISH && tk_id_is_zero(item->ref))
@@ -355,6 +439,7 @@ static int check_required(const tk_config_t *cfg, tk_item_t *item, tk_reject_t *
         return reject(rej, TK_REJECT_MISSING_TEXT, "%.*stext is missing or empty", "", 0);
     if (item->op != TK_OP_PUBLISH && tk_id_cmp(item->ref, item->id) >= 0)
         return reject(rej, TK_REJECT_BAD_REF, "%.*sref is not before the entry", "", 0);
+    if (item->has & TK_F_PUBLISH_AT && check_publish_at(item, rej)) return -1;
     /* Defaults fill what the entry did not carry; `has` still tells an
      * update which fields replace the original's. */
     if (!(item->has & TK_F_LANG)) item->lang = (uint8_t)cfg->default_lang;
@@ -403,6 +488,7 @@ int tk_item_apply_update(tk_item_t *dst, const tk_item_t *upd)
     if (upd->has & TK_F_PRIORITY) dst->priority = upd->priority;
     if (upd->has & TK_F_CATEGORY) dst->category = upd->category;
     if (upd->has & TK_F_PIN) dst->pinned = upd->pinned;
+    if (upd->has & TK_F_PUBLISH_AT) dst->publish_at_ms = upd->publish_at_ms;
     if (upd->has & TK_F_TTL) {
         dst->ttl_s = upd->ttl_s;
         dst->expires_ms = upd->expires_ms;
@@ -445,7 +531,7 @@ static int add_fields(json_t *o, const tk_item_t *item)
     for (int i = 0; regions && i < TK_MAX_REGIONS; i++)
         if (item->regions >> i & 1)
             bad |= json_array_append_new(regions, json_string(tk_name_of(TK_NAME_REGION, i)));
-    bad |= json_object_set_new(o, "ts", json_integer((json_int_t)item->id.ms));
+    bad |= json_object_set_new(o, "ts", json_integer((json_int_t)tk_item_ts(item)));
     bad |= json_object_set_new(o, "lang", json_string(tk_name_of(TK_NAME_LANG, item->lang)));
     bad |= json_object_set_new(o, "region", regions);
     bad |= json_object_set_new(o, "priority", json_string(tk_priority_name(item->priority)));
@@ -466,9 +552,16 @@ static int add_fields(json_t *o, const tk_item_t *item)
 char *tk_item_encode(const char *type, tk_id_t event_id, const tk_id_t *ref, const tk_item_t *item,
                      bool replay, size_t *len)
 {
+    return tk_item_encode_at(type, event_id, NULL, ref, item, replay, len);
+}
+
+char *tk_item_encode_at(const char *type, tk_id_t event_id, const tk_id_t *key, const tk_id_t *ref,
+                        const tk_item_t *item, bool replay, size_t *len)
+{
     json_t *o = json_object();
     int bad = json_object_set_new(o, "type", json_string(type));
     bad |= json_object_set_new(o, "id", id_json(event_id));
+    if (key) bad |= json_object_set_new(o, "key", id_json(*key));
     if (ref) bad |= json_object_set_new(o, "ref", id_json(*ref));
     if (item && o) bad |= add_fields(o, item);
     if (replay) bad |= json_object_set_new(o, "replay", json_true());

@@ -13,9 +13,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "tickerd/clock.h"
 #include "tickerd/config.h"
 #include "tickerd/item.h"
 #include "tickerd/kill.h"
+#include "tickerd/parse.h"
 
 #define MAX_FIELDS 24
 
@@ -37,6 +39,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: tickerctl [-c FILE] [--redis URL] [--stream KEY] COMMAND ...\n"
                "  publish --text T [--lang L] [--region R,..] [--priority P] [--category C]\n"
                "          [--url U] [--source S] [--ttl SECONDS] [--pin]  prints the new ID\n"
+               "          [--at 2026-12-01T18:00:00Z | --at EPOCH_MS | --in N(s|m|h|d)]\n"
+               "                                     embargo: published at that time, not before\n"
                "  post [FILE]     a JSON object with the stream's keys (stdin without FILE),\n"
                "                  as POST /v1/items takes it; prints the new ID\n"
                "  pin ID | unpin ID                                     keeps ID first, or not\n"
@@ -57,6 +61,43 @@ static int add_field(const char *name, const char *value)
     return 0;
 }
 
+/* --in N(s|m|h|d): publish_at that long from now, in epoch ms. */
+static int in_to_ms(const char *v, int64_t *ms)
+{
+    static const struct {
+        char unit;
+        int64_t ms;
+    } units[] = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+    size_t n = strlen(v);
+    uint64_t count;
+    if (n < 2 || tk_parse_u64(v, n - 1, 0, 1000000, &count)) return -1;
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (v[n - 1] == units[i].unit) {
+            *ms = tk_now_ms() + (int64_t)count * units[i].ms;
+            return 0;
+        }
+    return -1;
+}
+
+/* --at TIME is passed on as given (the daemon reads the same forms);
+ * --in becomes epoch ms. Either once. */
+static int embargo_field(bool in, const char *v)
+{
+    static char buf[24];
+    int64_t ms;
+    for (int i = 0; i < opt.nfields; i++)
+        if (!strcmp(opt.names[i], "publish_at")) {
+            fprintf(stderr, "tickerctl: --at and --in go once, and not together\n");
+            return -1;
+        }
+    if (in && in_to_ms(v, &ms)) {
+        fprintf(stderr, "tickerctl: --in '%s' is not a number with s, m, h or d\n", v);
+        return -1;
+    }
+    if (in) snprintf(buf, sizeof buf, "%lld", (long long)ms);
+    return add_field("publish_at", in ? buf : v);
+}
+
 static int parse_args(int argc, char **argv)
 {
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
@@ -75,6 +116,8 @@ static int parse_args(int argc, char **argv)
                                              {"ttl", required_argument, NULL, 'f'},
                                              {"pin", no_argument, NULL, 'P'},
                                              {"wait", required_argument, NULL, 'W'},
+                                             {"at", required_argument, NULL, 'A'},
+                                             {"in", required_argument, NULL, 'I'},
                                              {NULL, 0, NULL, 0}};
     int ch, idx;
     while ((ch = getopt_long(argc, argv, "+c:h", longopts, &idx)) != -1) {
@@ -113,6 +156,10 @@ static int parse_args(int argc, char **argv)
             }
             break;
         }
+        case 'A':
+        case 'I':
+            if (embargo_field(ch == 'I', optarg)) return -1;
+            break;
         default:
             return -1;
         }
@@ -174,13 +221,6 @@ fail:
     return NULL;
 }
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* Nodes record what they sent a retract as they read it; each node's part
  * is written whole, but nodes are not in step: a record that looks
  * complete sooner than this after the XADD counts only from then on. */
@@ -196,7 +236,7 @@ static int wait_screens(redisContext *rc, const char *refs, const char *rids)
     if (tk_id_parse(refs, strlen(refs), &ref) || tk_id_parse(rids, strlen(rids), &rid) ||
         tk_kill_key(cfg->stream_key, rid, key, sizeof key) < 0)
         return 2;
-    int64_t end = now_ms() + (int64_t)(opt.wait_s * 1000), settle = now_ms() + SETTLE_MS;
+    int64_t end = tk_now_ms() + (int64_t)(opt.wait_s * 1000), settle = tk_now_ms() + SETTLE_MS;
     int pending = 1, status = 1;
     json_t *o = NULL;
     for (;;) {
@@ -210,7 +250,7 @@ static int wait_screens(redisContext *rc, const char *refs, const char *rids)
         json_decref(o);
         o = tk_kill_summary_reply(ref, rid, r, &pending);
         freeReplyObject(r);
-        int64_t now = now_ms();
+        int64_t now = tk_now_ms();
         if (o && seen && !pending && now >= settle) status = 0;
         if (!o || status == 0 || now >= end) break;
         usleep(50 * 1000);
@@ -225,9 +265,7 @@ static int wait_screens(redisContext *rc, const char *refs, const char *rids)
 /* The ID the entry is expected to get: now. */
 static tk_id_t next_id(void)
 {
-    struct timeval now;
-    gettimeofday(&now, NULL);
-    return (tk_id_t){(uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000 + 1, 0};
+    return (tk_id_t){(uint64_t)tk_now_ms() + 1, 0};
 }
 
 static int rejected(const tk_reject_t *rej)

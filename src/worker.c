@@ -55,6 +55,7 @@ typedef struct tk_worker {
     int64_t shutdown_started;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t shutdown_timer, notify_timer, drain_timer;
+    uv_timer_t embargo_timer; /* one for every held item: the soonest */
 } tk_worker_t;
 
 /* --- configuration --- */
@@ -125,6 +126,41 @@ static void reload(tk_worker_t *w)
     tk_log(TK_LOG_INFO, "configuration reloaded");
 }
 
+/* --- embargoes: held items released on this node's clock --- */
+
+/* Releases what is due at now_ms; to the clients when live (else they get
+ * it in the replay that follows a load). */
+static void release_due(tk_worker_t *w, int64_t now_ms, bool live)
+{
+    tk_event_t *ev;
+    while ((ev = tk_history_release(w->history, now_ms)))
+        if (live && w->hub) tk_hub_publish(w->hub, ev);
+}
+
+static void on_embargo_due(uv_timer_t *t);
+
+/* The one timer, for the soonest publish_at held (the clock may have moved
+ * by the time it fires: on_embargo_due asks again). */
+static void arm_embargo(tk_worker_t *w)
+{
+    int64_t next = tk_history_next_release(w->history);
+    if (next == INT64_MAX || w->stage2) {
+        uv_timer_stop(&w->embargo_timer);
+        return;
+    }
+    /* Due already (this clock is ahead of the last entry's, or a release
+     * found no memory): in 1 ms. */
+    int64_t wait = next - tk_now_ms();
+    uv_timer_start(&w->embargo_timer, on_embargo_due, wait > 0 ? (uint64_t)wait : 1, 0);
+}
+
+static void on_embargo_due(uv_timer_t *t)
+{
+    tk_worker_t *w = t->data;
+    release_due(w, tk_now_ms(), tk_hub_is_ready(w->hub) && !w->reloading);
+    arm_embargo(w);
+}
+
 /* --- the stream's reports: stream -> item -> history -> hub --- */
 
 static void on_entry(void *ud, const char *id, size_t idlen, const char *const *fv,
@@ -142,12 +178,19 @@ static void on_entry(void *ud, const char *id, size_t idlen, const char *const *
         memcpy(stats->last_id, id, idlen);
         stats->last_id[idlen] = 0;
     }
+    /* What was due by this entry's time goes first, as on every node. */
+    release_due(w, (int64_t)sid.ms, live);
     if (n > 32 && !(fields = malloc(n * sizeof *fields))) return;
     for (size_t i = 0; i < n; i++)
         fields[i] = (tk_field_t){fv[2 * i], fvlen[2 * i], fv[2 * i + 1], fvlen[2 * i + 1]};
     int rc = tk_item_parse(w->cfg, sid, fields, n, &item, &rej);
     if (fields != stack) free(fields);
     tk_event_t *ev = rc == 0 ? tk_history_add(w->history, &item, &rej) : NULL;
+    if (rc == 0) arm_embargo(w);
+    if (!ev && rc == 0 && rej.reason == TK_REJECT_NONE) { /* held, or a held item corrected */
+        if (tk_metrics_first_count(sid)) TK_COUNT(items_ingested_total, 1);
+        return;
+    }
     if (!ev) {
         if (rc == 0) tk_item_clear(&item);
         if (rej.reason == TK_REJECT_OUT_OF_ORDER) return; /* already have it */
@@ -218,6 +261,9 @@ static void on_loaded(void *ud, const tk_id_t *horizon)
 {
     tk_worker_t *w = ud;
     if (horizon) tk_history_set_horizon(w->history, *horizon);
+    /* Released now, before clients are served (or resynced) the state. */
+    release_due(w, tk_now_ms(), tk_hub_is_ready(w->hub) && !w->reloading);
+    arm_embargo(w);
     if (!tk_hub_is_ready(w->hub)) {
         tk_hub_ready(w->hub);
         __atomic_store_n(&tk_metrics->workers[w->index].ready, 1, __ATOMIC_RELAXED);
@@ -278,6 +324,7 @@ static void on_shutdown_tick(uv_timer_t *t)
     close_handle((uv_handle_t *)&w->sig_int);
     close_handle((uv_handle_t *)&w->sig_hup);
     close_handle((uv_handle_t *)&w->drain_timer);
+    close_handle((uv_handle_t *)&w->embargo_timer);
 }
 
 /* The last step of a stop: whoever is left is closed now, then the
@@ -385,6 +432,8 @@ static void start_signals(tk_worker_t *w)
     w->shutdown_timer.data = w;
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
+    uv_timer_init(&w->loop, &w->embargo_timer);
+    w->embargo_timer.data = w;
 }
 
 /* --- the worker --- */

@@ -74,6 +74,9 @@ function maxId(a, b) {
 }
 
 const isId = (s) => typeof s === 'string' && /^\d+-\d+$/.test(s);
+// Where a frame stands in the stream, for since=: an embargoed item's
+// release carries the key it sorts at (its publish_at) besides its old id.
+const positionOf = (m) => (isId(m.key) ? m.key : m.id);
 const MAX_TIMEOUT = 2147483647;
 const MIN_RENEW_MS = 1000; // renewals of one connection are at least this far apart
 const POLL_FIRST_WAIT_S = 1; // the first poll of a connection answers soon: it is the "hello"
@@ -203,9 +206,10 @@ class TickerClient extends EventTarget {
     this._kills = new Map(); // ref -> holds left, retracts to ack once off display
   }
 
-  /** Current items, newest first. */
+  /** Current items, newest first: by ts (an embargoed item's is its
+   * publish_at, later than its ID), then by ID. */
   get items() {
-    return [...this._items.values()].sort((a, b) => compareIds(b.id, a.id));
+    return [...this._items.values()].sort((a, b) => b.ts - a.ts || compareIds(b.id, a.id));
   }
 
   get(id) {
@@ -1137,7 +1141,7 @@ class TickerClient extends EventTarget {
       this._skewConn = this._skewConn == null ? sample : Math.max(this._skewConn, sample);
       this._skew = this._skewConn;
     }
-    if (isId(m.id)) this.lastId = maxId(this.lastId, m.id);
+    if (isId(positionOf(m))) this.lastId = maxId(this.lastId, positionOf(m));
     if (this._apply(this._items, m, true, false)) {
       this._emitState();
       this._scheduleExpiry();
@@ -1151,7 +1155,7 @@ class TickerClient extends EventTarget {
     const epochChanged = this.epoch != null && hello.epoch != null && hello.epoch !== this.epoch;
     const reset = !!marker.gap || !this._resuming || epochChanged;
     let last = isId(hello.last_id) && hello.last_id !== '0-0' ? hello.last_id : null;
-    for (const m of staged) if (isId(m.id)) last = maxId(last, m.id);
+    for (const m of staged) if (isId(positionOf(m))) last = maxId(last, positionOf(m));
     if (reset) {
       if (epochChanged) this._retracted.clear(); // old IDs mean nothing now
       const next = new Map();

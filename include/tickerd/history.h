@@ -9,7 +9,12 @@
  * The live store: the current state of every item still live (updates
  * applied), up to `max_live_items`, each released at its expiry. It answers
  * replay=N and /v1/items, and routes corrections however many events ago
- * the original came. */
+ * the original came.
+ *
+ * Held items (embargo.h): a publish whose publish_at is after its own
+ * stream-ID time is in neither until its release, which is an event of the
+ * log of its own whose key (tk_event_t.id) sorts just before publish_at:
+ * tk_history_release_key(). */
 #ifndef TICKERD_HISTORY_H
 #define TICKERD_HISTORY_H
 
@@ -37,9 +42,11 @@ typedef struct tk_state {
 typedef struct tk_event {
     uint64_t seq; /* position in the log */
     uint64_t end; /* log bytes up to and including this event */
-    tk_id_t id;
+    tk_id_t id;   /* its key: the stream ID, or a release's key */
     tk_op_t op;
-    tk_id_t ref;        /* update/retract: the original's ID */
+    tk_id_t ref;        /* update/retract/release: the original's ID */
+    bool released;      /* an embargoed item going live (op publish) */
+    bool late;          /* its key sorts before an event logged earlier */
     int64_t expires_ms; /* this version's expiry; 0 for a retract */
     int nkeys;          /* the clients this event goes to */
     tk_match_key_t *keys;
@@ -63,8 +70,26 @@ void tk_history_set_max_live(tk_history_t *h, int max_live);
  * left empty). Returns the new event, or NULL with rej filled (an update
  * of an unknown or retracted item, an ID not after the last one). A
  * retract of an item the store does not hold is accepted and goes to every
- * client. */
+ * client. NULL with rej->reason TK_REJECT_NONE: accepted with nothing to
+ * send (a publish held until its publish_at, an update or retract of a
+ * held item). */
 tk_event_t *tk_history_add(tk_history_t *h, tk_item_t *item, tk_reject_t *rej);
+
+/* Releases the soonest held item due at now_ms (publish_at <= now_ms): it
+ * goes live with ts = publish_at and its release is logged. Returns that
+ * event, or NULL when none is due (or, out of memory, it stays held).
+ * Call it until NULL: with the wall clock from the timer, and with an
+ * entry's stream-ID time before that entry is added, so that every node
+ * logs a release at the same place in the stream. */
+tk_event_t *tk_history_release(tk_history_t *h, int64_t now_ms);
+/* The soonest publish_at held (INT64_MAX: none), and how many are held. */
+int64_t tk_history_next_release(const tk_history_t *h);
+int tk_history_held_count(const tk_history_t *h);
+/* The key of item's release at publish_at: a stream-ID-shaped position
+ * that no entry has, (publish_at - 1)-(2^63 + ...), after every entry
+ * before publish_at and before every entry at or after it, ordered by the
+ * item's ID among releases due at the same ms. */
+tk_id_t tk_history_release_key(int64_t publish_at_ms, tk_id_t item);
 
 /* Releases the items expired at now_ms. */
 void tk_history_expire(tk_history_t *h, int64_t now_ms);
@@ -89,7 +114,9 @@ int tk_history_current(const tk_history_t *h, const tk_filter_t *f, int n, int64
 
 /* Every matching event after since, oldest first, into out (room for max);
  * *gap is set when events may be missing (since before the horizon, or more
- * than max matched: then the newest max are given). */
+ * than max matched: then the newest max are given). "After": everything
+ * logged after the event whose key is since, when this log holds it
+ * (late events included), else every event whose key is greater. */
 int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
                      int64_t now_ms, tk_event_t **out, bool *gap);
 
@@ -99,6 +126,7 @@ int tk_history_since(const tk_history_t *h, tk_id_t since, const tk_filter_t *f,
 int tk_history_after(const tk_history_t *h, tk_id_t since, const tk_filter_t *f, int max,
                      int64_t now_ms, tk_event_t **out, bool *gap, bool *more);
 
+/* The greatest key logged or ID of an entry held (hello's last_id). */
 tk_id_t tk_history_last_id(const tk_history_t *h);
 /* Events retained, and live items held. */
 int tk_history_count(const tk_history_t *h);

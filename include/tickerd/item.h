@@ -26,6 +26,7 @@ enum {
     TK_F_SOURCE = 1 << 6,
     TK_F_TTL = 1 << 7,
     TK_F_PIN = 1 << 8,
+    TK_F_PUBLISH_AT = 1 << 9,
 };
 
 /* Why an entry was rejected; also the label of
@@ -52,6 +53,8 @@ typedef enum {
     TK_REJECT_DUPLICATE_FIELD,
     TK_REJECT_BAD_ENTRY,
     TK_REJECT_BAD_PIN,
+    TK_REJECT_BAD_PUBLISH_AT,
+    TK_REJECT_EMBARGO_FULL,
     TK_REJECT_REASONS
 } tk_reason_t;
 
@@ -86,8 +89,26 @@ typedef struct tk_item {
     char *source;
     uint32_t ttl_s;
     int64_t expires_ms;
-    bool pinned; /* clients keep it first (SPEC §1 `pin`) */
+    bool pinned;           /* clients keep it first (SPEC §1 `pin`) */
+    int64_t publish_at_ms; /* TK_F_PUBLISH_AT: the embargo it asked for */
+    int64_t live_ms;       /* an embargoed item: when it went live; 0: its ID time */
 } tk_item_t;
+
+/* The item's "ts": when it went live (an embargo's publish_at), else its
+ * stream-ID time. */
+static inline int64_t tk_item_ts(const tk_item_t *it)
+{
+    return it->live_ms ? it->live_ms : (int64_t)it->id.ms;
+}
+
+/* publish_at (SPEC §1) is valid from this long before the entry's stream-ID
+ * time (then the item is published at once) to this long after it. */
+#define TK_PUBLISH_AT_PAST_MS 60000
+#define TK_PUBLISH_AT_AHEAD_MS (7LL * 24 * 3600 * 1000)
+
+/* A publish_at value: epoch ms (digits) or ISO 8601 UTC
+ * YYYY-MM-DDTHH:MM:SS[.sss]Z. Returns 0 with *ms set, or -1. */
+int tk_publish_at_parse(const char *s, size_t len, int64_t *ms);
 
 /* Validates the fields of the stream entry id against cfg. On success fills
  * item (publish: every default applied) and returns 0; the caller then owns
@@ -117,6 +138,11 @@ void tk_item_clear(tk_item_t *item);
  * (its length in *len), or NULL on allocation failure. */
 char *tk_item_encode(const char *type, tk_id_t event_id, const tk_id_t *ref, const tk_item_t *item,
                      bool replay, size_t *len);
+/* The same with "key" after "id" when key is not NULL: the position a
+ * client resumes from when it is not the ID (an embargoed item's release,
+ * history.h). */
+char *tk_item_encode_at(const char *type, tk_id_t event_id, const tk_id_t *key, const tk_id_t *ref,
+                        const tk_item_t *item, bool replay, size_t *len);
 
 /* json_dumps(o, JSON_COMPACT) for frames: a malloc'd string (its length in
  * *len unless len is NULL), or NULL. jansson 2.14's json_dumps can leave an

@@ -8,7 +8,9 @@ from nothing. Steps: publish, update (text and a random subset of lang,
 region, priority, category), retract, retract/update of an ID tickerd never
 saw, connect (WebSocket or SSE, a random filter, replay=N or since=<an ID of
 this example>), stop reading, resume, disconnect, reconnect with since=<the
-last ID the client got> (SSE: Last-Event-ID). Long-poll clients (GET
+last ID the client got> (SSE: Last-Event-ID), and embargoed publishes
+(released by the timer, cancelled while held, or released at once by an
+update; a release is an event at its key). Long-poll clients (GET
 /v1/poll) are a series of polls, each from the last answer's last_id; the
 first answer stands for hello, its events and the marker; one that stops
 reading sends no poll until it resumes, and then gets what it missed in
@@ -59,6 +61,12 @@ def id_key(entry_id):
     return tuple(int(x) for x in entry_id.split("-"))
 
 
+def release_key(at, entry_id):
+    """The key of entry_id's release at `at` (tk_history_release_key)."""
+    ms, seq = id_key(entry_id)
+    return f"{at - 1}-{1 << 63 | (ms & ((1 << 40) - 1)) << 23 | (seq & ((1 << 23) - 1))}"
+
+
 # --------------------------------------------------------------------------
 # the reference model
 
@@ -71,15 +79,15 @@ def matches(flt, item):
             (not flt.get("category") or item["category"] in flt["category"]))
 
 
-def frame(type, entry_id, ref=None, item=None, replay=False):
+def frame(type, entry_id, ref=None, item=None, replay=False, key=None):
     """The part of a frame the test compares; a text as its start, length
-    and digest (shorter messages)."""
+    and digest (shorter messages). key: an embargoed item's release."""
     item, text = item or {}, (item or {}).get("text")
     if text is not None:
         text = (text[:10], len(text), hashlib.sha1(text.encode()).hexdigest()[:8])
     return (type, entry_id, ref, item.get("lang"),
             tuple(sorted(item["region"])) if "region" in item else None,
-            item.get("priority"), item.get("category"), text, replay or None)
+            item.get("priority"), item.get("category"), text, key, replay or None)
 
 
 class Model:
@@ -99,6 +107,11 @@ class Model:
     def publish(self, entry_id, item):
         self.items[entry_id] = {"versions": [item], "retracted": False}
         self._add(entry_id, frame("item", entry_id, item=item), [item])
+
+    def release(self, key, entry_id, item):
+        """An embargoed item goes live: an event at key, its position."""
+        self.items[entry_id] = {"versions": [item], "retracted": False}
+        self._add(key, frame("item", entry_id, item=item, key=key), [item])
 
     def update(self, entry_id, ref, fields):
         it = self.items[ref]
@@ -121,8 +134,8 @@ class Model:
             pre = [f[:-1] + (True,) for i, f, v in self.events[-HISTORY:]
                    if id_key(i) > id_key(since) and routed(c.filter, v)]
         else:
-            cur = [(i, it["versions"][-1]) for i, it in sorted(self.items.items(),
-                                                               key=lambda kv: id_key(kv[0]))
+            # in the order they went live (a released item is the newest)
+            cur = [(i, it["versions"][-1]) for i, it in self.items.items()
                    if not it["retracted"] and matches(c.filter, it["versions"][-1])]
             pre = [frame("item", i, item=v, replay=True) for i, v in cur[-replay:]] \
                 if replay else []
@@ -154,7 +167,7 @@ def frame_of(obj):
         return ("hello",)
     if t == "replay":
         return ("replay", obj.get("count"), obj.get("gap"))
-    return frame(t, obj.get("id"), obj.get("ref"), obj, obj.get("replay"))
+    return frame(t, obj.get("id"), obj.get("ref"), obj, obj.get("replay"), obj.get("key"))
 
 
 class Client:
@@ -238,7 +251,7 @@ class Client:
                 f"{'ended, ' if self.eof else ''}close code {self.close_code}")
 
     def last_event_id(self):
-        ids = [f[1] for f in self.got if f[0] in ("item", "update", "retract")]
+        ids = [f[8] or f[1] for f in self.got if f[0] in ("item", "update", "retract")]
         return ids[-1] if ids else None
 
     def close(self):
@@ -350,8 +363,16 @@ BURST = st.tuples(st.just("burst"), st.sampled_from(LANGS),
                   st.lists(st.sampled_from(REGIONS), max_size=2, unique=True),
                   st.sampled_from(PRIOS), st.sampled_from([None] + CATS),
                   st.integers(1000, 3900), st.integers(5, 40))
+# An embargoed publish: released by the timer 30 ms on (nothing is written
+# until 50 ms after, so its place among the entries is certain), cancelled
+# by a retract while held, or released at once by an update that moves
+# publish_at to the past.
+EMBARGO = st.tuples(st.just("embargo"), st.sampled_from(LANGS),
+                    st.lists(st.sampled_from(REGIONS), max_size=2, unique=True),
+                    st.sampled_from(PRIOS), st.sampled_from([None] + CATS), TEXT,
+                    st.sampled_from(["release", "cancel", "now"]))
 STEPS = [  # weights: publish, burst, connect and the client steps two each
-    PUBLISH, PUBLISH, CONNECT, CONNECT, BURST, BURST,
+    PUBLISH, PUBLISH, CONNECT, CONNECT, BURST, BURST, EMBARGO,
     st.tuples(st.just("update"), pick, st.fixed_dictionaries({}, optional={
         "lang": st.sampled_from(LANGS),
         "region": st.lists(st.sampled_from(REGIONS), min_size=1, max_size=2, unique=True),
@@ -421,6 +442,21 @@ class Run:
         self.clients.append(c)
         return c
 
+    def embargo(self, item, mode):
+        m, ms = self.m, lambda: int(time.time() * 1000)
+        at = ms() + (30 if mode == "release" else 86400000)
+        held = self.xadd(publish_at=str(at), **xadd_fields(item))
+        if mode == "release":
+            while ms() <= at + 50:
+                time.sleep(0.01)
+            m.release(release_key(at, held), held, item)
+        elif mode == "cancel":
+            m.last_id = self.xadd(op="retract", ref=held)  # reaches no one
+        else:
+            item = dict(item, text=item["text"] + " now")
+            upd = self.xadd(op="update", ref=held, text=item["text"], publish_at=str(ms() - 1000))
+            m.release(upd, held, item)
+
     def step(self, s, known):
         m, live, op = self.m, self.m.live(), s[0]
         if op in ("publish", "burst"):  # a burst: that many items at once
@@ -431,6 +467,9 @@ class Run:
                 p.xadd(STREAM, xadd_fields(item))
             for entry_id, item in zip(p.execute(), items):
                 m.publish(entry_id.decode(), item)
+        elif op == "embargo":
+            self.embargo(dict(zip(("lang", "region", "priority", "category"), s[1:5]),
+                              text=self.text(s[5])), s[6])
         elif op == "update" and live:
             ref, fields = live[s[1] % len(live)], dict(s[2], text=self.text(s[3]))
             f = dict(fields, region=",".join(fields["region"])) if "region" in fields else fields
@@ -496,6 +535,7 @@ def check(run, stats):
         owed = sum(f[7][1] if f[7] else 0 for f in c.expected[c.stopped_at:]) if not c.reading else 0
         stats["stopped with 32+ KB owed"] += owed >= 32768
         stats["updates, retracts"] += sum(f[0] in ("update", "retract") for f in c.got)
+        stats["releases"] += sum(len(f) > 8 and f[8] is not None for f in c.got)
 
 
 # Texts up to 4 KB, so that a few frames fill the buffers of a client that
@@ -543,3 +583,4 @@ def test_clients_see_what_the_model_says(make_tickerd, redis_server, unknown_ref
     assert stats["frames"] >= 300 and stats["since"] >= 5 and stats["replay"] >= 5, stats
     assert stats["poll"] >= 5, stats
     assert stats["stopped with 32+ KB owed"] >= 2 and stats["updates, retracts"] >= 20, stats
+    assert stats["releases"] >= 5, stats

@@ -14,70 +14,12 @@
 #include <cmocka.h>
 
 #include "fixture.h"
+#include "inject.h"
 #include "tickerd/clock.h"
 #include "tickerd/history.h"
 #include "tickerd/hub.h"
 #include "tickerd/item.h"
 #include "tickerd/metrics.h"
-
-/* --- failing an allocation ---
- * test_hub is linked with -Wl,--wrap=malloc,calloc,realloc,strdup,strndup
- * (Makefile), and jansson allocates through json_set_alloc_funcs (main), so
- * every allocation of the item, history, frame and hub code comes through
- * here. Armed, the fail_at-th allocation from then on fails; with persist,
- * every one after it too. The test's own buffers (the fake sockets, the
- * requests it hands the hub) come from the __real_ functions. */
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-char *__real_strndup(const char *s, size_t n);
-
-static struct {
-    bool armed, persist;
-    long fail_at; /* 0: count only */
-    long seen, failed;
-} inject;
-
-static bool inject_fails(void)
-{
-    if (!inject.armed) return false;
-    inject.seen++;
-    if (!inject.fail_at || inject.seen < inject.fail_at) return false;
-    if (inject.seen > inject.fail_at && !inject.persist) return false;
-    inject.failed++;
-    return true;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return inject_fails() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-    return inject_fails() ? NULL : __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    return inject_fails() ? NULL : __real_realloc(p, n);
-}
-
-char *__wrap_strdup(const char *s)
-{
-    return inject_fails() ? NULL : __real_strdup(s);
-}
-
-char *__wrap_strndup(const char *s, size_t n)
-{
-    return inject_fails() ? NULL : __real_strndup(s, n);
-}
-
-static void *json_alloc(size_t n)
-{
-    return __wrap_malloc(n);
-}
 
 /* A client whose socket is a byte buffer. stalled = it reads nothing, so
  * no writable callback comes. */
