@@ -196,9 +196,9 @@ class TickerClient extends EventTarget {
     this._onPageHide = () => this._post({ t: 'leave' });
   }
 
-  /** Current items, newest first. */
+  /** Current items: pinned ones first, then newest first. */
   get items() {
-    return [...this._items.values()].sort((a, b) => compareIds(b.id, a.id));
+    return [...this._items.values()].sort((a, b) => !!b.pinned - !!a.pinned || compareIds(b.id, a.id));
   }
 
   get(id) {
@@ -1268,6 +1268,7 @@ function normalize(m, id) {
   if (m.category) it.category = m.category;
   if (m.url && /^https?:\/\//i.test(m.url)) it.url = m.url;
   if (m.source) it.source = String(m.source);
+  if (m.pinned === true) it.pinned = true; // an update without it unpins
   return it;
 }
 
@@ -1307,6 +1308,8 @@ function fillItem(el, item, opts = {}) {
   el.dataset.version = item.updateId || item.id;
   if (item.category) el.dataset.category = item.category;
   else delete el.dataset.category;
+  if (item.pinned) el.dataset.pinned = 'true';
+  else delete el.dataset.pinned;
   if (item.lang) el.lang = item.lang;
   el.dir = 'auto'; // children below carry their own dir, so the headline decides
   el.replaceChildren();
