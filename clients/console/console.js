@@ -592,6 +592,10 @@ function wire() {
   $('f-lang').addEventListener('change', langChanged);
   $('f-publish-at').addEventListener('input', embargoChanged);
   $('cancel-edit').addEventListener('click', resetForm);
+  window.addEventListener('hashchange', () => {
+    const t = tokenFromFragment();
+    if (t) signIn(t);
+  });
   $('item-form').addEventListener('keydown', (e) => e.key === 'Escape' && state.editing && resetForm());
 }
 
