@@ -103,11 +103,14 @@ tk_peer_t *tk_peer_new(const char *conn)
     if (!p) return NULL;
     snprintf(p->conn, sizeof p->conn, "%s", conn && *conn ? conn : "?");
     memcpy(p->client, p->conn, sizeof p->client);
+    p->body = NULL;
+    p->body_len = -1;
     return p;
 }
 
 void tk_peer_free(tk_peer_t *p)
 {
+    if (p) free(p->body);
     free(p);
 }
 

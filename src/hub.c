@@ -66,7 +66,7 @@ static void mark_owed(tk_client_t *c)
     if (hub->owed) hub->owed->owed_prev = c;
     hub->owed = c;
     c->progress_ms = loop_ms(hub); /* owed from now */
-    c->ops->want_write(c);
+    if (!hub->batching) c->ops->want_write(c); /* else the batch's end writes */
 }
 
 static void unmark_owed(tk_client_t *c)
@@ -264,7 +264,10 @@ static size_t gather_log(tk_client_t *c, unsigned char *dst, size_t n, size_t ca
     return n;
 }
 
-int tk_client_writable(tk_client_t *c)
+/* Writes what c is owed, its own frames first, as many as its socket takes
+ * in one write. direct: called by the hub, not from a writable callback,
+ * so a socket with no room is left to its callback. */
+static int write_owed(tk_client_t *c, bool direct)
 {
     tk_hub_t *hub = c->hub;
     tk_msg_t *big = NULL;
@@ -277,6 +280,10 @@ int tk_client_writable(tk_client_t *c)
     }
     unsigned char *dst = hub->scratch + tk_msg_pre;
     size_t cap = c->ops->room ? c->ops->room(c) : SIZE_MAX;
+    if (direct && cap == 0) {
+        c->ops->want_write(c);
+        return 0;
+    }
     if (cap > SCRATCH_BYTES) cap = SCRATCH_BYTES;
     size_t n = gather_own(c, dst, cap, &big); /* at least one frame */
     own_big = big != NULL;
@@ -297,6 +304,26 @@ int tk_client_writable(tk_client_t *c)
     else
         unmark_owed(c);
     return 0;
+}
+
+int tk_client_writable(tk_client_t *c)
+{
+    return write_owed(c, false);
+}
+
+/* The end of a batch: each live client owed frames is written to now, its
+ * frames of the batch packed in one write, rather than from a writable
+ * callback (which costs the loop a poll change and a wake-up per client).
+ * A client whose transport still holds a write waits for its callback. */
+static void write_owed_clients(tk_hub_t *hub)
+{
+    for (tk_client_t *c = hub->owed, *next; c; c = next) {
+        next = c->owed_next;
+        if (c->state != TK_CLIENT_LIVE || !c->attached || c->ops->busy(c))
+            c->ops->want_write(c);
+        else if (write_owed(c, true) < 0)
+            tk_client_close(c, 0);
+    }
 }
 
 /* --- hello and replay --- */
@@ -528,7 +555,9 @@ void tk_hub_publish(tk_hub_t *hub, tk_event_t *ev)
 void tk_hub_batch(tk_hub_t *hub, bool on)
 {
     hub->batching = on;
-    if (!on) trim(hub);
+    if (on) return;
+    write_owed_clients(hub);
+    trim(hub);
 }
 
 void tk_hub_ready(tk_hub_t *hub)

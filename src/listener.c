@@ -3,8 +3,13 @@
  * handed to lws: the PROXY header from a trusted proxy is read and taken
  * off, and on plain HTTP the head of the first request is read and held
  * to SPEC §6's limits (head.h), so that an oversized request is answered
- * 414 or 431 here instead of being dropped silently by lws. Over TLS only
- * the PROXY header is read: the head is encrypted. */
+ * 414 or 431 here instead of being dropped silently by lws. A body is read
+ * here too, whole, and taken out of what lws sees: lws 4.1.6 feeds the
+ * head it was handed back to itself as the body, forever (a worker at 100%
+ * CPU). Only POST /v1/items takes one (TK_BODY_MAX); lws gets the head
+ * without its Content-Length line, and the body waits for the handler
+ * (tk_listener_adopting_body). Over TLS only the PROXY header is read: the
+ * head is encrypted. */
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netdb.h>
@@ -35,8 +40,8 @@
  * readable: the loop would spin. Accepting pauses this long instead. */
 #define ACCEPT_PAUSE_MS 100
 
-/* A head (or PROXY header) not complete this long after the accept is
- * answered 408 (slowloris); lws gives the rest of a request as long. */
+/* A head (or PROXY header), and the body after it, not complete this long
+ * after the accept is answered 408 (slowloris). */
 #define HEAD_TIMEOUT_MS 10000
 /* After a refusal, what the client still sends is read and dropped this
  * long, so that closing does not reset the answer away before it is read. */
@@ -44,7 +49,7 @@
 #define SWEEP_MS 500
 
 #define DOOR_FIRST_BUF 2048
-#define DOOR_MAX_BUF (TK_PROXY_MAX + TK_HEAD_MAX + 1)
+#define DOOR_MAX_BUF (TK_PROXY_MAX + TK_HEAD_MAX + TK_BODY_MAX + 1)
 
 /* One accepted connection not yet handed to lws. Freed in its poll
  * handle's close callback. */
@@ -61,6 +66,9 @@ typedef struct door {
     size_t off; /* where the request starts: after a PROXY header */
     size_t len, cap;
     char *buf;
+    size_t head;         /* the head's length once it is whole, else 0 */
+    tk_head_body_t body; /* its framing, once the head is whole */
+    char *body_buf;      /* the body taken out for lws's adoption (NULL: none) */
 } door_t;
 
 /* Doors with the same timeout, oldest first: so also in deadline order. */
@@ -77,6 +85,7 @@ static struct {
     char *trusted; /* trusted_proxies, ours */
     door_list_t reading, lingering;
     const char *adopting; /* the client of the connection lws is adopting */
+    door_t *adopting_door; /* and its door: the body */
     unsigned long accept_pauses;
 } L = {.fd = -1};
 
@@ -91,13 +100,44 @@ const char *tk_listener_adopting(void)
     return L.adopting;
 }
 
+char *tk_listener_adopting_body(long long *len)
+{
+    door_t *d = L.adopting_door;
+    *len = d && d->head ? d->body.length : -1;
+    if (!d || !d->body_buf) return NULL;
+    char *b = d->body_buf;
+    d->body_buf = NULL;
+    return b;
+}
+
 /* lws owns fd from here (on failure it closes it itself), and reads
  * data[0..len) before the socket. */
-static void adopt(int fd, const char *client, const char *data, size_t len)
+static void adopt(door_t *d, int fd, const char *client, const char *data, size_t len)
 {
     L.adopting = client;
+    L.adopting_door = d;
     lws_adopt_socket_vhost_readbuf(L.vhost, fd, len ? data : NULL, len);
     L.adopting = NULL;
+    L.adopting_door = NULL;
+}
+
+/* Takes the body, and the Content-Length line, out of the buffer: lws gets
+ * the head of a request without a body, then whatever followed the body
+ * (a pipelined request). Returns 0, or -ENOMEM. */
+static int take_body(door_t *d)
+{
+    if (!d->head || d->body.length < 0) return 0;
+    char *h = d->buf + d->off;
+    size_t total = d->len - d->off, blen = (size_t)d->body.length, after = d->head + blen;
+    if (!(d->body_buf = malloc(blen + 1))) return -ENOMEM;
+    memcpy(d->body_buf, h + d->head, blen);
+    d->body_buf[blen] = 0;
+    memmove(h + d->head, h + after, total - after);
+    total -= blen;
+    memmove(h + d->body.cl_off, h + d->body.cl_off + d->body.cl_len,
+            total - d->body.cl_off - d->body.cl_len);
+    d->len = d->off + total - d->body.cl_len;
+    return 0;
 }
 
 /* --- doors --- */
@@ -126,10 +166,11 @@ static void unlink_door(door_t *d)
 
 static void finish_door(door_t *d)
 {
-    if (d->adopt)
-        adopt(d->fd, d->client, d->buf + d->off, d->len - d->off);
+    if (d->adopt && take_body(d) == 0)
+        adopt(d, d->fd, d->client, d->buf + d->off, d->len - d->off);
     else
         close(d->fd);
+    free(d->body_buf);
     free(d->buf);
     free(d);
 }
@@ -167,7 +208,10 @@ static void watch(door_t *d)
 static const char *reason_phrase(int status)
 {
     return status == 400   ? "Bad Request"
+           : status == 405 ? "Method Not Allowed"
            : status == 408 ? "Request Timeout"
+           : status == 411 ? "Length Required"
+           : status == 413 ? "Content Too Large"
            : status == 414 ? "URI Too Long"
                            : "Request Header Fields Too Large";
 }
@@ -263,23 +307,55 @@ static int advance_tls(door_t *d)
     return rc;
 }
 
-/* Plain HTTP: the PROXY header, then the whole head of the request. */
+/* Whether the body the head announces may come: 0, or 2 when refused. */
+static int check_body(door_t *d)
+{
+    tk_head_body_t *b = &d->body;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (tk_head_body(d->buf + d->off, d->head, b))
+        refuse(d, 400, "Content-Length is not one whole number");
+    else if (b->chunked)
+        refuse(d, 411, "a body in chunks (Transfer-Encoding) is not taken: send Content-Length");
+    else if (b->length <= 0)
+        return 0;
+    else if (b->bodyless_method)
+        refuse(d, 400, "a GET, HEAD or OPTIONS request carries no body");
+    else if (!b->publish)
+        refuse(d, 405, "only POST /v1/items takes a request body");
+    else if (b->length > TK_BODY_MAX)
+        refuse(d, 413, "request body over 16384 bytes");
+    else {
+        if (b->expect_continue && d->len - d->off == d->head)
+            (void)!send(d->fd, cont, sizeof cont - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        return 0;
+    }
+    return 2;
+}
+
+/* Plain HTTP: the PROXY header, then the whole head of the request, then
+ * its body. */
 static int advance_plain(door_t *d)
 {
     for (;;) {
         ssize_t n = fill(d, 0);
         if (n == -EAGAIN || n == -ENOBUFS) break;
-        if (n <= 0) return -1; /* EOF before a whole head, or an error */
+        if (n <= 0) return -1; /* EOF before a whole request, or an error */
         d->len += (size_t)n;
     }
     int rc = read_proxy(d);
     if (rc <= 0) return rc < 0 ? 2 : 0;
-    int head = tk_head_scan(d->buf + d->off, d->len - d->off);
-    if (head == -414)
-        refuse(d, 414, "request line over 4096 bytes or over 32 query parameters");
-    else if (head == -431)
-        refuse(d, 431, "request head over 8192 bytes or over 50 header lines");
-    return head < 0 ? 2 : head > 0;
+    if (!d->head) {
+        int head = tk_head_scan(d->buf + d->off, d->len - d->off);
+        if (head == -414)
+            refuse(d, 414, "request line over 4096 bytes or over 32 query parameters");
+        else if (head == -431)
+            refuse(d, 431, "request head over 8192 bytes or over 50 header lines");
+        if (head <= 0) return head < 0 ? 2 : 0;
+        d->head = (size_t)head;
+        if (check_body(d)) return 2;
+    }
+    size_t want = d->head + (d->body.length > 0 ? (size_t)d->body.length : 0);
+    return d->len - d->off >= want;
 }
 
 /* Moves a door on. Returns 1 when it is ready for lws, 0 to wait, 2 when
@@ -326,7 +402,7 @@ static void on_sweep(uv_timer_t *t)
         if (L.tls)
             end_door(L.reading.first, false);
         else
-            refuse(L.reading.first, 408, "request head not complete within 10 s");
+            refuse(L.reading.first, 408, "request head and body not complete within 10 s");
     }
     if (!L.reading.first && !L.lingering.first) uv_timer_stop(&L.sweep_timer);
 }
@@ -342,7 +418,7 @@ static void admit(int fd)
         tk_proxy_addr_string((struct sockaddr *)&sa, client, sizeof client);
     bool trusted = tk_proxy_trusted(L.trusted, client);
     if (L.tls && !trusted) {
-        adopt(fd, client, NULL, 0);
+        adopt(NULL, fd, client, NULL, 0);
         return;
     }
     door_t *d = calloc(1, sizeof *d);

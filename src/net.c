@@ -56,7 +56,16 @@ static void remember_peer(struct lws *wsi)
     char ip[TK_ADDR_STRLEN] = "";
     const char *conn = tk_listener_adopting();
     if (!conn) conn = lws_get_peer_simple(wsi, ip, sizeof ip);
-    lws_set_opaque_user_data(wsi, tk_peer_new(conn));
+    tk_peer_t *p = tk_peer_new(conn);
+    long long len;
+    char *body = tk_listener_adopting_body(&len);
+    if (p) {
+        p->body = body;
+        p->body_len = len;
+    } else {
+        free(body);
+    }
+    lws_set_opaque_user_data(wsi, p);
 }
 
 /* The one place that knows lws's callback reasons: each goes to the

@@ -52,6 +52,11 @@ bool tk_origin_listed(const char *allowed, const char *origin);
 typedef struct tk_peer {
     char conn[TK_ADDR_STRLEN];
     char client[TK_ADDR_STRLEN];
+    /* The body of the connection's first request, read by listener.c
+     * (tk_listener_adopting_body), until its handler takes it; NULL when
+     * none. body_len: that request's Content-Length, -1 when it had none. */
+    char *body;
+    long long body_len;
 } tk_peer_t;
 
 /* A peer for a new connection from conn; NULL when out of memory. */

@@ -6,6 +6,7 @@
 #ifndef TICKERD_HEAD_H
 #define TICKERD_HEAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The limits, each allowed exactly and refused one over: */
@@ -23,5 +24,25 @@
  * (len < TK_HEAD_MAX guaranteed then); -414 or -431 as soon as a limit is
  * known to be passed. Lines end with LF, optionally preceded by CR. */
 int tk_head_scan(const char *buf, size_t len);
+
+/* The longest request body tickerd takes (POST /v1/items): allowed exactly,
+ * refused 413 one over. */
+#define TK_BODY_MAX 16384
+
+/* How a request's body is framed, read from its head. */
+typedef struct tk_head_body {
+    bool bodyless_method; /* GET, HEAD or OPTIONS: a body is refused (400) */
+    bool publish;         /* POST /v1/items, the one request that takes a body;
+                           * a body on any other is refused 405 */
+    bool chunked;         /* a Transfer-Encoding header: refused (411) */
+    bool expect_continue; /* Expect: 100-continue */
+    long long length;     /* Content-Length; -1 when there is none */
+    size_t cl_off, cl_len; /* the Content-Length line in the head (cl_len 0: none) */
+} tk_head_body_t;
+
+/* Reads the framing of the body from head[0..len), a whole head as
+ * tk_head_scan measured it. Returns 0, or -1 when Content-Length is not
+ * one whole number (repeated, a list, signed, over 18 digits). */
+int tk_head_body(const char *head, size_t len, tk_head_body_t *out);
 
 #endif

@@ -28,6 +28,12 @@ void tk_listener_set_trusted(const char *trusted_proxies);
  * runs inside): the client's address, from a PROXY header when a trusted
  * proxy sent one, else the peer's. NULL at any other time. */
 const char *tk_listener_adopting(void);
+/* While lws adopts a connection: the body of its first request, which the
+ * door read and took out of what lws sees (head.h: only POST /v1/items
+ * takes one), NUL-terminated and now the caller's to free; NULL when the
+ * request has no Content-Length (or over TLS). *len: its Content-Length,
+ * -1 when there is none. */
+char *tk_listener_adopting_body(long long *len);
 /* Fails (logged) when something already listens on host:port. Workers
  * share the port through SO_REUSEPORT, which would also let a second
  * tickerd, or an old one, share it silently: the master checks first. */

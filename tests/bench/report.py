@@ -9,6 +9,9 @@ Ratios are tickerd / peer for each figure (tickerd = the first target, the
 one run with the configured number of workers); whether a ratio above or
 below 1 is good depends on the figure ("better" column). A target "base"
 (BENCH_BASE_BIN: another tickerd binary, e.g. 0.1) is a peer like the others.
+So is "floor" (floor.c, the bare-send floor: no server, one send() per
+delivery): its steady20 run gives deliveries per CPU-s, so tickerd/floor is
+the share of the floor that tickerd reaches.
 
 The stalled scenario runs twice per target, with N stalled clients
 (stalled<N>.json) and with a control number (stalled<n>.json, n < N), and
@@ -35,6 +38,7 @@ FIGURES = [
     ("20 items/s: lost", "steady20", "lost", "lower", ("<=", 0)),
     ("20 items/s: deliveries/s", "steady20", "deliveries_per_wall_s", "higher", None),
     ("20 items/s: deliveries per server CPU-s", "steady20", "deliveries_per_cpu_s", "higher", None),
+    ("floor: one send to each of the idle N, s", "flash", "flash_all_s", "lower", None),
     ("5 items/s: latency p50, ms", "steady5", "lat_p50_ms", "lower", None),
     ("5 items/s: latency p99, ms", "steady5", "lat_p99_ms", "lower", ("<=", 10.0)),
     ("5 items/s: latency max, ms", "steady5", "lat_max_ms", "lower", None),
@@ -158,7 +162,8 @@ def one(path):
             "rss_end_kb", "rss_burst_growth_kb", "rss_burst_growth_per_stalled_kb",
             "slow_closes_at_hold", "close_first_s", "close_last_s", "stalled_got_1013",
             "stalled_closed_other", "stalled_dropped_eof", "stalled_dropped_reset",
-            "stalled_still_open", "rss_limit_hit", "failed", "last_error"]
+            "stalled_still_open", "rss_limit_hit", "failed", "last_error",
+            "clients", "procs", "sends", "cpu_s", "sends_per_cpu_s", "flash_all_s"]
     parts = [f"{k}={d[k] if isinstance(d[k], str) else fmt(d[k])}" for k in keys
              if k in d and d[k] != ""]
     print(f"  {d.get('label')} {os.path.basename(path)[:-5]}: " + " ".join(parts))
@@ -179,7 +184,7 @@ def main():
         return 0
     runs = load(a.files)
     derive_stalled(runs)
-    order = [t for t in ("tickerd", "base", "tickerd-w1", "node", "nchan") if t in runs]
+    order = [t for t in ("tickerd", "base", "tickerd-w1", "node", "nchan", "floor") if t in runs]
     order += sorted(t for t in runs if t not in order)
     base = order[0] if order else None
     peers = [t for t in order if not t.startswith("tickerd")]

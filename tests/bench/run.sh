@@ -21,7 +21,10 @@
 #                            built in its own worktree), run in the same run as
 #                            target "base" with workers=W; the table then
 #                            has tickerd/base ratios
-#   BENCH_SCENARIOS="idle steady burst storm stalled"   the scenarios to run
+#   BENCH_SCENARIOS="floor idle steady burst storm stalled"   the scenarios to
+#                            run; floor is the bare-send floor (tests/bench/floor.c):
+#                            the steady scenario's sends with no server, as the
+#                            column "floor"
 #   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
 #                            (off by default: they buffer per client, and
 #                            loadgen stops the burst at --rss-limit-mb)
@@ -37,7 +40,7 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
-SCENARIOS=" ${BENCH_SCENARIOS:-idle steady burst storm stalled} "
+SCENARIOS=" ${BENCH_SCENARIOS:-floor idle steady burst storm stalled} "
 want() { [[ $SCENARIOS == *" $1 "* ]]; }
 QUEUE_BYTES=${BENCH_QUEUE_BYTES:-} # empty: the daemon's default
 TICKERD_BIN=${TICKERD_BIN:-$ROOT/build/tickerd}
@@ -139,6 +142,8 @@ make --no-print-directory all >&2 || exit 1
 cc -O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -D_GNU_SOURCE \
     -o "$OUT/loadgen" tests/bench/loadgen.c -lhiredis || exit 1
 LOADGEN=$OUT/loadgen
+cc -O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -D_GNU_SOURCE \
+    -o "$OUT/floor" tests/bench/floor.c || exit 1
 
 have_nchan() { [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] && command -v nginx >/dev/null; }
 if [[ " $TARGETS " == *" nchan "* ]] && ! have_nchan; then
@@ -247,6 +252,23 @@ loadgen() { # NAME SCENARIO OUTFILE ARGS...
     fi
     sleep 1 # the server sees the clients go
 }
+
+# ---------------------------------------------------------------- the floor
+# The steady scenario's sends (STEADY_N sockets, 20 rounds a second for
+# STEADY_T s, 180 bytes) with nothing else, then one round to IDLE_N
+# sockets (the flash figure's floor); as many sender processes as a target
+# has, or more when their share would not fit in one process's descriptors.
+if want floor; then
+    fp=$(((IDLE_N + PER_PROC - 1) / PER_PROC))
+    [ "$fp" -lt "$W" ] && fp=$W
+    "$OUT/floor" -n "$STEADY_N" --procs "$W" --rate 20 --duration "$STEADY_T" --bytes 180 \
+        --src 127.9.1 --out "$RAW/floor-steady20.json" || log "floor (steady) failed"
+    "$OUT/floor" -n "$IDLE_N" --procs "$fp" --rate 1 --duration 1 --bytes 180 \
+        --src 127.9.2 --out "$RAW/floor-flash.json" || log "floor (flash) failed"
+    for f in steady20 flash; do
+        [ -s "$RAW/floor-$f.json" ] && python3 tests/bench/report.py --one "$RAW/floor-$f.json" >&2
+    done
+fi
 
 for name in $TARGETS; do
     w=$W

@@ -87,6 +87,7 @@ typedef struct fake {
     int writes;
     size_t room, largest; /* room: what its socket takes a write (0: any) */
     bool busy, wants, stalled, closed;
+    bool full; /* its socket takes nothing now (room 0) until a callback */
     int closing_code; /* -1: not closing */
 } fake_t;
 
@@ -110,6 +111,7 @@ static bool fake_busy(tk_client_t *c)
 static size_t fake_room(tk_client_t *c)
 {
     fake_t *f = (fake_t *)c;
+    if (f->full) return 0;
     return f->room ? f->room : SIZE_MAX;
 }
 
@@ -204,6 +206,7 @@ static void pump_n(fake_t *f, int n)
     while (n-- > 0 && f->wants && !f->stalled && !f->closed) {
         f->wants = false;
         f->busy = false; /* lws has flushed what it kept before calling back */
+        f->full = false; /* and the socket has room */
         int rc = tk_client_writable(&f->client);
         if (rc) f->closed = true;
     }
@@ -522,6 +525,39 @@ static void test_parked_client(void **state)
     assert_string_equal(type_of(l, 3), "pong");
     json_decref(l);
     disconnect(f);
+}
+
+/* The end of a batch writes what each reading client is owed at once, its
+ * frames packed, with no writable callback asked for (one in the kernel
+ * and one more send is what it would cost); a client whose transport still
+ * holds a write, or whose socket has no room, waits for its callback. */
+static void test_batch_end_writes_at_once(void **state)
+{
+    fake_t *reader = connect_client("replay=0");
+    fake_t *busy = connect_client("replay=0");
+    fake_t *full = connect_client("replay=0");
+    pump(reader);
+    pump(busy);
+    pump(full);
+    busy->busy = true;
+    full->full = true;
+    reader->writes = 0;
+    tk_hub_batch(hub, true);
+    for (int i = 0; i < 50; i++)
+        publish("", 200);
+    assert_int_equal(reader->writes, 0); /* nothing in the batch */
+    tk_hub_batch(hub, false);
+    assert_false(reader->wants);
+    assert_true(reader->writes >= 1 && reader->writes <= 3);
+    expect_items(reader, 0, 50);
+    assert_true(busy->wants);
+    pump(busy);
+    expect_items(busy, 0, 50);
+    pump(full);
+    expect_items(full, 0, 50);
+    disconnect(reader);
+    disconnect(busy);
+    disconnect(full);
 }
 
 /* A write carries no more than the socket takes, but always a frame. */
@@ -879,6 +915,7 @@ int main(void)
     tk_metrics_bind(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_burst, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_batch_end_writes_at_once, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_stalled_client_is_slow, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_replay_at_client_pace, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_bound_closes_slowest_first, start_hub, stop_hub),

@@ -358,12 +358,58 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The framing of a body, read from a whole head (listener.c's door). */
+static int body_of(const char *head, tk_head_body_t *b)
+{
+    return tk_head_body(head, strlen(head), b);
+}
+
+static void test_head_body(void **state)
+{
+    tk_head_body_t b;
+    (void)state;
+    assert_int_equal(body_of("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &b), 0);
+    assert_true(b.bodyless_method);
+    assert_false(b.publish);
+    assert_int_equal(b.length, -1);
+    const char *post = "POST /v1/items HTTP/1.1\r\nHost: x\r\ncontent-LENGTH:  16384 \r\n"
+                       "Expect: 100-continue\r\n\r\n";
+    assert_int_equal(body_of(post, &b), 0);
+    assert_true(b.publish);
+    assert_false(b.bodyless_method);
+    assert_true(b.expect_continue);
+    assert_int_equal(b.length, 16384);
+    assert_int_equal(b.cl_off, strlen("POST /v1/items HTTP/1.1\r\nHost: x\r\n"));
+    assert_int_equal(b.cl_len, strlen("content-LENGTH:  16384 \r\n"));
+    assert_int_equal(body_of("POST /v1/items?x=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &b), 0);
+    assert_true(b.publish);
+    assert_int_equal(b.length, 0);
+    assert_int_equal(body_of("POST /v1/itemsx HTTP/1.1\r\n\r\n", &b), 0);
+    assert_false(b.publish);
+    assert_int_equal(body_of("POST /v1/items HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &b), 0);
+    assert_true(b.chunked);
+    assert_int_equal(body_of("OPTIONS * HTTP/1.1\r\nContent-Length: 999999999999999999\r\n\r\n", &b), 0);
+    assert_true(b.bodyless_method);
+    assert_int_equal(b.length, 999999999999999999LL);
+    static const char *const bad[] = {
+        "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 1000000000000000000\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 0x1\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(body_of(bad[i], &b), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_proxy_trusted),     cmocka_unit_test(test_proxy_v1),
         cmocka_unit_test(test_proxy_v2),          cmocka_unit_test(test_forwarded_for),
         cmocka_unit_test(test_head_request_line), cmocka_unit_test(test_head_fields),
+        cmocka_unit_test(test_head_body),
     };
     return cmocka_run_group_tests_name("proxy", tests, setup, teardown);
 }
