@@ -457,6 +457,22 @@ async function retract(item) {
   watchKill(item, r.id);
 }
 
+/** The side form: a retract of an ID that the live view may not show
+ * (an embargoed item of another editor, one published elsewhere). */
+async function retractById(ev) {
+  ev.preventDefault();
+  const ref = trimAscii($('r-ref').value);
+  const err = $('err-r-ref');
+  const r = await send({ op: 'retract', ref });
+  err.textContent = r.ok ? '' : r.errors.map((e) => e.message).join('; ');
+  err.dataset.reason = r.ok ? '' : r.errors[0].reason;
+  $('r-ref').toggleAttribute('aria-invalid', !r.ok);
+  if (!r.ok) return;
+  $('r-ref').value = '';
+  const item = (state.client && state.client.get(ref)) || { id: ref, text: ref, lang: '' };
+  watchKill(item, r.id);
+}
+
 function watchKill(item, retractId) {
   const k = { item, retractId, until: Date.now() + SCREENS_FOR_MS, data: null, note: 'asking the screens…' };
   state.kills.set(item.id, k);
@@ -592,6 +608,7 @@ function wire() {
   $('f-lang').addEventListener('change', langChanged);
   $('f-publish-at').addEventListener('input', embargoChanged);
   $('cancel-edit').addEventListener('click', resetForm);
+  $('retract-form').addEventListener('submit', retractById);
   window.addEventListener('hashchange', () => {
     const t = tokenFromFragment();
     if (t) signIn(t);

@@ -239,6 +239,13 @@ test('console: a field the daemon would reject shows its error and sends nothing
   assert.deepEqual(await check(page, { op: 'update', ref: '1-0', pin: false }, 'update'), [], 'an update of pin alone needs no text');
   assert.deepEqual(await check(page, { op: 'update', ref: '1-0', priority: 'urgent' }, 'update'), ['missing_text']);
   assert.deepEqual(await check(page, { op: 'retract', ref: 'abc' }, 'retract'), ['bad_ref']);
+  // the retract-by-ID form: a malformed ID is refused where it was typed
+  for (const bad of ['1764692400000', '1764692400000-', 'abc-0', '']) {
+    await page.fill('#r-ref', bad);
+    await page.press('#r-ref', 'Enter');
+    await page.waitForSelector('#err-r-ref[data-reason="bad_ref"]');
+  }
+  assert.equal(await page.getAttribute('#r-ref', 'aria-invalid'), '');
   assert.deepEqual(page.posts, [], 'still nothing sent');
 
   // at the edge the form lets it go (1000 bytes exactly): one request
