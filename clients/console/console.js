@@ -435,6 +435,9 @@ function startLive(lists) {
     $('conn').textContent = `Live view: ${e.detail.status}${e.detail.transport ? ` (${e.detail.transport})` : ''}`;
   });
   client.addEventListener('item', (e) => state.scheduled.delete(e.detail.item.id) && renderScheduled());
+  client.addEventListener('error', (e) => {
+    if (e.detail.code === 'token_expired') showWho('The token expired: paste a new one to go on', 'bad');
+  });
   state.client = client;
   window.tickerConsole = state;
   client.start();

@@ -131,6 +131,15 @@ test('console: signs in from the fragment, builds its form from /v1/lists, shows
   assert.equal(await page.$eval('#f-text', (e) => getComputedStyle(e).direction), 'rtl');
   await page.selectOption('#f-lang', 'en');
   assert.equal(await page.getAttribute('#f-text', 'dir'), 'auto');
+  // a retract asks once more, and Escape takes the question back (nothing sent)
+  const retractBtn = `li.entry[data-id="${ids.es}"] button.retract`;
+  await page.focus(retractBtn);
+  await page.keyboard.press('Enter');
+  assert.equal(await page.getAttribute(retractBtn, 'data-armed'), 'true');
+  assert.equal(await page.textContent(retractBtn), 'Confirm retract');
+  await page.keyboard.press('Escape');
+  assert.equal(await page.getAttribute(retractBtn, 'data-armed'), 'false');
+  assert.deepEqual(page.posts, []);
   // the audience
   await page.waitForFunction(() => Number(document.getElementById('audience').dataset.connections) >= 1, null, { timeout: 8000 });
   // readable on 1366 px and on a phone: nothing wider than the screen
@@ -159,6 +168,12 @@ test('console: a token the daemon refuses is shown, and nothing is signed in', a
   await page.press('#token', 'Enter');
   await page.waitForSelector('#who[data-state="in"]', { timeout: 5000 });
   assert.equal(await page.inputValue('#token'), '', 'the pasted token leaves the input');
+});
+
+test('console: a token that runs out while the console is open says so', async (t) => {
+  const page = await openConsole(t, { tok: token({ exp: Math.floor(Date.now() / 1000) + 3 }) });
+  await page.waitForSelector('#who[data-state="bad"]', { timeout: 8000 });
+  assert.match(await page.textContent('#who'), /token expired/);
 });
 
 /** Runs the console's own checks in the page (validate.js), for the edges. */
