@@ -23,6 +23,7 @@ const state = {
   editing: null, // the item being corrected, or null
   draft: null, // {body, key}: the Idempotency-Key of what the form last sent
   inFlight: null, // the request on its way, so that a double click sends once
+  screens: null, // a promise: whether GET /v1/items/<id>/screens is served
   kills: new Map(), // ref -> {item, retractId, timer, until}
   scheduled: new Map(), // id -> {body, at}
   nodes: new Map(), // item id -> its <li> in the live view
@@ -483,9 +484,29 @@ function watchKill(item, retractId) {
   pollScreens(item.id);
 }
 
+/** Whether the daemon serves GET /v1/items/<id>/screens: a malformed ID
+ * is a 400 there, and a 404 (a static file that is not there) without it.
+ * Asked once. */
+function screensServed() {
+  if (!state.screens)
+    state.screens = fetch(api('/v1/items/-/screens'), { headers: authHeaders() }).then(
+      (r) => r.status !== 404 && r.status !== 405,
+      () => null, // no answer: ask again next time
+    );
+  return state.screens.then((v) => {
+    if (v == null) state.screens = null;
+    return v;
+  });
+}
+
 async function pollScreens(ref) {
   const k = state.kills.get(ref);
   if (!k) return;
+  if ((await screensServed()) === false) {
+    k.note = 'this daemon does not confirm kills (no GET /v1/items/<id>/screens)';
+    renderKills();
+    return;
+  }
   let r = null;
   try {
     r = await fetch(api(`/v1/items/${encodeURIComponent(ref)}/screens`), { headers: authHeaders() });
@@ -503,10 +524,7 @@ async function pollScreens(ref) {
     if (r.ok && json) {
       k.data = json;
       k.note = json.sent && json.acked >= json.sent ? 'gone from every labelled screen' : 'waiting for acks';
-    } else if (!json && (r.status === 404 || r.status === 405)) {
-      k.note = 'this daemon does not confirm kills (no GET /v1/items/<id>/screens)';
-      k.until = 0;
-    } else k.note = `not known yet (${r.status})`;
+    } else k.note = `not known yet (${r.status}: ${(json && (json.message || json.error)) || trimAscii(raw)})`;
   }
   renderKills();
   const done = k.data && k.data.sent && k.data.acked >= k.data.sent;
