@@ -91,6 +91,9 @@ async function openDemo(t, query) {
   return page;
 }
 
+/** The value of a datetime-local input for epoch ms `at` (local time). */
+const localTime = (at) => new Date(at - new Date(at).getTimezoneOffset() * 60e3).toISOString().slice(0, 19);
+
 const shot = (page, name) => page.screenshot({ path: path.join(SHOTS, name), fullPage: true });
 
 test('console: signs in from the fragment, builds its form from /v1/lists, shows the stream per language right to left for Arabic', async (t) => {
@@ -192,9 +195,7 @@ test('console: a field the daemon would reject shows its error and sends nothing
   await page.fill('#f-ttl', '0');
   await page.fill('#f-url', 'ftp://example.org/x');
   await page.fill('#f-source', 's'.repeat(lists.limits.max_source_bytes + 1));
-  const past = new Date(Date.now() - 3600e3);
-  const local = new Date(past.getTime() - past.getTimezoneOffset() * 60e3).toISOString().slice(0, 19);
-  await page.fill('#f-publish-at', local);
+  await page.fill('#f-publish-at', localTime(Date.now() - 3600e3));
   await page.click('#submit');
   await page.waitForSelector('#err-text[data-reason="text_too_long"]');
   assert.match(await page.textContent('#err-text'), new RegExp(`text is ${max + 2} bytes, over ${max}`));
@@ -306,6 +307,38 @@ test('console: a headline published from the console appears on the demo page, o
   await demo.waitForSelector(`#list .tk-item:first-child[data-id="${id}"][data-pinned="true"]`, { timeout: 5000 });
   await shot(page, 'console-published.png');
   await shot(demo, 'console-demo.png');
+  assert.deepEqual(page.errors, []);
+});
+
+test('console: an embargoed headline waits under Embargoed and goes live on the demo at its time', async (t) => {
+  const served = await publishServed();
+  if (served !== true) return t.skip(served);
+  const demo = await openDemo(t, 'region=europe');
+  const page = await openConsole(t);
+  // the daemon's own check of publish_at tells whether it knows embargoes
+  const probe = await page.evaluate(async (tok) => {
+    const r = await fetch('/v1/items', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${tok}` },
+      body: JSON.stringify({ text: 'probe', publish_at: '2000-01-01T00:00:00Z' }),
+    });
+    return { status: r.status, body: await r.text() };
+  }, token());
+  if (!/bad_publish_at/.test(probe.body)) return t.skip(`publish_at is not checked by this tickerd yet (${probe.status})`);
+  const at = Math.ceil((Date.now() + 4000) / 1000) * 1000;
+  await page.fill('#f-text', `Embargoed ${process.pid}: results at the hour`);
+  await page.check('#f-region input[value="europe"]');
+  await page.fill('#f-publish-at', localTime(at));
+  assert.match(await page.textContent('#publish-at-utc'), new RegExp(new Date(at).toISOString().slice(11, 19)));
+  await page.click('#submit');
+  await page.waitForSelector('#form-status[data-state="ok"]', { timeout: 5000 });
+  const id = (await page.textContent('#form-status')).match(/\d+-\d+/)[0];
+  await page.waitForSelector(`#scheduled li[data-id="${id}"]`);
+  assert.equal(await demo.locator(`[data-id="${id}"]`).count(), 0, 'not on the demo before its time');
+  await demo.waitForSelector(`#list [data-id="${id}"]`, { timeout: 10000 });
+  assert.ok(Date.now() >= at - 100, 'not before publish_at');
+  await page.waitForSelector(`#scheduled li[data-id="${id}"]`, { state: 'detached', timeout: 5000 });
+  await page.waitForSelector(`.col[data-lang="en"] li.entry[data-id="${id}"]`);
   assert.deepEqual(page.errors, []);
 });
 
