@@ -23,8 +23,8 @@ LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
 CORE_SRC := src/clock.c src/id.c src/parse.c src/proxy.c src/head.c src/config.c src/item.c src/filter.c src/msg.c src/history.c src/log.c
-DAEMON_SRC := $(CORE_SRC) src/metrics.c src/guard.c src/listener.c src/hub.c src/redis_uv.c src/resolve.c src/sentinel.c src/stream.c src/net.c src/site.c src/reply.c src/request.c \
-              src/feed.c src/ws.c src/http.c src/supervisor.c src/worker.c src/main.c
+DAEMON_SRC := $(CORE_SRC) src/metrics.c src/guard.c src/listener.c src/hub.c src/redis_uv.c src/resolve.c src/sentinel.c src/stream.c src/writer.c src/net.c src/site.c src/reply.c src/request.c \
+              src/feed.c src/ws.c src/publish.c src/http.c src/supervisor.c src/worker.c src/main.c
 CTL_SRC  := $(CORE_SRC) src/tickerctl.c
 
 DAEMON_OBJ := $(DAEMON_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -63,6 +63,8 @@ $(BUILD)/tests/test_hub: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=reall
 $(BUILD)/tests/test_guard: $(BUILD)/obj/guard.o
 # So is feed.c (the renderers of /v1/items and the feeds).
 $(BUILD)/tests/test_feed: $(BUILD)/obj/feed.o
+# test_writer drives the Redis command connection against a redis-server of its own.
+$(BUILD)/tests/test_writer: $(BUILD)/obj/writer.o $(BUILD)/obj/redis_uv.o
 
 deps:
 	@scripts/install-deps.sh

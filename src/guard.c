@@ -114,6 +114,19 @@ void tk_peer_free(tk_peer_t *p)
     free(p);
 }
 
+size_t tk_guard_cors(const tk_config_t *cfg, struct lws *wsi, char *out, size_t cap)
+{
+    char origin[TK_ORIGIN_MAX + 1];
+    int n = 0;
+    *out = 0;
+    if (!*cfg->allowed_origins)
+        n = snprintf(out, cap, "Access-Control-Allow-Origin: *\r\n");
+    else if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) > 0 &&
+             tk_origin_listed(cfg->allowed_origins, origin))
+        n = snprintf(out, cap, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
 void tk_guard_identify(const tk_config_t *cfg, struct lws *wsi)
 {
     tk_peer_t *p = lws_get_opaque_user_data(wsi);

@@ -20,6 +20,7 @@
 #include "tickerd/http.h"
 #include "tickerd/hub.h"
 #include "tickerd/item.h"
+#include "tickerd/publish.h"
 #include "tickerd/reply.h"
 #include "tickerd/request.h"
 #include "tickerd/site.h"
@@ -30,16 +31,7 @@
 /* The CORS header lines for this request's Origin, per allowed_origins. */
 static void cors_headers(struct lws *wsi, char *out, size_t cap)
 {
-    char origin[TK_ORIGIN_MAX + 1];
-    const char *allowed = tk_site_of(wsi)->cfg->allowed_origins;
-    *out = 0;
-    if (!*allowed) {
-        snprintf(out, cap, "Access-Control-Allow-Origin: *\r\n");
-        return;
-    }
-    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return;
-    if (tk_origin_listed(allowed, origin))
-        snprintf(out, cap, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+    tk_guard_cors(tk_site_of(wsi)->cfg, wsi, out, cap);
 }
 
 static int finish(struct lws *wsi, int rc)
@@ -426,6 +418,7 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
     int ulen;
     int method = lws_http_get_uri_and_method(wsi, &u, &ulen);
     if (method == LWSHUMETH_OPTIONS) return serve_preflight(wsi);
+    if (method == LWSHUMETH_POST && !strcmp(uri, "/v1/items")) return tk_publish_request(wsi, pss);
     if (method != LWSHUMETH_GET && method != LWSHUMETH_HEAD)
         return respond_text(wsi, 405, "only GET, HEAD and OPTIONS are served here");
     if (method == LWSHUMETH_HEAD && !strcmp(uri, "/v1/events")) {
@@ -450,6 +443,8 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
 int tk_http_writable(struct lws *wsi, void *pss)
 {
     sse_session_t *s = pss;
+    int rc = tk_publish_writable(wsi, pss);
+    if (rc != 1) return rc;
     if (!s || s->client.ops != &sse_ops || !s->client.attached) return 0;
     return tk_client_writable(&s->client) ? -1 : 0; /* SSE has no close frame */
 }
@@ -462,6 +457,7 @@ int tk_http_file_done(struct lws *wsi)
 void tk_http_closed(void *pss)
 {
     sse_session_t *s = pss;
+    tk_publish_closed(pss);
     if (!s || s->client.ops != &sse_ops) return;
     sse_unwatch(s);
     if (s->client.attached) tk_guard_ip_add(s->ip_slot - 1, -1);

@@ -514,3 +514,19 @@ json_t *tk_item_lists_json(const tk_config_t *cfg)
         cfg->max_text_bytes, "max_source_bytes", MAX_SOURCE_BYTES, "max_url_bytes", MAX_URL_BYTES,
         "max_ttl_s", MAX_TTL_S, "replay_max", cfg->replay_max, "default_ttl_s", cfg->default_ttl_s);
 }
+
+int tk_item_check(const tk_config_t *cfg, tk_id_t id, const tk_field_t *fields, size_t nfields,
+                  tk_reject_t *rej)
+{
+    tk_item_t item;
+    if (tk_item_parse(cfg, id, fields, nfields, &item, rej)) return -1;
+    tk_item_clear(&item);
+    return 0;
+}
+
+int tk_item_check_json(const tk_config_t *cfg, tk_id_t id, const char *body, size_t len,
+                       tk_reject_t *rej)
+{
+    tk_field_t f = {"json", 4, body, len};
+    return tk_item_check(cfg, id, &f, 1, rej);
+}

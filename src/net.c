@@ -13,6 +13,7 @@
 #include "tickerd/log.h"
 #include "tickerd/metrics.h"
 #include "tickerd/net.h"
+#include "tickerd/publish.h"
 #include "tickerd/site.h"
 #include "tickerd/ws.h"
 
@@ -93,6 +94,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP:
         tk_guard_identify(tk_site_of(wsi)->cfg, wsi);
         return tk_http_request(wsi, user, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        return tk_publish_body(wsi, user, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return tk_publish_body_done(wsi, user);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return tk_http_writable(wsi, user);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
@@ -148,8 +153,9 @@ int tk_net_start(tk_site_t *site, struct lws_context **pcontext)
     const tk_config_t *cfg = site->cfg;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
+    size_t pss = tk_ws_session_size > tk_sse_session_size ? tk_ws_session_size : tk_sse_session_size;
     protocols[0].per_session_data_size =
-        tk_ws_session_size > tk_sse_session_size ? tk_ws_session_size : tk_sse_session_size;
+        pss > tk_publish_session_size ? pss : tk_publish_session_size;
     memset(&info, 0, sizeof info);
     /* lws listens on nothing: listener.c accepts on a SO_REUSEPORT socket
      * that every worker binds, and hands the connections to this vhost. */

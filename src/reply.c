@@ -17,6 +17,8 @@ static const char *status_text(unsigned status)
     switch (status) {
     case 200:
         return "OK";
+    case 201:
+        return "Created";
     case 204:
         return "No Content";
     case 301:
@@ -33,8 +35,16 @@ static const char *status_text(unsigned status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
     case 426:
         return "Upgrade Required";
     case 431:

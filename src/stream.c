@@ -25,8 +25,6 @@
 #include "tickerd/sentinel.h"
 #include "tickerd/stream.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 #define XREAD_BLOCK_MS 2000
 /* Entries a read hands on at once. Small enough that a burst is written
  * out between reads instead of piling up in every client's queue (100
@@ -88,8 +86,7 @@ struct tk_stream {
     bool stopping;
 
     /* where to connect: resolved from url, or named by the sentinels */
-    char ip[TK_IP_MAX];
-    int port;
+    tk_redis_addr_t addr;
     char where[128];         /* "ip:port" or the socket path, for log lines */
     tk_resolve_t *resolving; /* the name lookup in flight, or NULL */
     unsigned turn;           /* which of several addresses of a name to try */
@@ -119,17 +116,6 @@ static void read_next(tk_stream_t *s);
 static void send_epoch(tk_stream_t *s);
 
 /* ---- pure functions (unit-tested) ---------------------------------------- */
-
-/* The delay before reconnection attempt n (0: the first after a loss):
- * 100 ms doubling to 5 s, each with +-25 % jitter from rnd, always within
- * [100 ms, 5 s]. Jitter keeps many nodes from reconnecting in step. */
-static int backoff_delay_ms(unsigned attempt, uint32_t rnd)
-{
-    int base = attempt >= 6 ? BACKOFF_MAX_MS : BACKOFF_MIN_MS << attempt;
-    if (base > BACKOFF_MAX_MS) base = BACKOFF_MAX_MS;
-    int d = base * (75 + (int)(rnd % 51)) / 100;
-    return d < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d;
-}
 
 static tk_id_t id_max(tk_id_t a, tk_id_t b)
 {
@@ -251,13 +237,11 @@ static void set_up(tk_stream_t *s, bool up)
     if (s->ev.status) s->ev.status(s->ud, up);
 }
 
-static uint32_t next_rnd(tk_stream_t *s)
+int tk_stream_address(const tk_stream_t *s, tk_redis_addr_t *out)
 {
-    uint32_t x = s->rnd; /* xorshift32 */
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return s->rnd = x;
+    if (!s || !s->up) return -1;
+    *out = s->addr;
+    return 0;
 }
 
 static void on_retry(uv_timer_t *t)
@@ -274,7 +258,7 @@ static void schedule_reconnect(tk_stream_t *s)
     uv_timer_stop(&s->watchdog);
     s->npending = 0;
     if (s->stopping || uv_is_active((uv_handle_t *)&s->retry)) return;
-    int ms = backoff_delay_ms(s->attempt, next_rnd(s));
+    int ms = tk_redis_backoff_ms(s->attempt, tk_redis_jitter(&s->rnd));
     if (s->attempt < 32) s->attempt++;
     tk_log(TK_LOG_INFO, "%s: reconnecting in %d ms", s->tag, ms);
     uv_timer_start(&s->retry, on_retry, (uint64_t)ms, 0);
@@ -671,17 +655,10 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
 
 static void send_setup(tk_stream_t *s)
 {
-    char db[16];
-    int rc = 0;
-    if (s->url.password) {
-        const char *argv[] = {"AUTH", s->url.user ? s->url.user : s->url.password, s->url.password};
-        rc |= send_cmd(s, on_setup, s->url.user ? 3 : 2, argv, 0);
-    }
-    if (s->url.db) {
-        snprintf(db, sizeof db, "%d", s->url.db);
-        const char *argv[] = {"SELECT", db};
-        rc |= send_cmd(s, on_setup, 2, argv, 0);
-    }
+    tk_redis_cmd_t setup[2];
+    int rc = 0, n = tk_redis_setup_cmds(&s->url, setup);
+    for (int i = 0; i < n; i++)
+        rc |= send_cmd(s, on_setup, setup[i].argc, setup[i].argv, 0);
     if (s->sentinel) {
         const char *role[] = {"ROLE"};
         rc |= send_cmd(s, on_role, 1, role, 0);
@@ -712,34 +689,17 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     schedule_reconnect(s);
 }
 
-/* Takes a new context: hiredis has started a non-blocking connect (to a
- * numeric address or a unix socket; nothing here blocks). */
-static void start_context(tk_stream_t *s, redisAsyncContext *ac, bool tcp)
+/* Connects to s->addr (a numeric address or a unix socket; nothing here
+ * blocks). */
+static void start_context(tk_stream_t *s)
 {
-    if (!tcp)
-        snprintf(s->where, sizeof s->where, "%s", s->url.path);
-    else if (strchr(s->ip, ':'))
-        snprintf(s->where, sizeof s->where, "[%s]:%d", s->ip, s->port);
-    else
-        snprintf(s->where, sizeof s->where, "%s:%d", s->ip, s->port);
-    if (!ac || ac->err) {
-        tk_log(TK_LOG_WARN, "%s: cannot connect to %s: %s", s->tag, s->where,
-               ac ? ac->errstr : "out of memory");
-        if (ac) redisAsyncFree(ac);
+    char err[128];
+    tk_redis_addr_string(&s->addr, s->where, sizeof s->where);
+    redisAsyncContext *ac = tk_redis_open(s->loop, &s->addr, err, sizeof err);
+    if (!ac) {
+        tk_log(TK_LOG_WARN, "%s: cannot connect to %s: %s", s->tag, s->where, err);
         schedule_reconnect(s);
         return;
-    }
-    if (tk_redis_uv_attach(ac, s->loop)) {
-        redisAsyncFree(ac);
-        schedule_reconnect(s);
-        return;
-    }
-    /* Keepalive only on TCP: on a unix socket TCP_KEEPIDLE fails and
-     * leaves the context in error ("Operation not supported"). */
-    if (tcp && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
-        tk_log(TK_LOG_DEBUG, "%s: keepalive: %s", s->tag, ac->c.errstr);
-        ac->c.err = 0;
-        ac->c.errstr[0] = 0;
     }
     ac->data = s;
     s->ac = ac;
@@ -764,18 +724,19 @@ static void on_resolved(void *data, const char *host, const char *ip, int status
         return;
     }
     tk_log(TK_LOG_DEBUG, "%s: %s is %s", s->tag, host, ip);
-    snprintf(s->ip, sizeof s->ip, "%s", ip);
-    start_context(s, redisAsyncConnect(s->ip, s->port), true);
+    snprintf(s->addr.ip, sizeof s->addr.ip, "%s", ip);
+    start_context(s);
 }
 
 /* Resolves host (again on every attempt: a name that now points elsewhere
  * is followed), then connects to the address. */
 static void resolve_and_connect(tk_stream_t *s, const char *host, int port)
 {
-    s->port = port;
-    int rc = tk_resolve_start(s->loop, host, s->turn, on_resolved, s, s->ip, &s->resolving);
+    s->addr.port = port;
+    s->addr.path[0] = 0;
+    int rc = tk_resolve_start(s->loop, host, s->turn, on_resolved, s, s->addr.ip, &s->resolving);
     if (rc == 1) {
-        start_context(s, redisAsyncConnect(s->ip, s->port), true);
+        start_context(s);
     } else if (rc < 0) {
         tk_log(TK_LOG_WARN, "%s: cannot resolve %s: %s", s->tag, host, uv_strerror(rc));
         schedule_reconnect(s);
@@ -821,8 +782,11 @@ static void connect_now(tk_stream_t *s)
     if (s->stopping || s->ac || s->resolving) return;
     if (s->sentinel)
         tk_sentinel_ask(s->sentinel, on_master_found);
-    else if (s->url.path)
-        start_context(s, redisAsyncConnectUnix(s->url.path), false);
+    else if (s->url.path) {
+        s->addr.ip[0] = 0;
+        snprintf(s->addr.path, sizeof s->addr.path, "%s", s->url.path);
+        start_context(s);
+    }
     else
         resolve_and_connect(s, s->url.host, s->url.port);
 }

@@ -34,6 +34,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: tickerctl [-c FILE] [--redis URL] [--stream KEY] COMMAND ...\n"
                "  publish --text T [--lang L] [--region R,..] [--priority P] [--category C]\n"
                "          [--url U] [--source S] [--ttl SECONDS] [--pin]  prints the new ID\n"
+               "  post [FILE]     a JSON object with the stream's keys (stdin without FILE),\n"
+               "                  as POST /v1/items takes it; prints the new ID\n"
                "  pin ID | unpin ID                                     keeps ID first, or not\n"
                "  update ID [the same fields]                           a correction of ID\n"
                "  retract ID [--region R,.. --lang L]                   kills ID\n"
@@ -156,37 +158,26 @@ fail:
     return NULL;
 }
 
-/* Validates the fields as the daemon will, then XADDs them. */
-static int cmd_write(const char *op, const char *ref)
+/* The ID the entry is expected to get: now. */
+static tk_id_t next_id(void)
 {
-    tk_field_t fields[MAX_FIELDS + 2];
-    size_t n = 0;
     struct timeval now;
     gettimeofday(&now, NULL);
-    if (strcmp(op, "publish")) {
-        add_field("op", op);
-        add_field("ref", ref);
-    }
-    for (int i = 0; i < opt.nfields; i++)
-        fields[n++] =
-            (tk_field_t){opt.names[i], strlen(opt.names[i]), opt.values[i], strlen(opt.values[i])};
-    tk_id_t id = {(uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000 + 1, 0};
-    tk_item_t item;
-    tk_reject_t rej;
-    if (tk_item_parse(cfg, id, fields, n, &item, &rej)) {
-        fprintf(stderr, "tickerctl: rejected: %s: %s\n", tk_reason_names[rej.reason], rej.detail);
-        return 2;
-    }
-    tk_item_clear(&item);
+    return (tk_id_t){(uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000 + 1, 0};
+}
+
+static int rejected(const tk_reject_t *rej)
+{
+    fprintf(stderr, "tickerctl: rejected: %s: %s\n", tk_reason_names[rej->reason], rej->detail);
+    return 2;
+}
+
+/* XADD key * argv..., prints the ID. Returns the exit status. */
+static int xadd(int argc, const char **argv, const size_t *lens)
+{
     redisContext *rc = redis_connect();
     if (!rc) return 1;
-    const char *argv[3 + 2 * MAX_FIELDS] = {"XADD", cfg->stream_key, "*"};
-    int argc = 3;
-    for (int i = 0; i < opt.nfields; i++) {
-        argv[argc++] = opt.names[i];
-        argv[argc++] = opt.values[i];
-    }
-    redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+    redisReply *r = redisCommandArgv(rc, argc, argv, lens);
     int status = 0;
     if (r && r->type == REDIS_REPLY_STRING) {
         printf("%s\n", r->str);
@@ -197,6 +188,60 @@ static int cmd_write(const char *op, const char *ref)
     if (r) freeReplyObject(r);
     redisFree(rc);
     return status;
+}
+
+/* post: the body of POST /v1/items, checked by the same function, XADDed
+ * the same way (the entry's one `json` field). */
+static int cmd_post(const char *path)
+{
+    FILE *f = path && strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        perror(path);
+        return 2;
+    }
+    char *body = NULL;
+    size_t len = 0, cap = 0, n;
+    do {
+        if (len == cap && !(body = realloc(body, cap = cap ? cap * 2 : 4096))) break;
+        n = fread(body + len, 1, cap - len, f);
+        len += n;
+    } while (n > 0);
+    if (f != stdin) fclose(f);
+    if (!body) return 1;
+    tk_reject_t rej = {0};
+    int status;
+    if (tk_item_check_json(cfg, next_id(), body, len, &rej)) {
+        status = rejected(&rej);
+    } else {
+        const char *argv[] = {"XADD", cfg->stream_key, "*", "json", body};
+        size_t lens[] = {4, strlen(cfg->stream_key), 1, 4, len};
+        status = xadd(5, argv, lens);
+    }
+    free(body);
+    return status;
+}
+
+/* Validates the fields as the daemon will, then XADDs them. */
+static int cmd_write(const char *op, const char *ref)
+{
+    tk_field_t fields[MAX_FIELDS + 2];
+    size_t n = 0;
+    if (strcmp(op, "publish")) {
+        add_field("op", op);
+        add_field("ref", ref);
+    }
+    for (int i = 0; i < opt.nfields; i++)
+        fields[n++] =
+            (tk_field_t){opt.names[i], strlen(opt.names[i]), opt.values[i], strlen(opt.values[i])};
+    tk_reject_t rej = {0};
+    if (tk_item_check(cfg, next_id(), fields, n, &rej)) return rejected(&rej);
+    const char *argv[3 + 2 * MAX_FIELDS] = {"XADD", cfg->stream_key, "*"};
+    int argc = 3;
+    for (int i = 0; i < opt.nfields; i++) {
+        argv[argc++] = opt.names[i];
+        argv[argc++] = opt.values[i];
+    }
+    return xadd(argc, argv, NULL);
 }
 
 /* tail: one WebSocket client on lws's own loop. */
@@ -333,6 +378,7 @@ int main(int argc, char **argv)
         }
         ref = argv[optind++];
     }
+    const char *file = !strcmp(cmd, "post") && optind < argc ? argv[optind++] : NULL;
     if (parse_args(argc, argv) || optind < argc) {
         usage(stderr);
         return 2;
@@ -344,6 +390,8 @@ int main(int argc, char **argv)
         rc = 2;
     } else if (pin || unpin) {
         rc = cmd_write("update", ref);
+    } else if (!strcmp(cmd, "post")) {
+        rc = cmd_post(file);
     } else if (!strcmp(cmd, "publish") || ref)
         rc = cmd_write(cmd, ref);
     else if (!strcmp(cmd, "tail"))

@@ -20,6 +20,7 @@
 #include "tickerd/resolve.h"
 #include "tickerd/site.h"
 #include "tickerd/stream.h"
+#include "tickerd/writer.h"
 #include "tickerd/supervisor.h"
 #include "tickerd/worker.h"
 
@@ -40,6 +41,7 @@ typedef struct tk_worker {
     tk_history_t *history;
     tk_hub_t *hub;
     tk_stream_t *stream;
+    tk_writer_t *writer; /* writes go to the server the stream is read from */
     struct lws_context *lws;
     tk_site_t site; /* what the transports see of this worker */
     bool stopping;
@@ -112,6 +114,7 @@ static void reload(tk_worker_t *w)
     tk_hub_set_limits(w->hub, &lim);
     tk_history_set_max_live(w->history, cfg->max_live_items);
     tk_stream_set_config(w->stream, cfg);
+    tk_writer_set_config(w->writer, cfg);
     tk_listener_set_trusted(cfg->trusted_proxies);
     w->site.cfg = cfg;
     tk_config_free(w->cfg);
@@ -256,6 +259,8 @@ static void on_shutdown_tick(uv_timer_t *t)
     tk_net_stop(w->lws);
     tk_hub_free(w->hub);
     w->hub = NULL;
+    tk_writer_stop(w->writer);
+    w->writer = w->site.writer = NULL;
     tk_stream_stop(w->stream);
     w->stream = NULL;
     close_handle((uv_handle_t *)&w->sig_term);
@@ -391,7 +396,13 @@ static int start_failed(tk_worker_t *w)
     return TK_EXIT_START;
 }
 
-/* lws, the listener, the hub, the stream reader. Returns 0, or
+/* The writer connects where the stream reader reads. */
+static int writer_where(void *stream, tk_redis_addr_t *out)
+{
+    return tk_stream_address(stream, out);
+}
+
+/* lws, the listener, the hub, the stream reader, the writer. Returns 0, or
  * start_failed() with what did start taken down but for lws's last step
  * (tk_net_finish); w->lws NULL then: lws is gone, see abandon(). The hub
  * comes after lws so that nothing of ours waits on the loop then. */
@@ -401,7 +412,7 @@ static int start(tk_worker_t *w)
     tk_hub_limits_t lim;
     hub_limits(cfg, &lim);
     w->history = tk_history_create(cfg->history_size, cfg->max_live_items);
-    w->site = (tk_site_t){&w->loop, w->cfg, NULL, w->history, false, false, tk_now_ms()};
+    w->site = (tk_site_t){&w->loop, w->cfg, NULL, w->history, false, false, tk_now_ms(), NULL};
     if (!w->history) {
         tk_log(TK_LOG_ERROR, "out of memory for the history");
         return start_failed(w);
@@ -411,8 +422,12 @@ static int start(tk_worker_t *w)
         return start_failed(w);
     }
     w->hub = w->site.hub = tk_hub_create(&w->loop, w->history, &lim);
-    if (!w->hub || !(w->stream = tk_stream_start(&w->loop, cfg, w->index, &stream_events, w))) {
+    if (!w->hub || !(w->stream = tk_stream_start(&w->loop, cfg, w->index, &stream_events, w)) ||
+        !(w->writer = w->site.writer =
+              tk_writer_start(&w->loop, cfg, w->index, writer_where, w->stream))) {
         if (!w->hub) tk_log(TK_LOG_ERROR, "out of memory for the hub");
+        tk_stream_stop(w->stream);
+        w->stream = NULL;
         tk_net_stop(w->lws);
         tk_hub_free(w->hub);
         w->hub = NULL;

@@ -43,6 +43,11 @@ int tk_grant_apply(const tk_grant_t *g, tk_sub_req_t *req, char *err, size_t err
 /* True when origin is one of the comma/space-separated allowed list. */
 bool tk_origin_listed(const char *allowed, const char *origin);
 
+/* The CORS header lines ("Name: value\r\n"...) for the Origin of wsi's
+ * request, per cfg's allowed_origins, in out (empty: none). Returns their
+ * length. */
+size_t tk_guard_cors(const tk_config_t *cfg, struct lws *wsi, char *out, size_t cap);
+
 /* Who a connection is from, kept on the lws connection (its opaque user
  * data) from its adoption to LWS_CALLBACK_WSI_DESTROY. conn: the
  * connection's address (the peer's, or the client a trusted proxy's PROXY

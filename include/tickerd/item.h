@@ -95,6 +95,17 @@ typedef struct tk_item {
 int tk_item_parse(const tk_config_t *cfg, tk_id_t id, const tk_field_t *fields, size_t nfields,
                   tk_item_t *item, tk_reject_t *rej);
 
+/* The check every publisher runs before it writes an entry (tickerctl,
+ * POST /v1/items): tk_item_parse, the daemon's own, with the item dropped,
+ * so that all three give the same reason for the same input. id: the ID
+ * the entry is expected to get (now). Returns 0, or -1 and fills rej. */
+int tk_item_check(const tk_config_t *cfg, tk_id_t id, const tk_field_t *fields, size_t nfields,
+                  tk_reject_t *rej);
+/* The same for a JSON object with the §1 keys (body[0..len)), as the
+ * entry's one `json` field: what POST /v1/items and tickerctl post XADD. */
+int tk_item_check_json(const tk_config_t *cfg, tk_id_t id, const char *body, size_t len,
+                       tk_reject_t *rej);
+
 /* Applies the fields an update carries to the item it corrects. */
 int tk_item_apply_update(tk_item_t *dst, const tk_item_t *upd);
 int tk_item_copy(tk_item_t *dst, const tk_item_t *src);

@@ -23,6 +23,7 @@ typedef struct tk_site {
     bool stopping;         /* SIGTERM: refuse new clients */
     bool redis_up;         /* this worker's stream connection */
     int64_t redis_down_ms; /* wall time it went down; 0 when up */
+    struct tk_writer *writer; /* the worker's Redis command connection (writer.h) */
 } tk_site_t;
 
 /* The site of the context a connection belongs to. */

@@ -13,6 +13,7 @@
 
 #include "tickerd/config.h"
 #include "tickerd/id.h"
+#include "tickerd/redis_uv.h"
 
 typedef struct tk_stream tk_stream_t;
 
@@ -65,5 +66,10 @@ void tk_stream_stop(tk_stream_t *s);
 bool tk_stream_up(const tk_stream_t *s);
 /* Milliseconds since Redis went down (loop time), 0 when up. */
 int64_t tk_stream_down_ms(const tk_stream_t *s);
+/* The server the reader reads from now (the master the sentinels named,
+ * the URL's address as resolved, or its unix socket), for other
+ * connections that must reach the same server (writer.h). Returns 0, or
+ * -1 while the reader is down (the address is not known to work). */
+int tk_stream_address(const tk_stream_t *s, tk_redis_addr_t *out);
 
 #endif

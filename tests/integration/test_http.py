@@ -338,7 +338,7 @@ def test_static_traversal_is_404(static_td, path):
 
 
 def test_other_methods_and_plain_get_of_ws(tickerd):
-    req = b"POST /v1/items HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    req = b"PUT /v1/items HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     status, _, body = raw_request(tickerd.port, req)
     assert status == 405
     status, _, body = http_get(tickerd.port, "/v1/ws")

@@ -35,12 +35,12 @@ static void test_backoff_doubles_to_5s_within_bounds(void **state)
     /* the middle of the jitter range (rnd % 51 == 25) is the plain doubling */
     const int want[] = {100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000};
     for (unsigned a = 0; a < sizeof want / sizeof *want; a++)
-        assert_int_equal(backoff_delay_ms(a, 25), want[a]);
-    assert_int_equal(backoff_delay_ms(1000, 25), 5000);
+        assert_int_equal(tk_redis_backoff_ms(a, 25), want[a]);
+    assert_int_equal(tk_redis_backoff_ms(1000, 25), 5000);
     for (unsigned a = 0; a < 40; a++) {
         int lo = 1 << 30, hi = 0;
         for (uint32_t r = 0; r < 2000; r++) {
-            int d = backoff_delay_ms(a, r * 2654435761u);
+            int d = tk_redis_backoff_ms(a, r * 2654435761u);
             assert_true(d >= BACKOFF_MIN_MS && d <= BACKOFF_MAX_MS);
             lo = d < lo ? d : lo;
             hi = d > hi ? d : hi;
