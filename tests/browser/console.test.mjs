@@ -158,6 +158,22 @@ test('console: signs in from the fragment, builds its form from /v1/lists, shows
   assert.deepEqual(phone.errors, []);
 });
 
+/** Whether anything in `sel` is wider than its box (a long word that does not wrap). */
+const overflows = (page, sel) =>
+  page.$$eval(sel, (els) => els.filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.className));
+
+test('console and demo: a headline of one long word wraps inside its column', async (t) => {
+  const id = await redis.xadd({ lang: 'ar', region: 'asia-pacific', text: 'ب'.repeat(500) });
+  const url = await redis.xadd({ lang: 'en', region: 'asia-pacific', text: `See https://example.org/${'x'.repeat(300)}` });
+  const page = await openConsole(t);
+  await page.waitForSelector(`li.entry[data-id="${id}"]`);
+  await page.waitForSelector(`li.entry[data-id="${url}"]`);
+  assert.deepEqual(await overflows(page, '.col, .col li.entry, .col .tk-item'), [], 'console columns');
+  const demo = await openDemo(t, 'region=asia-pacific');
+  await demo.waitForSelector(`#list [data-id="${id}"]`);
+  assert.deepEqual(await overflows(demo, '#list, #list .tk-item'), [], 'demo list');
+});
+
 test('console: a token the daemon refuses is shown, and nothing is signed in', async (t) => {
   const ctx = await browser.newContext();
   t.after(() => ctx.close());
@@ -266,6 +282,7 @@ test('console: a field the daemon would reject shows its error and sends nothing
 
   // at the edge the form lets it go (1000 bytes exactly): one request
   await page.fill('#f-text', 'ب'.repeat(max / 2));
+  await page.check('#f-region input[value="palestine"]');
   for (const f of ['#f-ttl', '#f-url', '#f-source', '#f-publish-at']) await page.fill(f, '');
   await page.click('#submit');
   await H.waitUntil(() => page.posts.length === 1, 5000, 'the POST of a valid headline');
@@ -290,8 +307,21 @@ test('console: a headline published from the console appears on the demo page, o
   await demo.waitForSelector(`#list [data-id="${id}"]`, { timeout: 5000 });
   assert.match(await demo.textContent(`#list [data-id="${id}"]`), /quake off the coast/);
   assert.equal(Number(await redis.cli('XLEN', H.STREAM)), before + 1, 'one entry for a double click');
-  const keys = new Set(page.posts.map((p) => p.key));
-  assert.equal(keys.size, 1, 'the same Idempotency-Key on every request of it');
+  assert.equal(page.posts.length, 1, 'one request for a double click');
+  // two submits in the same turn (a double Enter, a script): the second joins the first
+  const text2 = `Console publish ${process.pid}: second story`;
+  await page.fill('#f-text', text2);
+  await page.check('#f-region input[value="asia"]');
+  await page.evaluate(() => {
+    const f = document.getElementById('item-form');
+    f.requestSubmit();
+    f.requestSubmit();
+  });
+  await page.waitForSelector('#form-status[data-state="ok"]', { timeout: 5000 });
+  await H.waitUntil(async () => (await demo.textContent('#list')).includes('second story'), 5000, 'the second story on the demo');
+  assert.equal(Number(await redis.cli('XLEN', H.STREAM)), before + 2, 'one entry for two submits');
+  assert.equal(page.posts.length, 2, 'one request for two submits');
+  assert.notEqual(page.posts[0].key, page.posts[1].key, 'a new story, a new Idempotency-Key');
   await page.waitForSelector(`.col[data-lang="en"] li.entry[data-id="${id}"]`);
   // correct it
   await page.click(`li.entry[data-id="${id}"] button.edit`);
