@@ -130,7 +130,7 @@ export function checkItem(lists, f, { op = 'publish', now = Date.now() } = {}) {
   checkText(lists, fields, op, out);
   checkNames(lists, fields, out);
   checkExtras(lists, fields, out, now);
-  if (fields.pin != null && typeof fields.pin !== 'boolean')
+  if (fields.pin != null && ![true, false, 0, 1, '0', '1'].includes(fields.pin))
     out.push({ field: 'pin', reason: 'bad_pin', message: `pin ${quote(fields.pin)} is not 0 or 1` });
   return out;
 }

@@ -91,6 +91,21 @@ async function openDemo(t, query) {
   return page;
 }
 
+/** What the daemon answers a POST of `body` (made from the page, with a token). */
+const daemonSays = (page, body) =>
+  page.evaluate(
+    async ([b, tok]) => {
+      const r = await fetch('/v1/items', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${tok}` },
+        body: JSON.stringify(b),
+      });
+      const j = await r.json().catch(() => ({}));
+      return r.status === 201 ? [] : [j.error || `http_${r.status}`];
+    },
+    [body, token()],
+  );
+
 /** The value of a datetime-local input for epoch ms `at` (local time). */
 const localTime = (at) => new Date(at - new Date(at).getTimezoneOffset() * 60e3).toISOString().slice(0, 19);
 
@@ -338,6 +353,35 @@ test('console: a headline published from the console appears on the demo page, o
   await shot(page, 'console-published.png');
   await shot(demo, 'console-demo.png');
   assert.deepEqual(page.errors, []);
+});
+
+test('console: validate.js and the daemon give the same reason for every edge', async (t) => {
+  const served = await publishServed();
+  if (served !== true) return t.skip(served);
+  const page = await openConsole(t);
+  const L = lists.limits;
+  const max = L.max_text_bytes;
+  const ok = { text: 'agreement', lang: 'en', region: ['latin-america'] };
+  const url = (n) => `https://x.org/${'a'.repeat(n - 14)}`;
+  const cases = [
+    ok,
+    { ...ok, text: 'a'.repeat(max) }, { ...ok, text: 'a'.repeat(max + 1) },
+    { ...ok, text: 'ب'.repeat(max / 2) }, { ...ok, text: `a${'ب'.repeat(max / 2)}` },
+    { ...ok, text: `  ${'a'.repeat(max)}\n` }, { ...ok, text: '  ' }, { ...ok, text: 'bell \u0007' },
+    { ...ok, lang: 'xx' }, { ...ok, region: ['latin-america', 'atlantis'] }, { ...ok, region: [] },
+    { ...ok, priority: 'flash' }, { ...ok, priority: 'extreme' }, { ...ok, category: 'sports' }, { ...ok, category: 'gossip' },
+    { ...ok, url: url(L.max_url_bytes) }, { ...ok, url: url(L.max_url_bytes + 1) }, { ...ok, url: 'https:///x' }, { ...ok, url: 'ftp://x.org' },
+    { ...ok, source: 's'.repeat(L.max_source_bytes) }, { ...ok, source: 's'.repeat(L.max_source_bytes + 1) },
+    { ...ok, ttl: 1 }, { ...ok, ttl: L.max_ttl_s }, { ...ok, ttl: L.max_ttl_s + 1 }, { ...ok, ttl: 0 }, { ...ok, ttl: '1.5' },
+    { ...ok, pin: true }, { ...ok, pin: 'yes' },
+    { op: 'update', ref: 'abc', text: 'x' }, { op: 'retract', ref: '12-' },
+  ];
+  for (const body of cases) {
+    const op = body.op || 'publish';
+    const mine = await check(page, body, op);
+    const theirs = await daemonSays(page, body);
+    assert.deepEqual(mine, theirs, `${JSON.stringify(body).slice(0, 120)}: console ${mine}, daemon ${theirs}`);
+  }
 });
 
 test('console: an embargoed headline waits under Embargoed and goes live on the demo at its time', async (t) => {
