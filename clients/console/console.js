@@ -258,7 +258,9 @@ async function post(body) {
   try {
     r = await fetch(api('/v1/items'), { method: 'POST', headers, body: text });
   } catch (e) {
-    return { ok: false, error: { field: 'form', reason: 'network', message: `not sent: ${e.message}` } };
+    // It may have reached the daemon: sending again carries the same key.
+    const message = `no answer from the daemon (${e.message}): send again, it cannot publish twice`;
+    return { ok: false, error: { field: 'form', reason: 'network', message } };
   }
   const raw = await r.text();
   let json = null;

@@ -355,6 +355,34 @@ test('console: a headline published from the console appears on the demo page, o
   assert.deepEqual(page.errors, []);
 });
 
+test('console: an answer lost on the way back, then Publish again: the same Idempotency-Key, one entry', async (t) => {
+  const served = await publishServed();
+  if (served !== true) return t.skip(served);
+  const page = await openConsole(t);
+  let lose = true;
+  await page.route('**/v1/items', async (route) => {
+    if (route.request().method() !== 'POST' || !lose) return route.continue();
+    lose = false;
+    await route.fetch(); // it reaches the daemon, which publishes it
+    await route.abort('connectionreset'); // and its answer is lost
+  });
+  const before = Number(await redis.cli('XLEN', H.STREAM));
+  await page.fill('#f-text', `Console retry ${process.pid}: port reopens`);
+  await page.check('#f-region input[value="latin-america"]');
+  await page.click('#submit');
+  await page.waitForSelector('#form-status[data-reason="network"]', { timeout: 5000 });
+  assert.match(await page.textContent('#form-status'), /send again, it cannot publish twice/);
+  assert.equal(Number(await redis.cli('XLEN', H.STREAM)), before + 1, 'the lost one was published');
+  await page.click('#submit');
+  await page.waitForSelector('#form-status[data-state="ok"]', { timeout: 5000 });
+  const id = (await page.textContent('#form-status')).match(/\d+-\d+/)[0];
+  assert.equal(Number(await redis.cli('XLEN', H.STREAM)), before + 1, 'sent again: nothing added');
+  assert.equal(page.posts.length, 2);
+  assert.equal(page.posts[0].key, page.posts[1].key, 'the same key both times');
+  await page.waitForSelector(`li.entry[data-id="${id}"]`, { timeout: 5000 });
+  assert.equal(await page.locator('li.entry', { hasText: 'port reopens' }).count(), 1, 'once in the live view');
+});
+
 test('console: validate.js and the daemon give the same reason for every edge', async (t) => {
   const served = await publishServed();
   if (served !== true) return t.skip(served);
