@@ -342,18 +342,50 @@ static char *static_path(const char *dir, const char *uri)
     return strdup(real);
 }
 
-static int serve_static(struct lws *wsi, const char *uri)
+/* A static file under dir; csp: a Content-Security-Policy for it, or NULL.
+ * The headers are the same for the demo and the console. */
+static int serve_file(struct lws *wsi, const char *dir, const char *uri, const char *csp)
 {
-    char *path = static_path(tk_site_of(wsi)->cfg->static_dir, uri);
+    char *path = static_path(dir, uri);
     if (!path) return respond_text(wsi, 404, "not found");
-    char headers[400];
+    char headers[700];
     /* CORS as for the API: overlays and other sites import ticker.js. */
-    cors_headers(wsi, headers, sizeof headers - 32);
-    strcat(headers, "Cache-Control: no-cache\r\n");
+    cors_headers(wsi, headers, 400);
+    strcat(headers, "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n");
+    if (csp) snprintf(headers + strlen(headers), sizeof headers - strlen(headers), "%s", csp);
     int n = lws_serve_http_file(wsi, path, mime_type(path), headers, (int)strlen(headers));
     free(path);
     if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi))) return -1;
     return 0;
+}
+
+static int serve_static(struct lws *wsi, const char *uri)
+{
+    return serve_file(wsi, tk_site_of(wsi)->cfg->static_dir, uri, NULL);
+}
+
+/* The console holds a token that can publish: its pages may load and
+ * connect to their own origin only, and may not be framed. */
+#define CONSOLE_CSP                                                                                \
+    "Content-Security-Policy: default-src 'self'; img-src 'self' data:; object-src 'none'; "       \
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"                              \
+    "Referrer-Policy: no-referrer\r\n"
+
+/* /console/...: the editors' console, from the directory "console" beside
+ * static_dir (clients/console beside clients/web); /console redirects. */
+static int serve_console(struct lws *wsi, const char *uri)
+{
+    const char *dir = tk_site_of(wsi)->cfg->static_dir;
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    while (n && dir[n - 1] != '/')
+        n--;
+    char root[PATH_MAX];
+    snprintf(root, sizeof root, "%.*sconsole", (int)n, dir);
+    if (!uri[8])
+        return finish(wsi, tk_http_respond(wsi, 301, TEXT_TYPE, "", 0, "Location: /console/\r\n"));
+    return serve_file(wsi, root, uri + 8, CONSOLE_CSP);
 }
 
 /* A CORS preflight: 204 naming what a page on an allowed origin may send
@@ -406,6 +438,7 @@ int tk_http_request(struct lws *wsi, void *pss, const char *uri)
         cors_headers(wsi, cors, sizeof cors);
         return tk_screens_serve(wsi, pss, uri, cors);
     }
+    if (!strncmp(uri, "/console", 8) && (!uri[8] || uri[8] == '/')) return serve_console(wsi, uri);
     return serve_static(wsi, uri);
 }
 

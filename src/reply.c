@@ -24,6 +24,8 @@ static const char *status_text(unsigned status)
         return "Created";
     case 204:
         return "No Content";
+    case 301:
+        return "Moved Permanently";
     case 304:
         return "Not Modified";
     case 400:

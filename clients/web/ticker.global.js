@@ -206,10 +206,11 @@ class TickerClient extends EventTarget {
     this._kills = new Map(); // ref -> holds left, retracts to ack once off display
   }
 
-  /** Current items, newest first: by ts (an embargoed item's is its
-   * publish_at, later than its ID), then by ID. */
+  /** Current items: pinned ones first, then newest first: by ts (an
+   * embargoed item's is its publish_at, later than its ID), then by ID. */
   get items() {
-    return [...this._items.values()].sort((a, b) => b.ts - a.ts || compareIds(b.id, a.id));
+    return [...this._items.values()].sort(
+      (a, b) => !!b.pinned - !!a.pinned || b.ts - a.ts || compareIds(b.id, a.id));
   }
 
   get(id) {
@@ -1314,6 +1315,7 @@ function normalize(m, id) {
   if (m.category) it.category = m.category;
   if (m.url && /^https?:\/\//i.test(m.url)) it.url = m.url;
   if (m.source) it.source = String(m.source);
+  if (m.pinned === true) it.pinned = true; // an update without it unpins
   return it;
 }
 
@@ -1353,6 +1355,8 @@ function fillItem(el, item, opts = {}) {
   el.dataset.version = item.updateId || item.id;
   if (item.category) el.dataset.category = item.category;
   else delete el.dataset.category;
+  if (item.pinned) el.dataset.pinned = 'true';
+  else delete el.dataset.pinned;
   if (item.lang) el.lang = item.lang;
   el.dir = 'auto'; // children below carry their own dir, so the headline decides
   el.replaceChildren();
