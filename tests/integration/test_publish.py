@@ -1,13 +1,18 @@
 """Requests that carry a body, and POST /v1/items (SPEC §3): publishing over
 HTTP with the stream's validation, tokens, Idempotency-Key across nodes,
 and the limits on the body (docs/protocol.md)."""
+import http.client
+import json
 import os
 import socket
+import subprocess
+import threading
 import time
 
+import jwt
 import pytest
 
-from conftest import raw_request
+from conftest import BUILD, STREAM, http_get, raw_request, wait_until
 
 
 def cpu_seconds(pid):
@@ -100,15 +105,6 @@ def test_a_body_on_a_later_request_of_the_connection(tickerd):
 
 # --------------------------------------------------------------------------
 # POST /v1/items
-
-import http.client  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-
-import jwt  # noqa: E402
-
-from conftest import BUILD, STREAM, http_get, wait_until  # noqa: E402
 
 SECRET = "s3cret-for-publish-tests-0123456789"
 AUTH = {"auth": {"jwt_secret": SECRET}}
