@@ -23,7 +23,6 @@ const state = {
   editing: null, // the item being corrected, or null
   draft: null, // {body, key}: the Idempotency-Key of what the form last sent
   inFlight: null, // the request on its way, so that a double click sends once
-  screens: null, // a promise: whether GET /v1/items/<id>/screens is served
   kills: new Map(), // ref -> {item, retractId, timer, until}
   scheduled: new Map(), // id -> {body, at}
   nodes: new Map(), // item id -> its <li> in the live view
@@ -483,32 +482,13 @@ function watchKill(item, retractId) {
   const k = { item, retractId, until: Date.now() + SCREENS_FOR_MS, data: null, note: 'asking the screens…' };
   state.kills.set(item.id, k);
   renderKills();
-  pollScreens(item.id);
-}
-
-/** Whether the daemon serves GET /v1/items/<id>/screens: a malformed ID
- * is a 400 there, and a 404 (a static file that is not there) without it.
- * Asked once. */
-function screensServed() {
-  if (!state.screens)
-    state.screens = fetch(api('/v1/items/-/screens'), { headers: authHeaders() }).then(
-      (r) => r.status !== 404 && r.status !== 405,
-      () => null, // no answer: ask again next time
-    );
-  return state.screens.then((v) => {
-    if (v == null) state.screens = null;
-    return v;
-  });
+  // the first ask after a poll's interval: a node records the retract when it reads it
+  k.timer = setTimeout(() => pollScreens(item.id), SCREENS_EVERY_MS);
 }
 
 async function pollScreens(ref) {
   const k = state.kills.get(ref);
   if (!k) return;
-  if ((await screensServed()) === false) {
-    k.note = 'this daemon does not confirm kills (no GET /v1/items/<id>/screens)';
-    renderKills();
-    return;
-  }
   let r = null;
   try {
     r = await fetch(api(`/v1/items/${encodeURIComponent(ref)}/screens`), { headers: authHeaders() });
@@ -526,6 +506,11 @@ async function pollScreens(ref) {
     if (r.ok && json) {
       k.data = json;
       k.note = json.sent && json.acked >= json.sent ? 'gone from every labelled screen' : 'waiting for acks';
+    } else if (r.status === 405 || (r.status === 404 && !/^no retract of /.test(raw))) {
+      // asked on the real ID, not probed with a malformed one (a 400 is an error in the browser's console)
+      k.note = 'this daemon does not confirm kills (no GET /v1/items/<id>/screens)';
+      renderKills();
+      return;
     } else k.note = `not known yet (${r.status}: ${(json && (json.message || json.error)) || trimAscii(raw)})`;
   }
   renderKills();

@@ -45,23 +45,31 @@ after(async () => {
   if (dir && !process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Whether node A takes POST /v1/items (404/405: not built yet). Asked once,
- * on a connection of its own that is closed after the answer. */
-let served = null;
-async function publishServed() {
-  if (served) return served;
-  const status = await new Promise((resolve, reject) => {
-    const req = http.request(`${nodeA.http}/v1/items`, {
-      method: 'POST', agent: false, timeout: 5000,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': 2, Connection: 'close' },
-    }, (res) => {
-      res.resume();
-      resolve(res.statusCode);
+/** POST /v1/items of `body` to node A from here, not from a page (where a
+ * refusal would be an error in the browser's console), on a connection of
+ * its own that is closed after the answer: {status, body}. */
+function postItem(body, tok) {
+  const data = JSON.stringify(body);
+  const headers = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data), Connection: 'close' };
+  if (tok) headers.Authorization = `Bearer ${tok}`;
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${nodeA.http}/v1/items`, { method: 'POST', agent: false, timeout: 5000, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode, body: text }));
     });
     req.on('timeout', () => req.destroy(new Error('no answer to POST /v1/items')));
     req.on('error', reject);
-    req.end('{}');
+    req.end(data);
   });
+}
+
+/** Whether node A takes POST /v1/items (404/405: not built yet). Asked once. */
+let served = null;
+async function publishServed() {
+  if (served) return served;
+  const { status } = await postItem({});
   served = ![404, 405].includes(status) || `POST /v1/items answers ${status}: not served by this tickerd yet`;
   return served;
 }
@@ -418,14 +426,7 @@ test('console: an embargoed headline waits under Embargoed and goes live on the 
   const demo = await openDemo(t, 'region=europe');
   const page = await openConsole(t);
   // the daemon's own check of publish_at tells whether it knows embargoes
-  const probe = await page.evaluate(async (tok) => {
-    const r = await fetch('/v1/items', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${tok}` },
-      body: JSON.stringify({ text: 'probe', publish_at: '2000-01-01T00:00:00Z' }),
-    });
-    return { status: r.status, body: await r.text() };
-  }, token());
+  const probe = await postItem({ text: 'probe', publish_at: '2000-01-01T00:00:00Z' }, token());
   if (!/bad_publish_at/.test(probe.body)) return t.skip(`publish_at is not checked by this tickerd yet (${probe.status})`);
   const at = Math.ceil((Date.now() + 4000) / 1000) * 1000;
   await page.fill('#f-text', `Embargoed ${process.pid}: results at the hour`);
@@ -457,7 +458,7 @@ test('console: a retract from the console takes the headline off the screens and
     const ctx = await browser.newContext({ viewport: { width: 1920, height: 1080 } });
     t.after(() => ctx.close());
     const p = await ctx.newPage();
-    await p.goto(`${statics.url}/overlay/index.html?server=${encodeURIComponent(nodeB.ws)}&region=${region}&client=${label}&share=0&backoff=300`);
+    await p.goto(`${statics.url}/overlay/index.html?server=${encodeURIComponent(nodeB.ws)}&region=${region}&screen=${label}&share=0&backoff=300`);
     await p.waitForSelector(`#crawl [data-id="${id}"]`, { state: 'attached', timeout: 10000 });
     screens.push(p);
   }
