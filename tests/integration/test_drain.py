@@ -67,10 +67,13 @@ def test_drain_spreads_the_closes_evenly(make_tickerd):
     assert max(per_second) <= DRAIN_S, per_second  # none closed after the window
     worst = max(per_second.values())
     assert worst <= 0.35 * CLIENTS, per_second
-    # the daemon exits 0 within drain_s + 2 s of the SIGTERM
+    # the daemon exits 0 within drain_s + 2 s of the SIGTERM (7 s, the issue's)
     td.proc.wait(timeout=max(0.5, start + DRAIN_S + 2 - time.monotonic()) + 5)
+    exited = time.monotonic() - start
+    print(f"drain of {CLIENTS}: closes per second {dict(sorted(per_second.items()))}, "
+          f"worst {worst / CLIENTS:.0%}, exit 0 after {exited:.2f} s")
     assert td.proc.returncode == 0
-    assert time.monotonic() - start <= DRAIN_S + 2 + 5
+    assert exited <= DRAIN_S + 2
 
 
 def test_second_sigterm_ends_the_drain(make_tickerd):
