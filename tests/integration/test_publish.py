@@ -369,6 +369,99 @@ def test_posts_one_after_another_on_one_connection(pub, rds):
     assert len(entries(rds)) == 2
 
 
+def test_bodies_lws_reads_are_freed_with_every_answer(pub, rds):
+    """The body of a later request of a kept-alive connection is read by lws
+    (tk_publish_body's realloc), and lws frees the per-session data for the
+    next request calling nothing of ours: each answer (201, 400, 413, and a
+    connection closed mid-body) frees the body first. workers = 1, so
+    LeakSanitizer runs at the exit of an ASan build."""
+    conn = http.client.HTTPConnection("127.0.0.1", pub.port, timeout=10)
+    h = {"Content-Type": "application/json", "Authorization": "Bearer " + token()}
+    try:
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        for body, status in ((json.dumps({"text": "kept " * 60}), 201),
+                             (json.dumps({"text": "", "region": ["x" * 300]}), 400),
+                             (json.dumps({"text": "again " * 60}), 201),
+                             (body_of_size(BODY_MAX + 1), 413)):
+            conn.request("POST", "/v1/items", body=body, headers=h)
+            r = conn.getresponse()
+            r.read()
+            assert r.status == status
+    finally:
+        conn.close()
+    body = json.dumps({"text": "cut off " * 40}).encode()
+    with socket.create_connection(("127.0.0.1", pub.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        s.sendall(b"POST /v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Authorization: Bearer " + token().encode() +
+                  b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        time.sleep(0.2)
+        s.sendall(body[:100])
+        time.sleep(0.2)
+    assert len(entries(rds)) == 2
+    pub.stop()
+    assert "LeakSanitizer" not in pub.log() and "leaked" not in pub.log(), pub.log()[-3000:]
+
+
+def later_post_head(length, tok=True):
+    return (b"POST /v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+            (b"Authorization: Bearer " + token().encode() + b"\r\n" if tok else b"") +
+            b"Content-Length: " + str(length).encode() + b"\r\n\r\n")
+
+
+def read_answer(s):
+    """One answer's head and its Content-Length of body; b"" at the close."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            return buf
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    want = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < want:
+        body += s.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("length,tok,status", [
+    (BODY_MAX + 1, True, 413),
+    (300, False, 401),
+])
+def test_a_later_request_refused_at_its_head_keeps_the_connection(pub, rds, length, tok, status):
+    """Refused before lws has read its body (lws reads it for a later
+    request of the connection): lws drops that body, and the next request
+    of the connection is answered as it would be on its own."""
+    good = json.dumps({"text": "after the refusal"}).encode()
+    with socket.create_connection(("127.0.0.1", pub.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(s).startswith(b"HTTP/1.1 200 ")
+        s.sendall(later_post_head(length, tok))
+        got = read_answer(s)
+        assert got.startswith(b"HTTP/1.1 %d " % status), got[:80]
+        s.sendall(body_of_size(length))
+        time.sleep(0.3)  # not pipelined: lws 4.1.6 mixes up pipelined requests
+        s.sendall(later_post_head(len(good)) + good)
+        rest = read_answer(s)
+    assert rest.startswith(b"HTTP/1.1 201 "), rest[:200]
+    assert len(entries(rds)) == 1
+
+
+@pytest.mark.xfail(strict=False, reason="lws 4.1.6: a request pipelined behind another in one "
+                   "read gets its own head back as its body (400 bad_json), the third no answer")
+def test_pipelined_posts_on_a_later_request(pub, rds):
+    """Two POSTs sent at once after a first request: both published."""
+    good = json.dumps({"text": "pipelined"}).encode()
+    with socket.create_connection(("127.0.0.1", pub.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(s).startswith(b"HTTP/1.1 200 ")
+        s.sendall((later_post_head(len(good)) + good) * 2)
+        answers = [read_answer(s)[:12] for _ in range(2)]
+    assert answers == [b"HTTP/1.1 201"] * 2, answers
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
 def test_no_content_length_on_a_method_with_a_body_is_411(tickerd, method):
     req = f"{method} /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode()
