@@ -7,7 +7,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import * as H from './harness.mjs';
 
 export const SHOTS = process.env.SHOTS_DIR || '/tmp/console';
@@ -18,27 +17,19 @@ const watchdog = setTimeout(() => {
 }, GLOBAL_TIMEOUT_MS);
 watchdog.unref();
 
-let dir, redis, tickerd, statics, browser;
+const w = {}; // redis, tickerd, statics, browser: harness.mjs startWorld
 
 before(async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
-  dir = H.tempDir();
-  redis = await new H.Redis(dir).start();
-  tickerd = await new H.Tickerd(dir, redis).start();
-  statics = await H.staticServer();
-  browser = await chromium.launch({ executablePath: H.CHROMIUM, args: H.CHROMIUM_ARGS, timeout: 30000 });
+  await H.startWorld(w);
 });
 
 after(async () => {
-  if (browser) await Promise.race([browser.close(), H.sleep(5000)]);
-  if (statics) statics.close();
-  if (tickerd) await tickerd.stop();
-  if (redis) await redis.stop();
-  if (dir && !process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+  await H.stopWorld(w);
 });
 
 async function open(t, url, ready, viewport = { width: 1280, height: 720 }) {
-  const ctx = await browser.newContext({ viewport });
+  const ctx = await w.browser.newContext({ viewport });
   t.after(() => ctx.close());
   const page = await ctx.newPage();
   page.errors = [];
@@ -62,11 +53,11 @@ async function waitOrder(page, sel, want, what) {
 
 test('pins: the demo keeps a pinned item first in the bar and the list; unpin and retract put it back', async (t) => {
   const region = `europe`;
-  const pinned = await redis.xadd({ lang: 'en', region, text: 'Pinned: live coverage of the summit', pin: 1 });
-  const a = await redis.xadd({ lang: 'en', region, text: 'Later headline A' });
-  const page = await open(t, `${tickerd.http}/?region=${region}&view=list&backoff=300`, '#bar .tk-status[data-state="connected"]');
+  const pinned = await w.redis.xadd({ lang: 'en', region, text: 'Pinned: live coverage of the summit', pin: 1 });
+  const a = await w.redis.xadd({ lang: 'en', region, text: 'Later headline A' });
+  const page = await open(t, `${w.tickerd.http}/?region=${region}&view=list&backoff=300`, '#bar .tk-status[data-state="connected"]');
   await waitOrder(page, '#list', [pinned, a], 'replayed: pinned first');
-  const b = await redis.xadd({ lang: 'en', region, text: 'Later headline B, live' });
+  const b = await w.redis.xadd({ lang: 'en', region, text: 'Later headline B, live' });
   await waitOrder(page, '#list', [pinned, b, a], 'a live item goes under the pin');
   await waitOrder(page, '#bar', [pinned, b, a], 'the bar too');
   assert.equal(await page.getAttribute(`#list [data-id="${pinned}"]`, 'data-pinned'), 'true');
@@ -77,16 +68,16 @@ test('pins: the demo keeps a pinned item first in the bar and the list; unpin an
   await page.screenshot({ path: path.join(SHOTS, 'pin-demo.png') });
 
   // unpin (an update carrying only pin 0): back to its place by ID
-  await redis.xadd({ op: 'update', ref: pinned, pin: 0 });
+  await w.redis.xadd({ op: 'update', ref: pinned, pin: 0 });
   await waitOrder(page, '#list', [b, a, pinned], 'unpinned: newest first again');
   assert.equal(await page.getAttribute(`#list [data-id="${pinned}"]`, 'data-pinned'), null);
   assert.match(await page.textContent(`#list [data-id="${pinned}"]`), /live coverage of the summit/);
   // pinned again (an update with pin 1), then a second pin: both first, newest pin on top
-  await redis.xadd({ op: 'update', ref: pinned, pin: 1 });
+  await w.redis.xadd({ op: 'update', ref: pinned, pin: 1 });
   await waitOrder(page, '#list', [pinned, b, a], 'pinned again');
-  await redis.xadd({ op: 'update', ref: a, pin: 1, text: 'Later headline A, now pinned' });
+  await w.redis.xadd({ op: 'update', ref: a, pin: 1, text: 'Later headline A, now pinned' });
   await waitOrder(page, '#list', [a, pinned, b], 'two pins, newest first, above the rest');
-  await redis.xadd({ op: 'retract', ref: a });
+  await w.redis.xadd({ op: 'retract', ref: a });
   await waitOrder(page, '#list', [pinned, b], 'a retracted pin is gone');
   // a reload: the replay brings the pin first (the server puts it on top of replay=N)
   await page.reload();
@@ -97,18 +88,18 @@ test('pins: the demo keeps a pinned item first in the bar and the list; unpin an
 
 test('pins: the overlay shows a pinned item first in the crawl', async (t) => {
   const region = 'africa';
-  const first = await redis.xadd({ lang: 'en', region, text: 'Older story, pinned by the desk', pin: 1 });
-  const later = await redis.xadd({ lang: 'en', region, text: 'Newer story' });
-  const url = `${statics.url}/overlay/index.html?server=${encodeURIComponent(tickerd.ws)}&region=${region}&backoff=300&speed=40`;
+  const first = await w.redis.xadd({ lang: 'en', region, text: 'Older story, pinned by the desk', pin: 1 });
+  const later = await w.redis.xadd({ lang: 'en', region, text: 'Newer story' });
+  const url = `${w.statics.url}/overlay/index.html?server=${encodeURIComponent(w.tickerd.ws)}&region=${region}&backoff=300&speed=40`;
   const page = await open(t, url, '#stage[data-conn="connected"]', { width: 1920, height: 1080 });
   await waitOrder(page, '#crawl', [first, later], 'the pinned item leads the crawl');
   assert.equal(await page.getAttribute(`#crawl [data-id="${first}"]`, 'data-pinned'), 'true');
-  const newest = await redis.xadd({ lang: 'en', region, text: 'Newest story' });
+  const newest = await w.redis.xadd({ lang: 'en', region, text: 'Newest story' });
   await waitOrder(page, '#crawl', [first, newest, later], 'still first after a new item');
   await page.evaluate(() => window.next()); // the crawl to its first headline, for the picture
   await H.sleep(300);
   await page.screenshot({ path: path.join(SHOTS, 'pin-overlay.png') });
-  await redis.xadd({ op: 'update', ref: first, pin: 0 });
+  await w.redis.xadd({ op: 'update', ref: first, pin: 0 });
   await waitOrder(page, '#crawl', [newest, later, first], 'unpinned');
   assert.deepEqual(page.errors, []);
 });
