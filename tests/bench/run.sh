@@ -103,7 +103,7 @@ wait_http() { # URL, seconds
 # ---------------------------------------------------------------- sizes
 case $SCALE in
 full)
-    IDLE_N=50000 HOLD=5
+    IDLE_N=100000 HOLD=5
     STEADY_N=10000 STEADY_T=20
     BURST_N=1000 BURST_M=5000
     STORM_N=10000 STORM_K=24
