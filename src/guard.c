@@ -97,15 +97,25 @@ bool tk_origin_listed(const char *allowed, const char *origin)
     return false;
 }
 
-tk_peer_t *tk_peer_new(const char *conn)
+/* A peer with conn and, unless it is NULL or conn itself, client. */
+static tk_peer_t *peer_alloc(const char *conn, const char *client)
 {
-    tk_peer_t *p = malloc(sizeof *p);
+    size_t cl = strlen(conn) + 1, kl = client && strcmp(client, conn) ? strlen(client) + 1 : 0;
+    tk_peer_t *p = malloc(sizeof *p + cl + kl);
     if (!p) return NULL;
-    snprintf(p->conn, sizeof p->conn, "%s", conn && *conn ? conn : "?");
-    memcpy(p->client, p->conn, sizeof p->client);
+    memcpy(p->addrs, conn, cl);
+    if (kl) memcpy(p->addrs + cl, client, kl);
+    p->client_at = kl ? (uint16_t)cl : 0;
     p->body = NULL;
     p->body_len = -1;
     return p;
+}
+
+tk_peer_t *tk_peer_new(const char *conn)
+{
+    char addr[TK_ADDR_STRLEN];
+    snprintf(addr, sizeof addr, "%s", conn && *conn ? conn : "?");
+    return peer_alloc(addr, NULL);
 }
 
 void tk_peer_free(tk_peer_t *p)
@@ -130,19 +140,30 @@ size_t tk_guard_cors(const tk_config_t *cfg, struct lws *wsi, char *out, size_t 
 void tk_guard_identify(const tk_config_t *cfg, struct lws *wsi)
 {
     tk_peer_t *p = lws_get_opaque_user_data(wsi);
-    char xff[TK_HEAD_MAX];
+    char xff[TK_HEAD_MAX], client[TK_ADDR_STRLEN];
     if (!p) return;
-    memcpy(p->client, p->conn, sizeof p->client);
-    if (!tk_proxy_trusted(cfg->trusted_proxies, p->conn)) return;
-    int n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
-    if (n > 0)
-        tk_forwarded_client(cfg->trusted_proxies, xff, (size_t)n, p->client, sizeof p->client);
+    const char *conn = p->addrs;
+    snprintf(client, sizeof client, "%s", conn);
+    if (tk_proxy_trusted(cfg->trusted_proxies, conn)) {
+        int n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
+        if (n > 0) tk_forwarded_client(cfg->trusted_proxies, xff, (size_t)n, client, sizeof client);
+    }
+    if (!strcmp(client, tk_guard_client(wsi))) return; /* the common case: no copy */
+    tk_peer_t *np = peer_alloc(conn, client);
+    if (!np) { /* out of memory: the client stays the connection's address */
+        p->client_at = 0;
+        return;
+    }
+    np->body = p->body;
+    np->body_len = p->body_len;
+    free(p);
+    lws_set_opaque_user_data(wsi, np);
 }
 
 const char *tk_guard_client(struct lws *wsi)
 {
     tk_peer_t *p = wsi ? lws_get_opaque_user_data(wsi) : NULL;
-    return p ? p->client : "?";
+    return p ? p->addrs + p->client_at : "?";
 }
 
 /* An Origin too long to compare is refused, never skipped. */

@@ -20,8 +20,10 @@
 #include "tickerd/ws.h"
 
 /* lws keeps a receive buffer this big per connection: client messages are
- * small, and ws.c joins the chunks of a longer one. */
-#define RX_CHUNK_BYTES 256
+ * small, and ws.c joins the chunks of a longer one. Not less: lws needs a
+ * control frame's whole payload (up to 125 bytes: a ping's, a close
+ * reason) in it. */
+#define RX_CHUNK_BYTES 128
 
 static lws_retry_bo_t retry_policy;
 

@@ -51,7 +51,6 @@ typedef struct pub_session {
     bool too_big;
     char *body;
     size_t len;
-    char key[TK_IDEM_KEY_MAX + 1]; /* the Idempotency-Key; empty: none */
     pub_req_t *req;
 } pub_session_t;
 
@@ -138,16 +137,34 @@ static void on_written(void *ud, const redisReply *r, const char *err)
         free(q);
 }
 
-/* XADD <stream> * json <body>, or with a key the script. */
-static int send_xadd(const tk_config_t *cfg, tk_writer_t *w, pub_session_t *s, pub_req_t *q)
+/* The Idempotency-Key header into buf ("" when none): 0, or -1 when it is
+ * not 1..TK_IDEM_KEY_MAX visible ASCII characters. The session keeps no
+ * copy (every connection carries a session): the head is there until the
+ * request is answered, so submit() reads it again. */
+static int idem_key(struct lws *wsi, char buf[TK_IDEM_KEY_MAX + 1])
+{
+    buf[0] = 0;
+    int n = lws_hdr_custom_length(wsi, "idempotency-key:", 16);
+    if (n < 0) return 0; /* none */
+    if (n == 0 || n > TK_IDEM_KEY_MAX) return -1;
+    if (lws_hdr_custom_copy(wsi, buf, TK_IDEM_KEY_MAX + 1, "idempotency-key:", 16) != n)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (buf[i] <= ' ' || buf[i] > '~') return -1;
+    return 0;
+}
+
+/* XADD <stream> * json <body>, or with a key (empty: none) the script. */
+static int send_xadd(const tk_config_t *cfg, tk_writer_t *w, pub_session_t *s, const char *key,
+                     pub_req_t *q)
 {
     char idem[600], ttl[16];
-    if (!s->key[0]) {
+    if (!key[0]) {
         const char *argv[] = {"XADD", cfg->stream_key, "*", "json", s->body};
         size_t lens[] = {4, strlen(cfg->stream_key), 1, 4, s->len};
         return tk_writer_command(w, 5, argv, lens, on_written, q);
     }
-    snprintf(idem, sizeof idem, "%s:idem:%s", cfg->stream_key, s->key);
+    snprintf(idem, sizeof idem, "%s:idem:%s", cfg->stream_key, key);
     snprintf(ttl, sizeof ttl, "%d", TK_IDEM_TTL_S);
     const char *argv[] = {"EVAL", IDEM_SCRIPT, "2", cfg->stream_key, idem, ttl, s->body};
     size_t lens[] = {4,           sizeof IDEM_SCRIPT - 1, 1, strlen(cfg->stream_key),
@@ -163,10 +180,13 @@ static int submit(struct lws *wsi, pub_session_t *s)
     tk_id_t now = {(uint64_t)tk_now_ms(), 0};
     if (tk_item_check_json(site->cfg, now, s->body, s->len, &rej))
         return refuse(wsi, 400, tk_reason_names[rej.reason], rej.detail);
+    char key[TK_IDEM_KEY_MAX + 1];
+    if (idem_key(wsi, key)) /* checked at the head: the head is gone */
+        return refuse(wsi, 400, "bad_idempotency_key", "the request's head is gone");
     pub_req_t *q = calloc(1, sizeof *q);
     if (!q) return -1;
     q->wsi = wsi;
-    if (!site->writer || send_xadd(site->cfg, site->writer, s, q)) {
+    if (!site->writer || send_xadd(site->cfg, site->writer, s, key, q)) {
         free(q);
         return refuse(wsi, 503, "redis_down", "no Redis connection");
     }
@@ -193,21 +213,6 @@ static bool json_content(struct lws *wsi)
     return type[16] == 0 || type[16] == ';' || type[16] == ' ';
 }
 
-/* The Idempotency-Key header: 0 (none, or kept in s->key), or -1 when it
- * is not 1..TK_IDEM_KEY_MAX visible ASCII characters. */
-static int idem_key(struct lws *wsi, pub_session_t *s)
-{
-    char buf[TK_IDEM_KEY_MAX + 1];
-    int n = lws_hdr_custom_length(wsi, "idempotency-key:", 16);
-    if (n < 0) return 0; /* none */
-    if (n == 0 || n > TK_IDEM_KEY_MAX) return -1;
-    if (lws_hdr_custom_copy(wsi, buf, sizeof buf, "idempotency-key:", 16) != n) return -1;
-    for (int i = 0; i < n; i++)
-        if (buf[i] <= ' ' || buf[i] > '~') return -1;
-    memcpy(s->key, buf, (size_t)n + 1);
-    return 0;
-}
-
 int tk_publish_request(struct lws *wsi, void *pss)
 {
     pub_session_t *s = pss;
@@ -229,7 +234,8 @@ int tk_publish_request(struct lws *wsi, void *pss)
     if (status) return refuse(wsi, status, status == 401 ? "unauthorized" : "forbidden", err);
     if (!json_content(wsi))
         return refuse(wsi, 415, "unsupported_media_type", "Content-Type must be application/json");
-    if (idem_key(wsi, s))
+    char key[TK_IDEM_KEY_MAX + 1];
+    if (idem_key(wsi, key))
         return refuse(wsi, 400, "bad_idempotency_key",
                       "Idempotency-Key must be 1..200 visible ASCII characters");
     if (s->body) return submit(wsi, s);

@@ -53,15 +53,17 @@ size_t tk_guard_cors(const tk_config_t *cfg, struct lws *wsi, char *out, size_t 
  * connection's address (the peer's, or the client a trusted proxy's PROXY
  * header named, listener.c); client: the current request's client (conn,
  * or the one a trusted conn's X-Forwarded-For names). Every log line,
- * max_per_ip and the refusals use client. */
+ * max_per_ip and the refusals use client. The addresses are kept at their
+ * length, not in TK_ADDR_STRLEN arrays: every idle connection holds one
+ * (docs/performance.md, memory per connection). */
 typedef struct tk_peer {
-    char conn[TK_ADDR_STRLEN];
-    char client[TK_ADDR_STRLEN];
     /* The body of the connection's first request, read by listener.c
      * (tk_listener_adopting_body), until its handler takes it; NULL when
      * none. body_len: that request's Content-Length, -1 when it had none. */
     char *body;
     long long body_len;
+    uint16_t client_at; /* where client starts in addrs; 0: client is conn */
+    char addrs[];       /* conn, NUL, then client and NUL when it differs */
 } tk_peer_t;
 
 /* A peer for a new connection from conn; NULL when out of memory. */
@@ -69,7 +71,8 @@ tk_peer_t *tk_peer_new(const char *conn);
 void tk_peer_free(tk_peer_t *p);
 
 /* At the start of each request on wsi: its client, per trusted_proxies
- * and X-Forwarded-For (proxy.h: tk_forwarded_client). */
+ * and X-Forwarded-For (proxy.h: tk_forwarded_client). The peer may move
+ * (it grows to hold a client other than conn). */
 void tk_guard_identify(const tk_config_t *cfg, struct lws *wsi);
 
 /* The client of wsi's current request, as text ("?" when unknown). */

@@ -760,6 +760,28 @@ static void test_batch_end_writes_at_once(void **state)
     disconnect(full);
 }
 
+/* An idle client holds no queue of its own frames once they are written:
+ * every connection would pay for it (docs/performance.md, memory). */
+static void test_idle_client_holds_no_queue(void **state)
+{
+    fake_t *f = connect_client("replay=5");
+    for (int i = 0; i < 3; i++)
+        publish("", 100);
+    fake_t *g = connect_client("replay=5");
+    assert_non_null(g->client.q); /* hello and replay, owed */
+    pump(g);
+    assert_null(g->client.q);
+    assert_int_equal(g->client.qcap, 0);
+    f->busy = true; /* a ping while busy is queued, then written */
+    tk_hub_set_time(hub, 31000);
+    for (int i = 0; i < 30; i++)
+        tk_hub_tick(hub);
+    pump(f);
+    assert_null(f->client.q);
+    disconnect(f);
+    disconnect(g);
+}
+
 /* A write carries no more than the socket takes, but always a frame. */
 static void test_writes_fit_the_socket(void **state)
 {
@@ -1273,6 +1295,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_burst, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_batch_end_writes_at_once, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_idle_client_holds_no_queue, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_stalled_client_is_slow, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_replay_at_client_pace, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_bound_closes_slowest_first, start_hub, stop_hub),
