@@ -392,6 +392,48 @@ def test_fragmented_message_within_limit_is_accepted(tickerd):
     run(main())
 
 
+# lws's receive buffer per connection is 128 bytes (src/net.c RX_CHUNK_BYTES,
+# kept small: every idle connection holds one). Control frames must still
+# arrive whole, and longer messages are joined from its chunks.
+
+
+@pytest.mark.parametrize("n", [0, 124, 125])
+def test_ping_payload_up_to_125_is_ponged_whole(tickerd, n):
+    c = RawWS(tickerd.port, "/v1/ws?replay=0")
+    assert c.read_json()["type"] == "hello"
+    assert c.read_json()["type"] == "replay"
+    payload = bytes(range(256))[:n] if n else b""
+    c.send_frame(9, payload)
+    op, got = c.read_frame()
+    assert (op, got) == (10, payload)
+    c.close()
+
+
+def test_close_with_a_123_byte_reason_is_answered(tickerd):
+    c = RawWS(tickerd.port, "/v1/ws?replay=0")
+    assert c.read_json()["type"] == "hello"
+    assert c.read_json()["type"] == "replay"
+    c.send_frame(8, (1000).to_bytes(2, "big") + b"r" * 123)
+    assert c.read_close() == 1000
+    c.close()
+
+
+@pytest.mark.parametrize("pad", [100, 110, 200, 3000])
+def test_messages_longer_than_the_receive_buffer_are_joined(tickerd, pad):
+    # {"type":"ping","pad":"..."}: 24 bytes + pad, one frame, around and
+    # over 128 bytes
+    c = RawWS(tickerd.port, "/v1/ws?replay=0")
+    assert c.read_json()["type"] == "hello"
+    assert c.read_json()["type"] == "replay"
+    c.send_frame(1, b'{"type":"ping","pad":"' + b"y" * pad + b'"}')
+    assert c.read_json() == {"type": "pong"}
+    sub = {"type": "subscribe", "lang": ["en"], "region": ["mena"], "pad": "z" * pad}
+    c.send_frame(1, json.dumps(sub).encode())
+    got = c.read_json()  # a subscribe is answered with a new hello
+    assert got["type"] == "hello" and got["filter"]["lang"] == ["en"], got
+    c.close()
+
+
 def test_binary_frame_is_an_error(tickerd):
     async def main():
         ws = await WS.connect(tickerd)
