@@ -52,7 +52,7 @@
 /* options */
 
 enum target { T_TICKERD, T_NODE, T_NCHAN };
-enum scenario { S_IDLE, S_STEADY, S_BURST, S_STORM, S_STALLED };
+enum scenario { S_IDLE, S_STEADY, S_BURST, S_STORM, S_STALLED, S_FLASH };
 
 static struct {
     enum target target;
@@ -76,6 +76,8 @@ static struct {
     /* stalled: n stalled clients (g < stalled_n) and `readers` that read */
     int stalled_n, readers, rcvbuf, text_bytes, rss_limit_mb;
     double observe;
+    /* flash: the gap between its items, the wait for each one's last client */
+    double gap, flash_wait;
 } opt = {
     .host = "127.0.0.1",
     .redis_host = "127.0.0.1",
@@ -97,6 +99,8 @@ static struct {
     .rcvbuf = 4096,
     .rss_limit_mb = 4096,
     .observe = 25,
+    .gap = 2,
+    .flash_wait = 20,
 };
 
 static const char *regions[8] = {"africa",        "asia", "asia-pacific", "europe",
@@ -147,6 +151,7 @@ static int filt_r2(int g)
 }
 static bool matches(int g, int seq)
 {
+    if (opt.scenario == S_FLASH) return true; /* its items are global: every filter matches */
     int k = filt_kind(g), r = seq % 8;
     return k == 0 || r == filt_r1(g) || (k == 2 && r == filt_r2(g));
 }
@@ -157,6 +162,8 @@ static bool matches(int g, int seq)
 #define H_FINE 10000
 #define H_COARSE 100000
 #define H_N (H_FINE + H_COARSE + 1)
+
+#define FL_MAX 32 /* items of a flash run */
 
 static int h_bucket(int64_t us)
 {
@@ -188,6 +195,9 @@ typedef struct {
     int64_t done_max_us, done_n;
     int64_t err_connect, err_handshake;
     char err[200];
+    /* flash: per item, how many clients have it, the first and last receipt */
+    int64_t fl_got[FL_MAX], fl_first_us[FL_MAX], fl_last_us[FL_MAX];
+    int64_t fl_frame_bytes; /* the size of a flash item's frame, header included */
     uint32_t lat[H_N];
     uint32_t done[H_N];
 } slot_t;
@@ -418,6 +428,16 @@ static void set_lastid(client_t *c, const char *s, size_t n)
     c->lastid[n] = 0;
 }
 
+/* A flash item reached one more client: its count, first and last receipt
+ * (the parent waits on the count), and the frame's size on the wire. */
+static void flash_got(int seq, size_t len, int64_t now_mono)
+{
+    if (!me->fl_first_us[seq] || now_mono < me->fl_first_us[seq]) me->fl_first_us[seq] = now_mono;
+    if (now_mono > me->fl_last_us[seq]) me->fl_last_us[seq] = now_mono;
+    me->fl_frame_bytes = (int64_t)len + (len < 126 ? 2 : len < 65536 ? 4 : 10);
+    __atomic_add_fetch(&me->fl_got[seq], 1, __ATOMIC_RELEASE);
+}
+
 /* An item frame: checks the tag and seq, records the delivery. */
 static void on_item(client_t *c, const unsigned char *p, size_t len, int64_t now_real,
                     int64_t now_mono)
@@ -461,6 +481,7 @@ static void on_item(client_t *c, const unsigned char *p, size_t len, int64_t now
     if (!matches(c->g, seq)) me->unmatched++; /* delivered but not subscribed to */
     me->uniq++;
     c->got++;
+    if (opt.scenario == S_FLASH && !replay && seq < FL_MAX) flash_got(seq, len, now_mono);
     if (measure_latency && !replay) {
         int64_t lat = now_real - ms * 1000;
         me->lat[h_bucket(lat)]++;
@@ -502,7 +523,8 @@ static void on_message(client_t *c, const unsigned char *p, size_t len, int64_t 
     } else if (rest >= 7 && !memcmp(t, "replay\"", 7)) {
         me->markers++;
         mark_ready(c, now_mono);
-        if (storm_mode) client_done(c, now_mono);
+        /* served: its marker, with every item it missed before it */
+        if (storm_mode && c->got >= c->expected) client_done(c, now_mono);
         if (c->stalled && !c->paused && phase != P_DRAIN) {
             /* from here on it never reads: its socket stays out of epoll */
             epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -1198,10 +1220,15 @@ static void redis_queue(int seq)
 {
     char text[1100];
     item_text(text, sizeof text, seq);
-    const char *argv[] = {"XADD",     opt.stream,       "*",        "lang",     "en",
-                          "region",   regions[seq % 8], "priority", "breaking", "category",
-                          "politics", "source",         "bench",    "text",     text};
-    redisAppendCommandArgv(rc, 15, argv, NULL);
+    const char *argv[] = {"XADD",     opt.stream, "*",      "lang",   "en",   "priority",
+                          "breaking", "category", "politics", "source", "bench", "text",
+                          text,       "region",   regions[seq % 8]};
+    int argc = 15;
+    if (opt.scenario == S_FLASH) { /* no region: a global item, every filter matches */
+        argv[6] = "flash";
+        argc = 13;
+    }
+    redisAppendCommandArgv(rc, argc, argv, NULL);
     redis_pending++;
 }
 
@@ -1288,7 +1315,7 @@ static void jstr(const char *k, const char *v)
 }
 
 static const char *tname[] = {"tickerd", "node", "nchan"};
-static const char *sname[] = {"idle", "steady", "burst", "storm", "stalled"};
+static const char *sname[] = {"idle", "steady", "burst", "storm", "stalled", "flash"};
 
 static void connect_all(void)
 {
@@ -1524,17 +1551,118 @@ static void run_stalled(void)
     fprintf(jf, "]");
 }
 
+/* ---- the idle scenario (and the flash scenario's first half) ----
+ * N clients connect and stay; the RSS of the server's processes after the
+ * hold minus before, per connection still open. Returns that number. */
+static int64_t run_idle(void)
+{
+    sleep(1);
+    proc_stat_t before = server_stat();
+    int64_t t0 = mono_us();
+    connect_all();
+    double conn_s = (double)(mono_us() - t0) / 1e6;
+    usleep((useconds_t)(opt.hold * 1e6));
+    broadcast("COUNT\n");
+    gather();
+    proc_stat_t after = server_stat();
+    int64_t held = SUM(open_now);
+    common_out();
+    jnum("connected", (double)SUM(connected));
+    jnum("failed", (double)SUM(failed));
+    jnum("held", (double)held);
+    jnum("connect_s", conn_s);
+    jnum("rss_before_kb", (double)before.rss_kb);
+    jnum("rss_after_kb", (double)after.rss_kb);
+    jnum("server_procs", after.nproc);
+    jnum("rss_per_conn_kb", held ? (double)(after.rss_kb - before.rss_kb) / (double)held : -1);
+    jnum("hold_s", opt.hold);
+    jnum("cpu_user_s", after.cpu_user - before.cpu_user);
+    jnum("cpu_sys_s", after.cpu_sys - before.cpu_sys);
+    return held;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t fl_sum(int k)
+{
+    int64_t s = 0;
+    for (int i = 0; i < opt.procs; i++)
+        s += __atomic_load_n(&slots[i].fl_got[k], __ATOMIC_ACQUIRE);
+    return s;
+}
+
+/* ---- the flash scenario ----
+ * On the idle scenario's held connections: --items global items (every
+ * client's filter matches), one at a time, --gap s apart; for each, the time
+ * from just before its XADD to the last client's receipt (and the first's).
+ * An item not at every client within --flash-wait s counts as incomplete. */
+static void run_flash(int64_t held)
+{
+    int k = opt.items < FL_MAX ? opt.items : FL_MAX;
+    double all_s[FL_MAX], first_s[FL_MAX];
+    int complete = 0;
+    broadcast("EXPECT 0 %d 1\n", k);
+    gather();
+    usleep(200000);
+    proc_stat_t before = server_stat();
+    for (int i = 0; i < k; i++) {
+        int64_t t0 = mono_us();
+        publish(i);
+        flush();
+        int64_t deadline = t0 + (int64_t)(opt.flash_wait * 1e6);
+        while (fl_sum(i) < held && mono_us() < deadline)
+            usleep(200);
+        complete += fl_sum(i) >= held;
+        all_s[i] = (double)(MAX(fl_last_us[i]) - t0) / 1e6;
+        int64_t first = 0;
+        for (int p = 0; p < opt.procs; p++)
+            if (slots[p].fl_first_us[i] && (!first || slots[p].fl_first_us[i] < first))
+                first = slots[p].fl_first_us[i];
+        first_s[i] = first ? (double)(first - t0) / 1e6 : -1;
+        int64_t next = t0 + (int64_t)(opt.gap * 1e6);
+        if (i + 1 < k && mono_us() < next) usleep((useconds_t)(next - mono_us()));
+    }
+    proc_stat_t after = server_stat();
+    broadcast("WAIT %.1f\n", 1.0);
+    gather();
+    jnum("flash_items", k);
+    jnum("flash_gap_s", opt.gap);
+    jnum("flash_items_complete", complete);
+    jnum("flash_frame_bytes", (double)MAX(fl_frame_bytes));
+    fprintf(jf, ",\n  \"flash_rounds_s\": [");
+    for (int i = 0; i < k; i++)
+        fprintf(jf, "%s%.4f", i ? ", " : "", all_s[i]);
+    fprintf(jf, "],\n  \"flash_first_s\": [");
+    for (int i = 0; i < k; i++)
+        fprintf(jf, "%s%.4f", i ? ", " : "", first_s[i]);
+    fprintf(jf, "]");
+    qsort(all_s, (size_t)k, sizeof *all_s, cmp_double);
+    /* flash_all_s, as the floor's figure of the same name: the median */
+    jnum("flash_all_s", k % 2 ? all_s[k / 2] : (all_s[k / 2 - 1] + all_s[k / 2]) / 2);
+    jnum("flash_max_s", all_s[k - 1]);
+    jnum("flash_min_s", all_s[0]);
+    delivery_out();
+    jnum("flash_cpu_user_s", after.cpu_user - before.cpu_user);
+    jnum("flash_cpu_sys_s", after.cpu_sys - before.cpu_sys);
+    jnum("flash_cpu_s", (after.cpu_ns - before.cpu_ns) / 1e9);
+}
+
 static void usage(void)
 {
     fprintf(
         stderr,
-        "usage: loadgen --target tickerd|node|nchan --scenario idle|steady|burst|storm|stalled\n"
+        "usage: loadgen --target tickerd|node|nchan\n"
+        "  --scenario idle|steady|burst|storm|stalled|flash\n"
         "  --port P [--host 127.0.0.1] [--pub-port P (nchan)] [--redis HOST:PORT]\n"
         "  [--stream KEY] [-n CLIENTS] [--procs K] [--rate R] [--duration S]\n"
         "  [--items M] [--hold S] [--src 127.X.Y] [--per-src N] [--pid PID]...\n"
         "  [--out FILE] [--label L] [--timeout S] [--connect-timeout S] [--drain S]\n"
         "  [--text-bytes B] stalled: [--readers R] [--rcvbuf B] [--observe S]\n"
-        "  [--rss-limit-mb MB]\n");
+        "  [--rss-limit-mb MB] flash: [--items K (at most 32)] [--gap S] [--flash-wait S]\n");
     exit(2);
 }
 
@@ -1566,6 +1694,8 @@ int main(int argc, char **argv)
                                  {"text-bytes", 1, 0, 'X'},
                                  {"observe", 1, 0, 'O'},
                                  {"rss-limit-mb", 1, 0, 'L'},
+                                 {"gap", 1, 0, 'G'},
+                                 {"flash-wait", 1, 0, 'W'},
                                  {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:", lo, NULL)) != -1) {
@@ -1582,6 +1712,7 @@ int main(int argc, char **argv)
                            : !strcmp(optarg, "burst")   ? S_BURST
                            : !strcmp(optarg, "storm")   ? S_STORM
                            : !strcmp(optarg, "stalled") ? S_STALLED
+                           : !strcmp(optarg, "flash")   ? S_FLASH
                                                         : (usage(), S_IDLE);
             break;
         case 'H':
@@ -1664,6 +1795,12 @@ int main(int argc, char **argv)
         case 'L':
             opt.rss_limit_mb = atoi(optarg);
             break;
+        case 'G':
+            opt.gap = atof(optarg);
+            break;
+        case 'W':
+            opt.flash_wait = atof(optarg);
+            break;
         default:
             usage();
         }
@@ -1730,28 +1867,9 @@ int main(int argc, char **argv)
 
     int64_t t_start = mono_us();
     if (opt.scenario == S_IDLE) {
-        sleep(1);
-        proc_stat_t before = server_stat();
-        int64_t t0 = mono_us();
-        connect_all();
-        double conn_s = (double)(mono_us() - t0) / 1e6;
-        usleep((useconds_t)(opt.hold * 1e6));
-        broadcast("COUNT\n");
-        gather();
-        proc_stat_t after = server_stat();
-        int64_t held = SUM(open_now);
-        common_out();
-        jnum("connected", (double)SUM(connected));
-        jnum("failed", (double)SUM(failed));
-        jnum("held", (double)held);
-        jnum("connect_s", conn_s);
-        jnum("rss_before_kb", (double)before.rss_kb);
-        jnum("rss_after_kb", (double)after.rss_kb);
-        jnum("server_procs", after.nproc);
-        jnum("rss_per_conn_kb", held ? (double)(after.rss_kb - before.rss_kb) / (double)held : -1);
-        jnum("hold_s", opt.hold);
-        jnum("cpu_user_s", after.cpu_user - before.cpu_user);
-        jnum("cpu_sys_s", after.cpu_sys - before.cpu_sys);
+        run_idle();
+    } else if (opt.scenario == S_FLASH) {
+        run_flash(run_idle());
     } else if (opt.scenario == S_STEADY || opt.scenario == S_BURST) {
         connect_all();
         int m = opt.scenario == S_STEADY ? (int)(opt.rate * opt.duration + 0.5) : opt.items;
@@ -1808,6 +1926,11 @@ int main(int argc, char **argv)
         usleep(300000);
         publish_range(opt.warmup, opt.warmup + opt.items, 0);
         usleep(700000); /* the servers have read the stream */
+        /* ... and have seen every client go (50,000 closes take a while) */
+        server_metrics_t sm;
+        for (int64_t until = mono_us() + 15000000;
+             server_metrics(&sm) == 0 && sm.conns > 0 && mono_us() < until;)
+            usleep(100000);
         proc_stat_t before = server_stat();
         int64_t t0 = mono_us();
         broadcast("STORM %" PRId64 " %.1f\n", t0, opt.connect_timeout);

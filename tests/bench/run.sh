@@ -21,10 +21,14 @@
 #                            built in its own worktree), run in the same run as
 #                            target "base" with workers=W; the table then
 #                            has tickerd/base ratios
-#   BENCH_SCENARIOS="floor idle steady burst storm stalled poll"   the scenarios
+#   BENCH_SCENARIOS="floor idle flash steady burst storm stalled poll"   the scenarios
 #                            to run; floor is the bare-send floor (tests/bench/floor.c):
 #                            the steady scenario's sends with no server, as the
-#                            column "floor"; poll: RSS per 10,000 waiting long-polls,
+#                            column "floor", and FLASH_K rounds to IDLE_N sockets;
+#                            flash (tickerd, base): the idle scenario's clients,
+#                            then FLASH_K global items, each timed from its XADD
+#                            to its last client (its idle figures stand for idle's);
+#                            poll: RSS per 10,000 waiting long-polls,
 #                            tickerd targets only, tests/bench/poll_rss.py
 #   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
 #                            (off by default: they buffer per client, and
@@ -41,7 +45,7 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
-SCENARIOS=" ${BENCH_SCENARIOS:-floor idle steady burst storm stalled poll} "
+SCENARIOS=" ${BENCH_SCENARIOS:-floor idle flash steady burst storm stalled poll} "
 want() { [[ $SCENARIOS == *" $1 "* ]]; }
 QUEUE_BYTES=${BENCH_QUEUE_BYTES:-} # empty: the daemon's default
 TICKERD_BIN=${TICKERD_BIN:-$ROOT/build/tickerd}
@@ -106,7 +110,7 @@ full)
     IDLE_N=100000 HOLD=5
     STEADY_N=10000 STEADY_T=20
     BURST_N=1000 BURST_M=5000
-    STORM_N=10000 STORM_K=24
+    STORM_N=50000 STORM_K=24
     STALL_N=1000 STALL_CTL=100 STALL_M=5000
     ;;
 *)
@@ -118,6 +122,10 @@ full)
     STALL_N=1000 STALL_CTL=100 STALL_M=5000
     ;;
 esac
+# flash: FLASH_K global items FLASH_GAP s apart to the idle scenario's
+# clients; FLASH_BYTES is the size of their WebSocket frame (loadgen reports
+# it as flash_frame_bytes), which the floor's flash round sends
+FLASH_K=5 FLASH_GAP=2 FLASH_BYTES=271
 # stalled: items of about 1 KB (900 bytes of text), 10 clients that read
 # beside the stalled ones, 4 s of hold after the burst (the RSS peak), then
 # until the server has closed every stalled client (slow_timeout_s = 15) or
@@ -131,12 +139,15 @@ if [ "$(id -u)" = 0 ] && [ -n "$OLD_SOMAXCONN" ] && [ "$OLD_SOMAXCONN" -lt 65535
     echo 65535 > /proc/sys/net/core/somaxconn 2>/dev/null && RESTORE_SOMAXCONN=$OLD_SOMAXCONN
 fi
 PER_PROC=$((NOFILE - 1000)) # connections one server process can hold
-# the idle scenario needs enough server processes for IDLE_N descriptors
-WI=$(((IDLE_N + PER_PROC - 1) / PER_PROC))
-[ "$WI" -lt "$W" ] && WI=$W
+# the idle and flash scenarios need enough server processes for IDLE_N
+# descriptors, the storm for STORM_N
+procs_for() { local p=$((($1 + PER_PROC - 1) / PER_PROC)); echo $((p < W ? W : p)); }
+WI=$(procs_for "$IDLE_N")
+WS=$(procs_for "$STORM_N")
 log "scale $SCALE: idle $IDLE_N, steady $STEADY_N x ${STEADY_T}s at 20 and 5 items/s," \
     "burst $BURST_M items to $BURST_N, storm $STORM_N, stalled $STALL_N and $STALL_CTL;" \
-    "workers $W (idle: $WI); nofile $NOFILE; max_queue_bytes ${QUEUE_BYTES:-default}"
+    "flash $FLASH_K items to the idle clients; workers $W (idle, flash: $WI; storm: $WS);" \
+    "nofile $NOFILE; max_queue_bytes ${QUEUE_BYTES:-default}"
 
 # ---------------------------------------------------------------- build, deps
 make --no-print-directory all >&2 || exit 1
@@ -254,17 +265,23 @@ loadgen() { # NAME SCENARIO OUTFILE ARGS...
     sleep 1 # the server sees the clients go
 }
 
+storm() { # NAME: STORM_N clients reconnect at once with since
+    local n=$STORM_N
+    [ "$1" = tickerd-w1 ] && [ "$n" -gt "$PER_PROC" ] && n=$PER_PROC
+    loadgen "$1" storm "$1-storm" -n "$n" --items "$STORM_K" --procs 2 --connect-timeout 30
+}
+
 # ---------------------------------------------------------------- the floor
 # The steady scenario's sends (STEADY_N sockets, 20 rounds a second for
 # STEADY_T s, 180 bytes) with nothing else, then one round to IDLE_N
-# sockets (the flash figure's floor); as many sender processes as a target
-# has, or more when their share would not fit in one process's descriptors.
+# sockets (the flash figure's floor: FLASH_K rounds of the flash frame's
+# size, FLASH_GAP s apart); as many sender processes as the flash target
+# has workers (WI), each with a reader process.
 if want floor; then
-    fp=$(((IDLE_N + PER_PROC - 1) / PER_PROC))
-    [ "$fp" -lt "$W" ] && fp=$W
     "$OUT/floor" -n "$STEADY_N" --procs "$W" --rate 20 --duration "$STEADY_T" --bytes 180 \
         --src 127.9.1 --out "$RAW/floor-steady20.json" || log "floor (steady) failed"
-    "$OUT/floor" -n "$IDLE_N" --procs "$fp" --rate 1 --duration 1 --bytes 180 \
+    "$OUT/floor" -n "$IDLE_N" --procs "$WI" --rate 1 --duration 1 --bytes "$FLASH_BYTES" \
+        --flash-rounds "$FLASH_K" --flash-gap "$FLASH_GAP" \
         --src 127.9.2 --out "$RAW/floor-flash.json" || log "floor (flash) failed"
     for f in steady20 flash; do
         [ -s "$RAW/floor-$f.json" ] && python3 tests/bench/report.py --one "$RAW/floor-$f.json" >&2
@@ -280,21 +297,34 @@ for name in $TARGETS; do
         wi=1
         [ "$idle_n" -gt "$PER_PROC" ] && idle_n=$PER_PROC
     fi
-    if want idle; then
+    # flash (tickerd and base): the idle scenario's clients, then the items;
+    # its JSON has the idle figures too (report.py reads them as idle's)
+    scen=""
+    want idle && scen=idle
+    want flash && [[ $name == tickerd || $name == base ]] && scen=flash
+    if [ -n "$scen" ]; then
         start_target "$name" "$wi" || { stop_target; continue; }
-        loadgen "$name" idle "$name-idle" -n "$idle_n" --hold "$HOLD" --connect-timeout 120
+        loadgen "$name" "$scen" "$name-$scen" -n "$idle_n" --hold "$HOLD" --connect-timeout 120 \
+            --items "$FLASH_K" --gap "$FLASH_GAP"
         [ "$wi" != "$w" ] && stop_target
     fi
-    if want steady || want burst || want storm; then
+    # the storm gets a server of its own when STORM_N needs more processes
+    ws=$WS
+    [ "$name" = tickerd-w1 ] && ws=1
+    if want steady || want burst || { want storm && [ "$ws" = "$w" ]; }; then
         [ -z "$TPID" ] && { start_target "$name" "$w" || { stop_target; continue; }; }
         if want steady; then
             loadgen "$name" steady "$name-steady20" -n "$STEADY_N" --rate 20 --duration "$STEADY_T" --procs 2
             loadgen "$name" steady "$name-steady5" -n "$STEADY_N" --rate 5 --duration "$STEADY_T" --procs 2
         fi
         want burst && loadgen "$name" burst "$name-burst" -n "$BURST_N" --items "$BURST_M" --procs 2 --drain 60
-        want storm && loadgen "$name" storm "$name-storm" -n "$STORM_N" --items "$STORM_K" --procs 2 --connect-timeout 30
+        want storm && [ "$ws" = "$w" ] && storm "$name"
     fi
     stop_target
+    if want storm && [ "$ws" != "$w" ]; then
+        start_target "$name" "$ws" && storm "$name"
+        stop_target
+    fi
     if want poll && [[ $name == tickerd* || $name == base ]]; then
         if start_target "$name" "$w"; then
             redis-cli -p "$REDIS_PORT" XADD "$TSTREAM" '*' text "poll bench" >/dev/null
