@@ -906,7 +906,6 @@ static void child_main(int idx, int cmd_fd, int rep_fd)
 /* the parent: processes, publishing, /proc */
 
 static int cmd_fds[64], rep_fds[64];
-static pid_t kids[64];
 
 static void broadcast(const char *fmt, ...)
 {
@@ -971,6 +970,8 @@ static double pct(size_t hoff, double p)
     }
     return h_value_ms(H_N - 1);
 }
+
+static pid_t kids[64]; /* the client processes */
 
 /* Server processes: the given PIDs and all their descendants. */
 typedef struct {
@@ -1066,6 +1067,20 @@ static proc_stat_t server_stat(void)
         r.nproc++;
     }
     return r;
+}
+
+/* CPU seconds of the load generator's own client processes: on a box
+ * shared with the server, what the clients cost beside it. */
+static double kids_cpu(void)
+{
+    double sum = 0;
+    for (int i = 0; i < opt.procs; i++) {
+        pid_t pp;
+        double u, st;
+        long rss;
+        if (read_stat(kids[i], &pp, &u, &st, &rss) == 0) sum += u + st;
+    }
+    return sum;
 }
 
 /* tickerd's /metrics: slow-consumer closes and connections now (summed
@@ -1609,6 +1624,7 @@ static void run_flash(int64_t held)
     gather();
     usleep(200000);
     proc_stat_t before = server_stat();
+    double kc0 = kids_cpu();
     for (int i = 0; i < k; i++) {
         int64_t t0 = mono_us();
         publish(i);
@@ -1627,6 +1643,7 @@ static void run_flash(int64_t held)
         if (i + 1 < k && mono_us() < next) usleep((useconds_t)(next - mono_us()));
     }
     proc_stat_t after = server_stat();
+    double kc1 = kids_cpu();
     broadcast("WAIT %.1f\n", 1.0);
     gather();
     jnum("flash_items", k);
@@ -1649,6 +1666,7 @@ static void run_flash(int64_t held)
     jnum("flash_cpu_user_s", after.cpu_user - before.cpu_user);
     jnum("flash_cpu_sys_s", after.cpu_sys - before.cpu_sys);
     jnum("flash_cpu_s", (after.cpu_ns - before.cpu_ns) / 1e9);
+    jnum("flash_loadgen_cpu_s", kc1 - kc0);
 }
 
 static void usage(void)
@@ -1932,10 +1950,12 @@ int main(int argc, char **argv)
              server_metrics(&sm) == 0 && sm.conns > 0 && mono_us() < until;)
             usleep(100000);
         proc_stat_t before = server_stat();
+        double kc0 = kids_cpu();
         int64_t t0 = mono_us();
         broadcast("STORM %" PRId64 " %.1f\n", t0, opt.connect_timeout);
         gather();
         proc_stat_t after = server_stat();
+        double kc1 = kids_cpu();
         common_out();
         jnum("connected", (double)connected);
         jnum("warmup_missing", (double)warm_missing);
@@ -1946,11 +1966,16 @@ int main(int argc, char **argv)
         jnum("replay_items", (double)SUM(replay_items));
         jnum("clients_served", (double)SUM(done_n));
         jnum("storm_all_s", (double)MAX(done_max_us) / 1e6);
+        jnum("storm_p10_s", pct(offsetof(slot_t, done), 0.10) / 1000.0);
+        jnum("storm_p25_s", pct(offsetof(slot_t, done), 0.25) / 1000.0);
         jnum("storm_p50_s", pct(offsetof(slot_t, done), 0.50) / 1000.0);
+        jnum("storm_p75_s", pct(offsetof(slot_t, done), 0.75) / 1000.0);
+        jnum("storm_p90_s", pct(offsetof(slot_t, done), 0.90) / 1000.0);
         jnum("storm_p99_s", pct(offsetof(slot_t, done), 0.99) / 1000.0);
         jnum("cpu_user_s", after.cpu_user - before.cpu_user);
         jnum("cpu_sys_s", after.cpu_sys - before.cpu_sys);
         jnum("cpu_s", (after.cpu_ns - before.cpu_ns) / 1e9);
+        jnum("loadgen_cpu_s", kc1 - kc0); /* the clients' own, beside the server's */
     }
     jnum("run_s", (double)(mono_us() - t_start) / 1e6);
     fprintf(jf, "\n}\n");
