@@ -35,6 +35,14 @@ def exchange(port, data, source="127.0.0.1", timeout=5, read_all=True):
             s.close()
 
 
+def read_to_close(s):
+    """Everything s receives until the server closes."""
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    return reply
+
+
 def status_of(reply):
     return int(reply.split()[1]) if reply.startswith(b"HTTP/1.1 ") else None
 
@@ -104,19 +112,40 @@ def test_a_head_in_pieces_is_served(tickerd):
         for i in range(0, len(req), 7):
             s.sendall(req[i:i + 7])
             time.sleep(0.01)
-        reply = b""
-        while chunk := s.recv(65536):
-            reply += chunk
+        reply = read_to_close(s)
     assert status_of(reply) == 200
+
+
+def test_a_client_that_speaks_late_is_served(tickerd):
+    """The listener defers the accept until a connection's first bytes
+    (TCP_DEFER_ACCEPT, 1 s): one that says nothing for longer is accepted
+    anyway, and served when it speaks; the edges are just under and just
+    over the deferral."""
+    for delay in (0.8, 1.3, 3.5):
+        with socket.create_connection(("127.0.0.1", tickerd.port), timeout=10) as s:
+            time.sleep(delay)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = read_to_close(s)
+        assert status_of(reply) == 200, (delay, reply[:80])
+
+
+def test_a_silent_connection_is_answered_408(tickerd):
+    """A connection that sends nothing at all still reaches the door (after
+    the deferral) and gets its 408 once the head timeout runs out."""
+    with socket.create_connection(("127.0.0.1", tickerd.port), timeout=25) as s:
+        start = time.monotonic()
+        reply = read_to_close(s)
+        elapsed = time.monotonic() - start
+    assert status_of(reply) == 408, reply[:80]
+    assert 9 <= elapsed <= 20, elapsed
+    assert tickerd.health()[0] == 200
 
 
 def test_a_head_that_never_ends_is_answered_408(tickerd):
     with socket.create_connection(("127.0.0.1", tickerd.port), timeout=20) as s:
         start = time.monotonic()
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        reply = b""
-        while chunk := s.recv(65536):
-            reply += chunk
+        reply = read_to_close(s)
         elapsed = time.monotonic() - start
     assert status_of(reply) == 408, reply[:80]
     assert 9 <= elapsed <= 16, elapsed
