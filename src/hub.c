@@ -36,6 +36,7 @@ struct tk_hub {
     tk_client_t *owed;    /* clients with frames owed */
     int nclients;
     bool batching;
+    bool starting; /* a client's first frames are being queued: start() writes them */
     bool ready;
     uint32_t ticks;
     int64_t test_now;
@@ -70,7 +71,7 @@ static void mark_owed(tk_client_t *c)
     if (hub->owed) hub->owed->owed_prev = c;
     hub->owed = c;
     c->progress_ms = loop_ms(hub); /* owed from now */
-    if (!hub->batching) c->ops->want_write(c); /* else the batch's end writes */
+    if (!hub->batching && !hub->starting) c->ops->want_write(c); /* else the batch's end writes */
 }
 
 static void unmark_owed(tk_client_t *c)
@@ -532,6 +533,7 @@ static void start(tk_client_t *c, const tk_sub_req_t *req)
     c->filter = req->filter;
     c->state = TK_CLIENT_LIVE;
     c->cursor = tk_history_next_seq(c->hub->history);
+    c->hub->starting = true;
     send_hello(c);
     send_replay(c, req, false);
     for (uint32_t i = 0; i < len; i++) {
@@ -539,8 +541,17 @@ static void start(tk_client_t *c, const tk_sub_req_t *req)
         enqueue(c, m);
         tk_msg_unref(m);
     }
+    c->hub->starting = false;
     free(early);
-    c->ops->want_write(c); /* owed already while parked: ask again */
+    /* Written at once, not from a writable callback: in a reconnect storm
+     * that callback cost every client two epoll_ctl calls and a loop turn.
+     * A transport still holding a write (or a socket without room) waits
+     * for it; during a batch, the batch's end writes. */
+    if (c->hub->batching) return;
+    if (c->ops->busy(c))
+        c->ops->want_write(c);
+    else if (write_owed(c, true) < 0)
+        tk_client_close(c, 0);
 }
 
 /* --- clients --- */

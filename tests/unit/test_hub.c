@@ -760,6 +760,34 @@ static void test_batch_end_writes_at_once(void **state)
     disconnect(full);
 }
 
+/* A new client gets its hello, its replay and the marker in one write at
+ * once, with no writable callback asked for (in a reconnect storm that
+ * cost each client a poll change and a loop turn); a client connecting
+ * during a batch waits for the batch's end, one whose transport is busy for
+ * its callback. */
+static void test_new_client_is_written_at_once(void **state)
+{
+    for (int i = 0; i < 3; i++)
+        publish("", 100);
+    fake_t *f = connect_client("replay=3");
+    assert_int_equal(f->writes, 1);
+    assert_false(f->wants);
+    assert_null(f->client.q);
+    json_t *got = frames(f);
+    assert_int_equal(json_array_size(got), 5);
+    assert_string_equal(type_of(got, 0), "hello");
+    assert_string_equal(type_of(got, 4), "replay");
+    json_decref(got);
+    tk_hub_batch(hub, true);
+    fake_t *g = connect_client("replay=3");
+    assert_int_equal(g->writes, 0);
+    tk_hub_batch(hub, false);
+    assert_int_equal(g->writes, 1);
+    assert_false(g->wants);
+    disconnect(f);
+    disconnect(g);
+}
+
 /* An idle client holds no queue of its own frames once they are written:
  * every connection would pay for it (docs/performance.md, memory). */
 static void test_idle_client_holds_no_queue(void **state)
@@ -767,8 +795,10 @@ static void test_idle_client_holds_no_queue(void **state)
     fake_t *f = connect_client("replay=5");
     for (int i = 0; i < 3; i++)
         publish("", 100);
+    tk_hub_batch(hub, true); /* so that g's frames wait: owed, queued */
     fake_t *g = connect_client("replay=5");
     assert_non_null(g->client.q); /* hello and replay, owed */
+    tk_hub_batch(hub, false);
     pump(g);
     assert_null(g->client.q);
     assert_int_equal(g->client.qcap, 0);
@@ -1296,6 +1326,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_burst, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_batch_end_writes_at_once, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_idle_client_holds_no_queue, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_new_client_is_written_at_once, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_stalled_client_is_slow, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_replay_at_client_pace, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_bound_closes_slowest_first, start_hub, stop_hub),
