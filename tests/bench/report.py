@@ -11,7 +11,10 @@ below 1 is good depends on the figure ("better" column). A target "base"
 (BENCH_BASE_BIN: another tickerd binary, e.g. 0.1) is a peer like the others.
 So is "floor" (floor.c, the bare-send floor: no server, one send() per
 delivery): its steady20 run gives deliveries per CPU-s, so tickerd/floor is
-the share of the floor that tickerd reaches.
+the share of the floor that tickerd reaches. Its flash run (rounds of one
+send to each of the idle N sockets) is the floor of the flash scenario:
+tickerd's flash.json (which stands for its idle run too) gets the ratio of
+the two medians, the issue's target being 1.5.
 
 The stalled scenario runs twice per target, with N stalled clients
 (stalled<N>.json) and with a control number (stalled<n>.json, n < N), and
