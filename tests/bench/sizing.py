@@ -40,16 +40,17 @@ def load(path):
         return None
 
 
-def fit(points):
-    """Least squares a + b x over (x, y) points."""
-    n = len(points)
-    if n < 2:
-        return (points[0][1], 0.0) if points else (0.0, 0.0)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
-    return my - b * mx, b
+def fit(rows):
+    """Redis's CPU per XADD as a + b x readers: b is the mean cost per reply
+    of the runs with 50 or more readers (where it no longer changes with N),
+    a what the smallest run leaves over (the XADD itself)."""
+    if not rows:
+        return 0.0, 0.0
+    many = [d["paced_cpu_per_reply_us"] for d in rows if d["readers"] >= 50] or \
+        [rows[-1]["paced_cpu_per_reply_us"]]
+    b = sum(many) / len(many)
+    first = rows[0]
+    return max(first["paced_cpu_per_xadd_us"] - b * first["readers"], 0.0), b
 
 
 def redis_inputs(sr):
@@ -59,7 +60,7 @@ def redis_inputs(sr):
         if d:
             rows.append(d)
     rows.sort(key=lambda d: d["readers"])
-    a, b = fit([(d["readers"], d["paced_cpu_per_xadd_us"]) for d in rows])
+    a, b = fit(rows)
     return rows, a, b
 
 
