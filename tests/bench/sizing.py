@@ -14,7 +14,7 @@ Reads
 and prints the measured inputs, the model for 1,000,000 clients on N = 4,
 10, 20 nodes, and the model's prediction for the 4-node run beside what
 that run measured. The model:
-  memory/node = clients/node x (RSS per connection + kernel per socket)
+  memory/node = clients/node x (RSS per connection + kernel slab per socket)
   CPU/node    = deliveries/s per node / deliveries per CPU-s
   Redis       = XADD/s x (a + b x nodes x workers)   (b: per woken reader)
   proxy       = deliveries/s / nginx deliveries per CPU-s, and per client
@@ -65,13 +65,14 @@ def redis_inputs(sr):
 
 
 def kernel_per_socket(k):
-    """Slab KiB per TCP socket (sample.py), plus the buffer pages an idle
-    socket still holds (sockstat mem, per socket added)."""
+    """Kernel KiB per TCP socket held: the growth of all slab (/proc/meminfo
+    Slab, the upper bound: it counts whatever else the kernel allocated
+    meanwhile) per socket added, and of the five caches a socket has
+    objects in (sample.py's slab_kb_per_socket, the lower bound)."""
     socks = k.get("slab_tcp_sockets_added", 0)
     if socks <= 0:
-        return None, socks
-    mem = (k["tcp_mem_pages_peak"] - k["tcp_mem_pages_first"]) * 4
-    return k["slab_kb_per_socket"] + max(mem, 0) / socks, socks
+        return None, None, socks
+    return (k["slab_kb_peak"] - k["slab_kb_first"]) / socks, k["slab_kb_per_socket"], socks
 
 
 def node_inputs(raw, sr):
@@ -82,7 +83,8 @@ def node_inputs(raw, sr):
     if idle:
         m["nodes_held"], m["nodes_rss_per_conn_kb"] = idle["held"], idle["rss_per_conn_kb"]
     if kern and idle and idle["held"]:
-        m["kernel_kb_per_socket"], m["sockets_held"] = kernel_per_socket(kern)
+        m["kernel_kb_per_socket"], m["kernel_kb_per_socket_5_caches"], m["sockets_held"] = \
+            kernel_per_socket(kern)
         m["nginx_rss_per_client_kb"] = (kern["nginx_rss_kb_peak"] - kern["nginx_rss_kb_first"]) / idle["held"]
     for w, d in st.items():
         if d:
