@@ -21,7 +21,7 @@
 #                            built in its own worktree), run in the same run as
 #                            target "base" with workers=W; the table then
 #                            has tickerd/base ratios
-#   BENCH_SCENARIOS="floor idle steady burst storm stalled poll"   the scenarios
+#   BENCH_SCENARIOS="floor idle steady burst storm stalled poll redis nodes"   the scenarios
 #                            to run; floor is the bare-send floor (tests/bench/floor.c):
 #                            the steady scenario's sends with no server, as the
 #                            column "floor"; poll: RSS per 10,000 waiting long-polls,
@@ -31,7 +31,8 @@
 #                            BENCH_REDIS_READERS, default "1 50 500 2000");
 #                            nodes: 4 tickerd nodes behind the shipped nginx
 #                            config (tests/bench/nodes.sh); both feed the
-#                            sizing model (tests/bench/sizing.py, build/bench/sizing.json)
+#                            sizing model (tests/bench/sizing.py, build/bench/sizing.json);
+#                            together about 70 s at small scale, 3.5 min at full
 #   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
 #                            (off by default: they buffer per client, and
 #                            loadgen stops the burst at --rss-limit-mb)
@@ -47,7 +48,7 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
-SCENARIOS=" ${BENCH_SCENARIOS:-floor idle steady burst storm stalled poll} "
+SCENARIOS=" ${BENCH_SCENARIOS:-floor idle steady burst storm stalled poll redis nodes} "
 want() { [[ $SCENARIOS == *" $1 "* ]]; }
 QUEUE_BYTES=${BENCH_QUEUE_BYTES:-} # empty: the daemon's default
 TICKERD_BIN=${TICKERD_BIN:-$ROOT/build/tickerd}
