@@ -164,5 +164,6 @@ lg nodes-steady-nginx --scenario steady -n "$N" --rate 20 --duration "$DURATION"
     --pid "$NGINX_PID"
 lg nodes-steady-redis --scenario steady -n "$N" --rate 20 --duration "$DURATION" --procs 2 \
     --pid "$REDIS_PID"
-grep -c "worker_connections are not enough\|Too many open files" "$WORK/nginx/error.log" >&2
+log "nginx errors for want of descriptors:" \
+    "$(grep -c "worker_connections are not enough\|Too many open files" "$WORK/nginx/error.log")"
 exit 0
