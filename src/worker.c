@@ -180,11 +180,18 @@ static void on_entry(void *ud, const char *id, size_t idlen, const char *const *
     }
     /* What was due by this entry's time goes first, as on every node. */
     release_due(w, (int64_t)sid.ms, live);
-    if (n > 32 && !(fields = malloc(n * sizeof *fields))) return;
-    for (size_t i = 0; i < n; i++)
-        fields[i] = (tk_field_t){fv[2 * i], fvlen[2 * i], fv[2 * i + 1], fvlen[2 * i + 1]};
-    int rc = tk_item_parse(w->cfg, sid, fields, n, &item, &rej);
-    if (fields != stack) free(fields);
+    int rc;
+    if (n > 32 && !(fields = malloc(n * sizeof *fields))) {
+        /* rejected like any entry that cannot be read: never a silent loss */
+        rej.reason = TK_REJECT_BAD_ENTRY;
+        snprintf(rej.detail, sizeof rej.detail, "out of memory for its %zu fields", n);
+        rc = -1;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            fields[i] = (tk_field_t){fv[2 * i], fvlen[2 * i], fv[2 * i + 1], fvlen[2 * i + 1]};
+        rc = tk_item_parse(w->cfg, sid, fields, n, &item, &rej);
+        if (fields != stack) free(fields);
+    }
     tk_event_t *ev = rc == 0 ? tk_history_add(w->history, &item, &rej) : NULL;
     if (rc == 0) arm_embargo(w);
     if (!ev && rc == 0 && rej.reason == TK_REJECT_NONE) { /* held, or a held item corrected */

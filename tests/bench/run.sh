@@ -21,7 +21,7 @@
 #                            built in its own worktree), run in the same run as
 #                            target "base" with workers=W; the table then
 #                            has tickerd/base ratios
-#   BENCH_SCENARIOS="floor idle flash steady burst storm stalled poll"   the scenarios
+#   BENCH_SCENARIOS="floor idle flash steady burst storm stalled poll redis nodes"   the scenarios
 #                            to run; floor is the bare-send floor (tests/bench/floor.c):
 #                            the steady scenario's sends with no server, as the
 #                            column "floor", and FLASH_K rounds to IDLE_N sockets;
@@ -29,7 +29,14 @@
 #                            then FLASH_K global items, each timed from its XADD
 #                            to its last client (its idle figures stand for idle's);
 #                            poll: RSS per 10,000 waiting long-polls,
-#                            tickerd targets only, tests/bench/poll_rss.py
+#                            tickerd targets only, tests/bench/poll_rss.py;
+#                            redis: Redis's cost of waking N blocked XREAD
+#                            readers (tests/bench/redis_readers.c, N in
+#                            BENCH_REDIS_READERS, default "1 50 500 2000");
+#                            nodes: 4 tickerd nodes behind the shipped nginx
+#                            config (tests/bench/nodes.sh); both feed the
+#                            sizing model (tests/bench/sizing.py, build/bench/sizing.json);
+#                            together about 70 s at small scale, 3.5 min at full
 #   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
 #                            (off by default: they buffer per client, and
 #                            loadgen stops the burst at --rss-limit-mb)
@@ -45,7 +52,7 @@ ROOT=$PWD
 SCALE=${BENCH_SCALE:-small}
 W=${BENCH_WORKERS:-2}
 TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
-SCENARIOS=" ${BENCH_SCENARIOS:-floor idle flash steady burst storm stalled poll} "
+SCENARIOS=" ${BENCH_SCENARIOS:-floor idle flash steady burst storm stalled poll redis nodes} "
 want() { [[ $SCENARIOS == *" $1 "* ]]; }
 QUEUE_BYTES=${BENCH_QUEUE_BYTES:-} # empty: the daemon's default
 TICKERD_BIN=${TICKERD_BIN:-$ROOT/build/tickerd}
@@ -61,23 +68,13 @@ OUT=$ROOT/build/bench
 RAW=$OUT/raw
 mkdir -p "$RAW"
 rm -f "$RAW"/*.json
+rm -rf "$RAW/sizing"
 WORK=$(mktemp -d /tmp/tickerd-bench.XXXXXX)
 STARTED=() # PIDs of the processes this script started
 
+. tests/bench/lib.sh # stop_pid, free_port, wait_http
 log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-stop_pid() { # SIGTERM, then SIGKILL after 10 s; only our own PIDs
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
 
 cleanup() {
     local pid
@@ -91,18 +88,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
-wait_http() { # URL, seconds
-    local i
-    for i in $(seq $(($2 * 10))); do
-        curl -fs -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # ---------------------------------------------------------------- sizes
 case $SCALE in
@@ -156,6 +142,8 @@ cc -O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -D_GNU_SOURCE \
 LOADGEN=$OUT/loadgen
 cc -O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -D_GNU_SOURCE \
     -o "$OUT/floor" tests/bench/floor.c || exit 1
+cc -O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -D_GNU_SOURCE \
+    -o "$OUT/redis_readers" tests/bench/redis_readers.c -lhiredis || exit 1
 
 have_nchan() { [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] && command -v nginx >/dev/null; }
 if [[ " $TARGETS " == *" nchan "* ]] && ! have_nchan; then
@@ -348,5 +336,31 @@ for name in $TARGETS; do
     fi
 done
 
+# ---------------------------------------------------------------- sizing
+# issue 15's model: Redis's cost per woken reader, then 4 nodes behind nginx
+if want redis; then
+    mkdir -p "$RAW/sizing"
+    rr_items=100
+    [ "$SCALE" = full ] && rr_items=200
+    for n in ${BENCH_REDIS_READERS:-1 50 500 2000}; do
+        "$OUT/redis_readers" --port "$REDIS_PORT" --redis-pid "$REDIS_PID" --readers "$n" \
+            --items "$rr_items" --rate 20 --burst 200 --key "bench:readers:$n:$RANDOM" \
+            --out "$RAW/sizing/redis-N$n.json" || log "redis_readers $n failed"
+        [ -s "$RAW/sizing/redis-N$n.json" ] && cat "$RAW/sizing/redis-N$n.json" >&2
+    done
+fi
+if want nodes; then
+    if command -v nginx >/dev/null; then
+        REDIS_PORT=$REDIS_PORT REDIS_PID=$REDIS_PID LOADGEN=$LOADGEN \
+            TICKERD_BIN=$TICKERD_BIN RAW=$RAW SCALE=$SCALE tests/bench/nodes.sh ||
+            log "nodes failed"
+    else
+        log "nginx is missing: skipping the nodes scenario"
+    fi
+fi
+
 python3 tests/bench/report.py --scale "$SCALE" --workers "$W" --out "$OUT/results.json" \
     --bin "$TICKERD_BIN" ${BASE_BIN:+--base-bin "$BASE_BIN"} --poll "$OUT"/*-poll.json -- "$RAW"/*.json
+if want redis || want nodes; then
+    python3 tests/bench/sizing.py --raw "$RAW" --out "$OUT/sizing.json"
+fi

@@ -141,6 +141,20 @@ def test_unknown_fields_ignored_and_names_case_insensitive(tickerd, xadd):
     run(main())
 
 
+@pytest.mark.parametrize("nfields", [31, 32, 33, 200])
+def test_entries_with_many_fields_around_the_stack_limit(tickerd, xadd, nfields):
+    # worker.c reads up to 32 fields on the stack and more from the heap
+    async def main():
+        ws = await WS.connect(tickerd, "replay=0")
+        await ws.start()
+        extra = {f"x{k}": "v" for k in range(nfields - 2)}
+        i = xadd(text=f"{nfields} fields", lang="es", **extra)
+        assert await ws.recv() == item_frame(i, f"{nfields} fields", lang="es")
+        await ws.close()
+
+    run(main())
+
+
 def test_many_bad_entries_in_one_read(tickerd, rds, xadd):
     async def main():
         ws = await WS.connect(tickerd, "replay=0")

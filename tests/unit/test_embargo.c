@@ -378,6 +378,34 @@ static void test_since_and_late_entries(void **state)
     tk_history_free(h);
 }
 
+/* An update read late (after a release its ID sorts before) still names
+ * its item: a retract by the update's ID finds it. The log is in key
+ * order but for late events, so a binary search alone misses it. */
+static void test_late_update_is_found_by_its_id(void **state)
+{
+    tk_history_t *h = tk_history_create(100, 100);
+    tk_event_t *ev;
+    assert_int_equal(add(h, id_at(T0, 0), KV("text", "held", "publish_at", "1796148010000"), &ev),
+                     0);
+    assert_int_equal(add(h, id_at(T0 + 1, 0), KV("text", "x"), &ev), 0);
+    assert_non_null(tk_history_release(h, T0 + 10000));
+    assert_int_equal(add(h, id_at(T0 + 9999, 0),
+                         KV("op", "update", "ref", "1796148000001-0", "text", "x, corrected"), &ev),
+                     0);
+    assert_true(ev->late);
+    for (int more = 0; more < 3; more++) { /* wherever the search starts */
+        tk_state_t *st = tk_history_find(h, id_at(T0 + 9999, 0));
+        assert_non_null(st);
+        assert_int_equal(tk_history_find(h, id_at(T0 + 1, 0)), st);
+        assert_null(tk_history_find(h, id_at(T0 + 9998, 0)));
+        assert_int_equal(add(h, id_at(T0 + 10001 + more, 0), KV("text", "y"), &ev), 0);
+    }
+    assert_int_equal(
+        add(h, id_at(T0 + 10009, 0), KV("op", "retract", "ref", "1796148009999-0"), &ev), 0);
+    assert_non_null(ev);
+    tk_history_free(h);
+}
+
 static void test_reset_drops_held(void **state)
 {
     tk_history_t *h = tk_history_create(100, 100);
@@ -443,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_update_and_retract_while_held),
         cmocka_unit_test(test_update_releases_now),
         cmocka_unit_test(test_since_and_late_entries),
+        cmocka_unit_test(test_late_update_is_found_by_its_id),
         cmocka_unit_test(test_reset_drops_held),
         cmocka_unit_test(test_release_out_of_memory),
     };
