@@ -41,8 +41,8 @@
 #                            (off by default: they buffer per client, and
 #                            loadgen stops the burst at --rss-limit-mb)
 #
-# As root it raises net.core.somaxconn to 65535 for the run (docs/deployment.md
-# recommends it for reconnect storms; every target gets the same backlog) and
+# As root it raises net.core.somaxconn and net.ipv4.tcp_max_syn_backlog to 65535 for the run (docs/deployment.md
+# recommends both for reconnect storms; every target gets the same backlog) and
 # puts the old value back at the end.
 #
 # Loopback only; every run of loadgen is bounded in count and time.
@@ -83,6 +83,7 @@ cleanup() {
     cp "$WORK"/*.log "$WORK"/nginx/error.log "$OUT/logs/" 2>/dev/null
     rm -rf "$WORK"
     [ -n "${RESTORE_SOMAXCONN:-}" ] && echo "$RESTORE_SOMAXCONN" > /proc/sys/net/core/somaxconn
+    [ -n "${RESTORE_SYN_BACKLOG:-}" ] && echo "$RESTORE_SYN_BACKLOG" > /proc/sys/net/ipv4/tcp_max_syn_backlog
     return 0
 }
 trap cleanup EXIT
@@ -123,6 +124,13 @@ ulimit -n "$NOFILE"
 OLD_SOMAXCONN=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo "")
 if [ "$(id -u)" = 0 ] && [ -n "$OLD_SOMAXCONN" ] && [ "$OLD_SOMAXCONN" -lt 65535 ]; then
     echo 65535 > /proc/sys/net/core/somaxconn 2>/dev/null && RESTORE_SOMAXCONN=$OLD_SOMAXCONN
+fi
+# tickerd's listener defers accept until a request is in (TCP_DEFER_ACCEPT):
+# in a storm the connections wait in the SYN queue, which this bounds
+# (docs/deployment.md recommends 65535 too)
+OLD_SYN_BACKLOG=$(cat /proc/sys/net/ipv4/tcp_max_syn_backlog 2>/dev/null || echo "")
+if [ "$(id -u)" = 0 ] && [ -n "$OLD_SYN_BACKLOG" ] && [ "$OLD_SYN_BACKLOG" -lt 65535 ]; then
+    echo 65535 > /proc/sys/net/ipv4/tcp_max_syn_backlog 2>/dev/null && RESTORE_SYN_BACKLOG=$OLD_SYN_BACKLOG
 fi
 PER_PROC=$((NOFILE - 1000)) # connections one server process can hold
 # the idle and flash scenarios need enough server processes for IDLE_N
