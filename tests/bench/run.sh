@@ -8,8 +8,8 @@
 # scenario with build/bench/loadgen, stops what it started (by PID), prints
 # a table with the ratios tickerd/peer and writes build/bench/results.json.
 #
-#   BENCH_SCALE=small|full   small (default) ends in under 3 minutes; full
-#                            uses the issue's numbers (about 10 minutes)
+#   BENCH_SCALE=small|full   small (default) ends in about 5 minutes; full
+#                            uses the issues' numbers (about 15 minutes)
 #   BENCH_WORKERS=2          server processes of every target
 #   BENCH_TARGETS="tickerd tickerd-w1 node nchan"   (plus "base" when
 #                            BENCH_BASE_BIN is set)
