@@ -15,7 +15,6 @@ Loopback only; bounded in count (n) and time (--timeout)."""
 
 import argparse
 import json
-import os
 import resource
 import select
 import socket
@@ -23,30 +22,12 @@ import sys
 import time
 import urllib.request
 
+from sample import children, rss_cpu, tree  # the /proc walk, shared
+
 
 def tree_rss_kb(pid):
     """VmRSS of pid and all its descendants, in kB."""
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                kids.setdefault(ppid, []).append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo += kids.get(p, [])
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+    return sum(rss_cpu(p)[0] for p in tree([pid], children()))
 
 
 def get(port, path):

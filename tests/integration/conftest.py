@@ -434,6 +434,21 @@ def rds(redis_server):
     return redis_server.client()
 
 
+def check_log(name, rc, log, tail=40):
+    """Prints the tail of a stopped tickerd's log and fails on a sanitizer
+    report in it."""
+    print(f"--- {name} (exit {rc}) log tail ---\n" + "\n".join(log.splitlines()[-tail:]))
+    assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
+
+def stop_and_check(td, tail=40):
+    """Stops td, then check_log; returns its exit code and log."""
+    rc = td.stop()
+    log = td.log()
+    check_log(td.dir, rc, log, tail)
+    return rc, log
+
+
 @pytest.fixture
 def make_tickerd(tmp_path, redis_server):
     """make_tickerd(config={section: {key: value}}, start=True) -> Tickerd."""
@@ -446,10 +461,7 @@ def make_tickerd(tmp_path, redis_server):
 
     yield make
     for td in started:
-        rc = td.stop()
-        log = td.log()
-        print(f"--- {td.dir} (exit {rc}) log tail ---\n" + "\n".join(log.splitlines()[-40:]))
-        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+        stop_and_check(td)
 
 
 @pytest.fixture

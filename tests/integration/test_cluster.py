@@ -24,7 +24,8 @@ import redis
 
 from cluster import (FakeRedis, FakeServer, RedisClusterNodes, RedisNode, cluster_maker, pids_of,
                      resp)
-from conftest import TICKERD, WS, Tickerd, free_port, http_get, run, wait_until, write_config
+from conftest import (TICKERD, WS, Tickerd, free_port, http_get, run, stop_and_check, wait_until,
+                      write_config)
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-cli"), reason="no redis-cli")
 
@@ -56,10 +57,7 @@ def make_node(tmp_path):
 
     yield make
     for td in started:
-        rc = td.stop()
-        log = td.log()
-        print(f"--- {td.dir} (exit {rc}) log tail ---\n" + "\n".join(log.splitlines()[-50:]))
-        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+        stop_and_check(td, tail=50)
 
 
 class Publisher(threading.Thread):

@@ -23,7 +23,7 @@ import redis
 from cluster import (MASTER_NAME, FakeRedis, FakeServer, RedisNode, Sentinel, SentinelCluster,
                      cluster_maker, pids_of, resp)
 from conftest import (STREAM, TICKERD, WS, NsTickerd, Tickerd, can_unshare_mounts, free_port,
-                      http_get, run, wait_until, write_config)
+                      http_get, run, stop_and_check, wait_until, write_config)
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-sentinel"),
                                 reason="no redis-sentinel (scripts/install-deps.sh --test)")
@@ -53,10 +53,7 @@ def make_node(tmp_path):
 
     yield make
     for td in started:
-        rc = td.stop()
-        log = td.log()
-        print(f"--- {td.dir} (exit {rc}) log tail ---\n" + "\n".join(log.splitlines()[-40:]))
-        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+        stop_and_check(td)
 
 
 def publish(r, text, region="mena"):
@@ -441,10 +438,7 @@ def _ns_node(tmp_path, sentinels, binds, config=None):
 
 
 def _stop_node(td):
-    rc = td.stop()
-    log = td.log()
-    print(f"--- {td.dir} (exit {rc}) log tail ---\n" + "\n".join(log.splitlines()[-40:]))
-    assert "AddressSanitizer" not in log and "runtime error" not in log, log
+    stop_and_check(td)
 
 
 @needs_ns

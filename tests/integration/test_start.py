@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import (TICKERD, WRAPPER, RedisServer, free_port, http_get, stop_process,
+from conftest import (TICKERD, WRAPPER, RedisServer, check_log, free_port, http_get, stop_process,
                       wait_until, write_config)
 from prometheus_client.parser import text_string_to_metric_families
 from test_notify import NotifySocket
@@ -84,9 +84,7 @@ class Daemon:
         self.reading = False
         self.reader.join(5)
         self.ns.close()
-        log = self.log()
-        print(f"--- tickerd (exit {rc}) log tail ---\n" + "\n".join(log.splitlines()[-40:]))
-        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+        check_log("tickerd", rc, self.log())
 
 
 @pytest.fixture
