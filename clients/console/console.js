@@ -609,6 +609,10 @@ function wire() {
   });
   $('signout-btn').addEventListener('click', signOut);
   $('item-form').addEventListener('submit', submitForm);
+  // The second click of a double click is not a second submit: on a quick
+  // answer it would land on the emptied form and replace "Published" with
+  // "text is missing".
+  $('submit').addEventListener('click', (e) => e.detail > 1 && e.preventDefault());
   $('f-text').addEventListener('input', textChanged);
   $('f-text').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) submitForm(e);

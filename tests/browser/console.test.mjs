@@ -363,6 +363,33 @@ test('console: a headline published from the console appears on the demo page, o
   assert.deepEqual(page.errors, []);
 });
 
+test('console: the second click of a double click, landing after the answer, leaves "Published" on the form', async (t) => {
+  // On a busy machine (or a quick daemon) the answer to the first click comes
+  // before the second click: that click must not submit the emptied form.
+  const served = await publishServed();
+  if (served !== true) return t.skip(served);
+  const page = await openConsole(t);
+  const before = Number(await redis.cli('XLEN', H.STREAM));
+  await page.fill('#f-text', `Console double click ${process.pid}: late second click`);
+  await page.check('#f-region input[value="europe"]');
+  const box = await page.locator('#submit').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down({ clickCount: 1 });
+  await page.mouse.up({ clickCount: 1 });
+  await page.waitForSelector('#form-status[data-state="ok"]', { timeout: 5000 });
+  await page.mouse.down({ clickCount: 2 }); // the same double click's second press
+  await page.mouse.up({ clickCount: 2 });
+  await page.evaluate(() => new Promise((r) => setTimeout(r, 200)));
+  assert.equal(await page.getAttribute('#form-status', 'data-state'), 'ok', await page.textContent('#form-status'));
+  assert.equal(await page.textContent('#err-text'), '', 'no error on the emptied form');
+  assert.equal(page.posts.length, 1);
+  assert.equal(Number(await redis.cli('XLEN', H.STREAM)), before + 1);
+  // a new single click on the emptied form still says what is missing
+  await page.click('#submit');
+  await page.waitForSelector('#err-text[data-reason]');
+  assert.equal(page.posts.length, 1);
+});
+
 test('console: an answer lost on the way back, then Publish again: the same Idempotency-Key, one entry', async (t) => {
   const served = await publishServed();
   if (served !== true) return t.skip(served);
