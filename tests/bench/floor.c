@@ -15,6 +15,13 @@
  *          apart, each timed from its start until the readers have every
  *          byte (the flash scenario's floor); the median and the max.
  *
+ * With --filtered a round sends only to the sockets whose client the
+ * steady scenario's filters owe that item (3/8 of them, each socket every
+ * 50 to 400 ms): the same sends, to the same sockets, as tickerd makes.
+ *
+ * With --busy-poll the readers never sleep (epoll_wait with no timeout), so
+ * the senders pay no wake-ups, as loadgen --busy-poll does for a server.
+ *
  * Writes one JSON object (--out). Every phase has a deadline and the whole
  * run an alarm(2): it always ends. */
 #include <arpa/inet.h>
@@ -44,7 +51,7 @@
 #define MAX_ROUNDS 32
 
 static struct {
-    int n, procs, bytes, timeout_s, flash_rounds;
+    int n, procs, bytes, timeout_s, flash_rounds, busy_poll, filtered;
     double rate, duration, flash_gap;
     const char *src, *out;
 } opt = {.n = 10000, .procs = 1, .bytes = 180, .timeout_s = 120, .rate = 20, .duration = 10,
@@ -100,7 +107,7 @@ static void reader(int port, int first, int count, int ready_fd)
     static char buf[65536];
     struct epoll_event evs[256];
     for (;;) {
-        int k = epoll_wait(ep, evs, 256, 1000);
+        int k = epoll_wait(ep, evs, 256, opt.busy_poll ? 0 : 1000);
         for (int i = 0; i < k; i++) {
             ssize_t r;
             while ((r = read(evs[i].data.fd, buf, sizeof buf)) > 0)
@@ -125,10 +132,34 @@ static int wait_received(uint64_t want, double deadline)
     return 0;
 }
 
-static void send_round(const int *fds, int count, const char *msg)
+/* --filtered: whether socket g is sent round r, as loadgen's steady
+ * scenario owes client g item r (a quarter of the clients take every item,
+ * half one region of 8, a quarter two; items go round the 8 regions). */
+static int owed(int g, int r)
 {
-    for (int i = 0; i < count; i++)
+    if (!opt.filtered) return 1;
+    int kind = g % 4, r1 = (g / 4) % 8, r2 = (g / 4 + 3) % 8;
+    return kind == 0 || r % 8 == r1 || (kind == 3 && r % 8 == r2);
+}
+
+/* The bytes the readers get in round r, over every sender's sockets. */
+static uint64_t round_bytes(int r)
+{
+    uint64_t sends = 0;
+    for (int g = 0; g < opt.n; g++)
+        sends += (uint64_t)owed(g, r);
+    return sends * (uint64_t)opt.bytes;
+}
+
+static int send_round(const int *fds, int first, int count, int r, const char *msg)
+{
+    int sent = 0;
+    for (int i = 0; i < count; i++) {
+        if (!owed(first + i, r)) continue;
         if (send(fds[i], msg, (size_t)opt.bytes, MSG_NOSIGNAL) != opt.bytes) die("send");
+        sent++;
+    }
+    return sent;
 }
 
 typedef struct {
@@ -163,21 +194,21 @@ static void sender(int first, int count, int go_fd, int done_fd, sender_result_t
     /* paced: the parent says go, every sender runs the same rounds */
     if (write(done_fd, "a", 1) != 1 || read(go_fd, &c, 1) != 1) die("sync");
     int rounds = (int)(opt.rate * opt.duration);
-    double t0 = now_s(), c0 = cpu_self_s();
+    double t0 = now_s(), c0 = cpu_self_s(), sends = 0;
     for (int r = 0; r < rounds; r++) {
         double at = t0 + r / opt.rate, wait = at - now_s();
         if (wait > 0) usleep((useconds_t)(wait * 1e6));
-        send_round(fds, count, msg);
+        sends += send_round(fds, first, count, r, msg);
     }
     res->cpu_s = cpu_self_s() - c0;
-    res->sends = (double)rounds * count;
+    res->sends = sends;
     /* flash: rounds each started by the parent, timed by it until every
      * byte is read; "b" after each but the last, "c" after the last */
     if (write(done_fd, "b", 1) != 1) die("sync");
     for (int r = 0; r < opt.flash_rounds; r++) {
         if (read(go_fd, &c, 1) != 1) die("sync");
         double f0 = now_s();
-        send_round(fds, count, msg);
+        send_round(fds, first, count, 0, msg);
         if (now_s() - f0 > res->flash_s) res->flash_s = now_s() - f0;
         if (write(done_fd, r + 1 < opt.flash_rounds ? "b" : "c", 1) != 1) die("sync");
     }
@@ -190,7 +221,7 @@ static void sender(int first, int count, int go_fd, int done_fd, sender_result_t
 static void usage(void)
 {
     fprintf(stderr, "usage: floor [-n N] [--procs P] [--bytes B] [--rate R] [--duration S]\n"
-                    "             [--flash-rounds K] [--flash-gap S]\n"
+                    "             [--flash-rounds K] [--flash-gap S] [--busy-poll] [--filtered]\n"
                     "             [--src 127.X.Y] [--timeout S] [--out FILE]\n");
     exit(2);
 }
@@ -200,7 +231,7 @@ static void parse_args(int argc, char **argv)
     static const struct option lo[] = {
         {"procs", 1, 0, 'p'}, {"bytes", 1, 0, 'b'}, {"rate", 1, 0, 'r'},  {"duration", 1, 0, 'd'},
         {"src", 1, 0, 's'},   {"out", 1, 0, 'o'},   {"timeout", 1, 0, 't'},
-        {"flash-rounds", 1, 0, 'k'}, {"flash-gap", 1, 0, 'g'}, {0, 0, 0, 0}};
+        {"flash-rounds", 1, 0, 'k'}, {"flash-gap", 1, 0, 'g'}, {"busy-poll", 0, 0, 'y'}, {"filtered", 0, 0, 'f'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:", lo, NULL)) != -1) {
         switch (ch) {
@@ -214,6 +245,8 @@ static void parse_args(int argc, char **argv)
         case 't': opt.timeout_s = atoi(optarg); break;
         case 'k': opt.flash_rounds = atoi(optarg); break;
         case 'g': opt.flash_gap = atof(optarg); break;
+        case 'y': opt.busy_poll = 1; break;
+        case 'f': opt.filtered = 1; break;
         default: usage();
         }
     }
@@ -252,18 +285,20 @@ int main(int argc, char **argv)
     char c;
     for (int p = 0; p < opt.procs; p++) /* connected */
         if (read(done[p][0], &c, 1) != 1 || c != 'a') die("sender");
-    uint64_t base = *received, per_round = (uint64_t)opt.n * (uint64_t)opt.bytes;
+    uint64_t base = *received, paced = 0;
     int rounds = (int)(opt.rate * opt.duration);
+    for (int r = 0; r < rounds; r++)
+        paced += round_bytes(r);
     step(go, done, 'b');
     double deadline = now_s() + opt.timeout_s / 2.0;
-    int lost_paced = wait_received(base + per_round * (uint64_t)rounds, deadline);
+    int lost_paced = wait_received(base + paced, deadline);
     double flash_s[MAX_ROUNDS];
     int lost_flash = 0;
     for (int r = 0; r < opt.flash_rounds; r++) {
         base = *received;
         double f0 = now_s();
         step(go, done, r + 1 < opt.flash_rounds ? 'b' : 'c'); /* the round is sent */
-        lost_flash |= wait_received(base + per_round, now_s() + 30);
+        lost_flash |= wait_received(base + round_bytes(0), now_s() + 30);
         flash_s[r] = now_s() - f0;
         if (r + 1 < opt.flash_rounds) usleep((useconds_t)(opt.flash_gap * 1e6));
     }
@@ -288,12 +323,12 @@ int main(int argc, char **argv)
     double flash_all_s = k % 2 ? flash_s[k / 2] : (flash_s[k / 2 - 1] + flash_s[k / 2]) / 2;
     fprintf(f,
             "\"target\":\"floor\",\"label\":\"floor\",\"scenario\":\"floor\",\"clients\":%d,"
-            "\"procs\":%d,\"bytes\":%d,\"rate\":%g,\"duration_s\":%g,\"sends\":%.0f,"
+            "\"procs\":%d,\"busy_poll\":%d,\"filtered\":%d,\"bytes\":%d,\"rate\":%g,\"duration_s\":%g,\"sends\":%.0f,"
             "\"cpu_s\":%.4f,\"sends_per_cpu_s\":%.0f,\"deliveries_per_cpu_s\":%.0f,"
             "\"paced_complete\":%s,"
             "\"flash_send_s\":%.4f,\"flash_all_s\":%.4f,\"flash_max_s\":%.4f,"
             "\"flash_complete\":%s}\n",
-            opt.n, opt.procs, opt.bytes, opt.rate, opt.duration, sends, cpu,
+            opt.n, opt.procs, opt.busy_poll, opt.filtered, opt.bytes, opt.rate, opt.duration, sends, cpu,
             cpu > 0 ? sends / cpu : 0, cpu > 0 ? sends / cpu : 0, lost_paced ? "false" : "true",
             flash_send_s, flash_all_s, flash_s[k - 1], lost_flash ? "false" : "true");
     if (f != stdout) fclose(f);

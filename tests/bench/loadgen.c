@@ -75,6 +75,8 @@ static struct {
     int inflight;
     /* stalled: n stalled clients (g < stalled_n) and `readers` that read */
     int stalled_n, readers, rcvbuf, text_bytes, rss_limit_mb;
+    int unfiltered; /* every client is owed every item (the floor's load) */
+    int busy_poll;  /* the clients' loop never sleeps: no wake-up for the server to pay */
     double observe;
     /* flash: the gap between its items, the wait for each one's last client */
     double gap, flash_wait;
@@ -137,7 +139,7 @@ static int64_t real_us(void)
 
 static int filt_kind(int g)
 {
-    if (opt.scenario == S_STALLED) return 0; /* every stalled client is owed everything */
+    if (opt.scenario == S_STALLED || opt.unfiltered) return 0; /* owed everything */
     int k = g % 4;
     return k == 0 ? 0 : k == 3 ? 2 : 1; /* 0 all, 1 one region, 2 two regions */
 }
@@ -770,7 +772,7 @@ static void child_main(int idx, int cmd_fd, int rep_fd)
     size_t cmdlen = 0;
     int limit = opt.inflight;
     for (;;) {
-        int n = epoll_wait(epfd, evs, 1024, 5);
+        int n = epoll_wait(epfd, evs, 1024, opt.busy_poll ? 0 : 5);
         for (int i = 0; i < n; i++) {
             if (!evs[i].data.ptr) {
                 ssize_t r = read(cmd_fd, cmd + cmdlen, sizeof cmd - 1 - cmdlen);
@@ -1514,6 +1516,8 @@ static void run_stalled(void)
     jnum("rcvbuf", opt.rcvbuf);
     jnum("items", m);
     jnum("text_bytes", opt.text_bytes);
+    jnum("unfiltered", opt.unfiltered);
+    jnum("busy_poll", opt.busy_poll);
     jnum("publish_s", (double)(t_pub - st_t0) / 1e6);
     jnum("server_procs", s1.nproc);
     /* series: [s from the burst's first XADD, RSS KiB, slow closes, connections, CPU s] */
@@ -1679,7 +1683,8 @@ static void usage(void)
         "  [--stream KEY] [-n CLIENTS] [--procs K] [--rate R] [--duration S]\n"
         "  [--items M] [--hold S] [--src 127.X.Y] [--per-src N] [--pid PID]...\n"
         "  [--out FILE] [--label L] [--timeout S] [--connect-timeout S] [--drain S]\n"
-        "  [--text-bytes B] stalled: [--readers R] [--rcvbuf B] [--observe S]\n"
+        "  [--text-bytes B] [--unfiltered (every client takes every item)] [--busy-poll]\n"
+        "  stalled: [--readers R] [--rcvbuf B] [--observe S]\n"
         "  [--rss-limit-mb MB] flash: [--items K (at most 32)] [--gap S] [--flash-wait S]\n");
     exit(2);
 }
@@ -1714,6 +1719,8 @@ int main(int argc, char **argv)
                                  {"rss-limit-mb", 1, 0, 'L'},
                                  {"gap", 1, 0, 'G'},
                                  {"flash-wait", 1, 0, 'W'},
+                                 {"unfiltered", 0, 0, 'U'},
+                                 {"busy-poll", 0, 0, 'Y'},
                                  {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:", lo, NULL)) != -1) {
@@ -1818,6 +1825,12 @@ int main(int argc, char **argv)
             break;
         case 'W':
             opt.flash_wait = atof(optarg);
+            break;
+        case 'U':
+            opt.unfiltered = 1;
+            break;
+        case 'Y':
+            opt.busy_poll = 1;
             break;
         default:
             usage();

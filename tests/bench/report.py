@@ -11,7 +11,9 @@ below 1 is good depends on the figure ("better" column). A target "base"
 (BENCH_BASE_BIN: another tickerd binary, e.g. 0.1) is a peer like the others.
 So is "floor" (floor.c, the bare-send floor: no server, one send() per
 delivery): its steady20 run gives deliveries per CPU-s, so tickerd/floor is
-the share of the floor that tickerd reaches. Its flash run (rounds of one
+the share of the floor that tickerd reaches. Its steady20m run makes the
+steady run's own sends (floor --filtered: loadgen's filters), and tickerd's steady20u
+(every client owed every item) is the floor's own load. Its flash run (rounds of one
 send to each of the idle N sockets) is the floor of the flash scenario:
 tickerd's flash.json (which stands for its idle run too) gets the ratio of
 the two medians, the issue's target being 1.5.
@@ -42,6 +44,15 @@ FIGURES = [
     ("20 items/s: lost", "steady20", "lost", "lower", ("<=", 0)),
     ("20 items/s: deliveries/s", "steady20", "deliveries_per_wall_s", "higher", None),
     ("20 items/s: deliveries per server CPU-s", "steady20", "deliveries_per_cpu_s", "higher", None),
+    ("20 items/s: / the floor's sends per CPU-s", "steady20", "ratio_floor", "higher", (">=", 0.9)),
+    ("floor with steady's filters, sends per CPU-s", "steady20m", "sends_per_cpu_s", "higher", None),
+    ("20 items/s: / that floor (the same sends)", "steady20", "ratio_floor_matched", "higher",
+     (">=", 0.9)),
+    ("unfiltered 20/s: deliveries per server CPU-s", "steady20u", "deliveries_per_cpu_s", "higher",
+     None),
+    ("unfiltered 20/s: / the floor's", "steady20u", "ratio_floor", "higher", (">=", 0.9)),
+    ("unfiltered 20/s: latency p50, ms", "steady20u", "lat_p50_ms", "lower", None),
+    ("unfiltered 20/s: lost", "steady20u", "lost", "lower", ("<=", 0)),
     ("flash to the idle N: median, s", "flash", "flash_all_s", "lower", None),
     ("flash to the idle N: max, s", "flash", "flash_max_s", "lower", None),
     ("flash: median / the floor's", "flash", "flash_ratio_floor", "lower", ("<=", 1.5)),
@@ -154,6 +165,26 @@ def derive_flash(runs):
             d["flash_ratio_floor"] = d["flash_all_s"] / floor["flash_all_s"]
 
 
+def derive_floor(runs):
+    """Each target's steady runs over the floor's sends per CPU-s: steady20
+    (loadgen's filters: 3/8 of the floor's sends) over the floor (steady20)
+    and over the floor that makes the same sends (steady20m, --filtered), and
+    steady20u (every client every item, the floor's own load) over the
+    floor, which is its steady20 run."""
+    floor = runs.get("floor", {})
+    if "steady20" in floor:
+        floor["steady20u"] = floor["steady20"]
+    for t, r in runs.items():
+        if t == "floor":
+            continue
+        for run, ref, key in (("steady20", "steady20", "ratio_floor"),
+                              ("steady20", "steady20m", "ratio_floor_matched"),
+                              ("steady20u", "steady20", "ratio_floor")):
+            d, f = r.get(run), floor.get(ref)
+            if d and f and f.get("sends_per_cpu_s", 0) > 0 and "deliveries_per_cpu_s" in d:
+                d[key] = d["deliveries_per_cpu_s"] / f["sends_per_cpu_s"]
+
+
 def load(files):
     runs = {}
     for f in files:
@@ -219,6 +250,7 @@ def main():
             runs.setdefault(os.path.basename(f)[:-len("-poll.json")], {})["poll"] = json.load(open(f))
     derive_stalled(runs)
     derive_flash(runs)
+    derive_floor(runs)
     order = [t for t in ("tickerd", "base", "tickerd-w1", "node", "nchan", "floor") if t in runs]
     order += sorted(t for t in runs if t not in order)
     base = order[0] if order else None
@@ -251,6 +283,8 @@ def main():
         print(f"tickerd: {a.bin}")
     if a.base_bin:
         print(f"base:    {a.base_bin}")
+    if any(d.get("busy_poll") for r in runs.values() for d in r.values() if isinstance(d, dict)):
+        print("busy-poll: the steady clients and the floor's readers never sleep")
     print()
     print(line)
     print("-" * len(line))

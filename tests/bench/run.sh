@@ -24,7 +24,11 @@
 #   BENCH_SCENARIOS="floor idle flash steady burst storm stalled poll redis nodes"   the scenarios
 #                            to run; floor is the bare-send floor (tests/bench/floor.c):
 #                            the steady scenario's sends with no server, as the
-#                            column "floor", and FLASH_K rounds to IDLE_N sockets;
+#                            column "floor", the steady run's own sends (its
+#                            filters: floor --filtered), and FLASH_K rounds to
+#                            IDLE_N sockets; steady (tickerd, base) also runs
+#                            unfiltered, every client owed every item (the
+#                            floor's own load);
 #                            flash (tickerd, base): the idle scenario's clients,
 #                            then FLASH_K global items, each timed from its XADD
 #                            to its last client (its idle figures stand for idle's);
@@ -37,6 +41,10 @@
 #                            config (tests/bench/nodes.sh); both feed the
 #                            sizing model (tests/bench/sizing.py, build/bench/sizing.json);
 #                            together about 70 s at small scale, 3.5 min at full
+#   BENCH_BUSY_POLL=1        the steady runs' clients and the floor's readers
+#                            never sleep (--busy-poll), so no sender pays for
+#                            waking them (docs/performance.md, "One entry per
+#                            XREAD"); off by default: they take the cores
 #   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
 #                            (off by default: they buffer per client, and
 #                            loadgen stops the burst at --rss-limit-mb)
@@ -55,6 +63,8 @@ TARGETS=${BENCH_TARGETS:-"tickerd tickerd-w1 node nchan"}
 SCENARIOS=" ${BENCH_SCENARIOS:-floor idle flash steady burst storm stalled poll redis nodes} "
 want() { [[ $SCENARIOS == *" $1 "* ]]; }
 QUEUE_BYTES=${BENCH_QUEUE_BYTES:-} # empty: the daemon's default
+BUSY=()
+[ "${BENCH_BUSY_POLL:-0}" = 1 ] && BUSY=(--busy-poll)
 TICKERD_BIN=${TICKERD_BIN:-$ROOT/build/tickerd}
 BASE_BIN=${BENCH_BASE_BIN:-}
 if [ -n "$BASE_BIN" ] && [ -z "${BENCH_TARGETS:-}" ]; then
@@ -275,11 +285,18 @@ storm() { # NAME: STORM_N clients reconnect at once with since
 # has workers (WI), each with a reader process.
 if want floor; then
     "$OUT/floor" -n "$STEADY_N" --procs "$W" --rate 20 --duration "$STEADY_T" --bytes 180 \
-        --src 127.9.1 --out "$RAW/floor-steady20.json" || log "floor (steady) failed"
+        --src 127.9.1 "${BUSY[@]}" --out "$RAW/floor-steady20.json" || log "floor (steady) failed"
+    # the steady run's own sends: loadgen's filters owe a client 3/8 of the
+    # items, so a socket is written every 50 to 400 ms, not every 50 ms, and
+    # a send to a socket idle for longer than the RTO costs the sender the
+    # receiver's quick ACK (docs/performance.md, "One entry per XREAD")
+    "$OUT/floor" -n "$STEADY_N" --procs "$W" --rate 20 --duration "$STEADY_T" --bytes 180 \
+        --filtered --src 127.9.3 "${BUSY[@]}" --out "$RAW/floor-steady20m.json" ||
+        log "floor (filtered) failed"
     "$OUT/floor" -n "$IDLE_N" --procs "$WI" --rate 1 --duration 1 --bytes "$FLASH_BYTES" \
         --flash-rounds "$FLASH_K" --flash-gap "$FLASH_GAP" \
         --src 127.9.2 --out "$RAW/floor-flash.json" || log "floor (flash) failed"
-    for f in steady20 flash; do
+    for f in steady20 steady20m flash; do
         [ -s "$RAW/floor-$f.json" ] && python3 tests/bench/report.py --one "$RAW/floor-$f.json" >&2
     done
 fi
@@ -310,8 +327,14 @@ for name in $TARGETS; do
     if want steady || want burst || { want storm && [ "$ws" = "$w" ]; }; then
         [ -z "$TPID" ] && { start_target "$name" "$w" || { stop_target; continue; }; }
         if want steady; then
-            loadgen "$name" steady "$name-steady20" -n "$STEADY_N" --rate 20 --duration "$STEADY_T" --procs 2
-            loadgen "$name" steady "$name-steady5" -n "$STEADY_N" --rate 5 --duration "$STEADY_T" --procs 2
+            loadgen "$name" steady "$name-steady20" -n "$STEADY_N" --rate 20 --duration "$STEADY_T" --procs 2 \
+                "${BUSY[@]}"
+            loadgen "$name" steady "$name-steady5" -n "$STEADY_N" --rate 5 --duration "$STEADY_T" --procs 2 \
+                "${BUSY[@]}"
+            # the floor's own load: every client owed every item
+            [[ $name == tickerd || $name == base ]] &&
+                loadgen "$name" steady "$name-steady20u" -n "$STEADY_N" --rate 20 \
+                    --duration "$STEADY_T" --procs 2 --unfiltered "${BUSY[@]}"
         fi
         want burst && loadgen "$name" burst "$name-burst" -n "$BURST_N" --items "$BURST_M" --procs 2 --drain 60
         want storm && [ "$ws" = "$w" ] && storm "$name"
