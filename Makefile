@@ -196,7 +196,7 @@ install: all
 	cp -R docs $(DESTDIR)$(PREFIX)/share/doc/tickerd/
 
 format:
-	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.[ch] tests/fuzz/*.c tests/bench/loadgen.c
+	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.[ch] tests/fuzz/*.c tests/bench/loadgen.c tests/bench/filters.h
 
 clean:
 	rm -rf build

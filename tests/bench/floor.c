@@ -16,8 +16,9 @@
  *          byte (the flash scenario's floor); the median and the max.
  *
  * With --filtered a round sends only to the sockets whose client the
- * steady scenario's filters owe that item (3/8 of them, each socket every
- * 50 to 400 ms): the same sends, to the same sockets, as tickerd makes.
+ * steady scenario's filters owe that item (filters.h: 3/8 of them, each
+ * socket every 50 to 400 ms): the same sends, to the same sockets, as
+ * tickerd makes.
  *
  * With --busy-poll the readers never sleep (epoll_wait with no timeout), so
  * the senders pay no wake-ups, as loadgen --busy-poll does for a server.
@@ -42,6 +43,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "filters.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -132,14 +135,11 @@ static int wait_received(uint64_t want, double deadline)
     return 0;
 }
 
-/* --filtered: whether socket g is sent round r, as loadgen's steady
- * scenario owes client g item r (a quarter of the clients take every item,
- * half one region of 8, a quarter two; items go round the 8 regions). */
+/* Whether socket g is sent round r: always, or with --filtered when the
+ * steady scenario's client g is owed item r (filters.h). */
 static int owed(int g, int r)
 {
-    if (!opt.filtered) return 1;
-    int kind = g % 4, r1 = (g / 4) % 8, r2 = (g / 4 + 3) % 8;
-    return kind == 0 || r % 8 == r1 || (kind == 3 && r % 8 == r2);
+    return !opt.filtered || bench_owed(bench_filter_kind(g), g, r);
 }
 
 /* The bytes the readers get in round r, over every sender's sockets. */
@@ -231,7 +231,8 @@ static void parse_args(int argc, char **argv)
     static const struct option lo[] = {
         {"procs", 1, 0, 'p'}, {"bytes", 1, 0, 'b'}, {"rate", 1, 0, 'r'},  {"duration", 1, 0, 'd'},
         {"src", 1, 0, 's'},   {"out", 1, 0, 'o'},   {"timeout", 1, 0, 't'},
-        {"flash-rounds", 1, 0, 'k'}, {"flash-gap", 1, 0, 'g'}, {"busy-poll", 0, 0, 'y'}, {"filtered", 0, 0, 'f'}, {0, 0, 0, 0}};
+        {"flash-rounds", 1, 0, 'k'}, {"flash-gap", 1, 0, 'g'}, {"busy-poll", 0, 0, 'y'},
+        {"filtered", 0, 0, 'f'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:", lo, NULL)) != -1) {
         switch (ch) {
@@ -323,12 +324,14 @@ int main(int argc, char **argv)
     double flash_all_s = k % 2 ? flash_s[k / 2] : (flash_s[k / 2 - 1] + flash_s[k / 2]) / 2;
     fprintf(f,
             "\"target\":\"floor\",\"label\":\"floor\",\"scenario\":\"floor\",\"clients\":%d,"
-            "\"procs\":%d,\"busy_poll\":%d,\"filtered\":%d,\"bytes\":%d,\"rate\":%g,\"duration_s\":%g,\"sends\":%.0f,"
+            "\"procs\":%d,\"busy_poll\":%d,\"filtered\":%d,\"bytes\":%d,\"rate\":%g,"
+            "\"duration_s\":%g,\"sends\":%.0f,"
             "\"cpu_s\":%.4f,\"sends_per_cpu_s\":%.0f,\"deliveries_per_cpu_s\":%.0f,"
             "\"paced_complete\":%s,"
             "\"flash_send_s\":%.4f,\"flash_all_s\":%.4f,\"flash_max_s\":%.4f,"
             "\"flash_complete\":%s}\n",
-            opt.n, opt.procs, opt.busy_poll, opt.filtered, opt.bytes, opt.rate, opt.duration, sends, cpu,
+            opt.n, opt.procs, opt.busy_poll, opt.filtered, opt.bytes, opt.rate, opt.duration, sends,
+            cpu,
             cpu > 0 ? sends / cpu : 0, cpu > 0 ? sends / cpu : 0, lost_paced ? "false" : "true",
             flash_send_s, flash_all_s, flash_s[k - 1], lost_flash ? "false" : "true");
     if (f != stdout) fclose(f);

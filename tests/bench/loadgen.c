@@ -44,6 +44,8 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "filters.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
@@ -135,27 +137,25 @@ static int64_t real_us(void)
 }
 
 /* ------------------------------------------------------------------ */
-/* filters: client g's subscription, derived from g alone */
+/* filters: client g's subscription, derived from g alone (filters.h) */
 
 static int filt_kind(int g)
 {
-    if (opt.scenario == S_STALLED || opt.unfiltered) return 0; /* owed everything */
-    int k = g % 4;
-    return k == 0 ? 0 : k == 3 ? 2 : 1; /* 0 all, 1 one region, 2 two regions */
+    if (opt.scenario == S_STALLED || opt.unfiltered) return BENCH_ALL; /* owed everything */
+    return bench_filter_kind(g);
 }
 static int filt_r1(int g)
 {
-    return (g / 4) % 8;
+    return bench_region1(g);
 }
 static int filt_r2(int g)
 {
-    return (g / 4 + 3) % 8;
+    return bench_region2(g);
 }
 static bool matches(int g, int seq)
 {
     if (opt.scenario == S_FLASH) return true; /* its items are global: every filter matches */
-    int k = filt_kind(g), r = seq % 8;
-    return k == 0 || r == filt_r1(g) || (k == 2 && r == filt_r2(g));
+    return bench_owed(filt_kind(g), g, seq);
 }
 
 /* ------------------------------------------------------------------ */
@@ -342,9 +342,9 @@ static void send_handshake(client_t *c)
     char path[512], req[1024], enc[256];
     int g = c->g, k = filt_kind(g);
     if (opt.target == T_NCHAN) {
-        if (k == 0)
+        if (k == BENCH_ALL)
             snprintf(path, sizeof path, "/sub/all");
-        else if (k == 1)
+        else if (k == BENCH_ONE_REGION)
             snprintf(path, sizeof path, "/sub/%s", regions[filt_r1(g)]);
         else
             snprintf(path, sizeof path, "/sub/%s,%s", regions[filt_r1(g)], regions[filt_r2(g)]);
@@ -355,9 +355,9 @@ static void send_handshake(client_t *c)
         }
     } else {
         char f[128] = "";
-        if (k == 1)
+        if (k == BENCH_ONE_REGION)
             snprintf(f, sizeof f, "&region=%s", regions[filt_r1(g)]);
-        else if (k == 2)
+        else if (k == BENCH_TWO_REGIONS)
             snprintf(f, sizeof f, "&region=%s,%s", regions[filt_r1(g)], regions[filt_r2(g)]);
         if (storm_mode && c->lastid) {
             urlenc(c->lastid, enc, sizeof enc);
@@ -1675,17 +1675,16 @@ static void run_flash(int64_t held)
 
 static void usage(void)
 {
-    fprintf(
-        stderr,
-        "usage: loadgen --target tickerd|node|nchan\n"
-        "  --scenario idle|steady|burst|storm|stalled|flash\n"
-        "  --port P [--host 127.0.0.1] [--pub-port P (nchan)] [--redis HOST:PORT]\n"
-        "  [--stream KEY] [-n CLIENTS] [--procs K] [--rate R] [--duration S]\n"
-        "  [--items M] [--hold S] [--src 127.X.Y] [--per-src N] [--pid PID]...\n"
-        "  [--out FILE] [--label L] [--timeout S] [--connect-timeout S] [--drain S]\n"
-        "  [--text-bytes B] [--unfiltered (every client takes every item)] [--busy-poll]\n"
-        "  stalled: [--readers R] [--rcvbuf B] [--observe S]\n"
-        "  [--rss-limit-mb MB] flash: [--items K (at most 32)] [--gap S] [--flash-wait S]\n");
+    fprintf(stderr,
+            "usage: loadgen --target tickerd|node|nchan\n"
+            "  --scenario idle|steady|burst|storm|stalled|flash\n"
+            "  --port P [--host 127.0.0.1] [--pub-port P (nchan)] [--redis HOST:PORT]\n"
+            "  [--stream KEY] [-n CLIENTS] [--procs K] [--rate R] [--duration S]\n"
+            "  [--items M] [--hold S] [--src 127.X.Y] [--per-src N] [--pid PID]...\n"
+            "  [--out FILE] [--label L] [--timeout S] [--connect-timeout S] [--drain S]\n"
+            "  [--text-bytes B] [--unfiltered (every client takes every item)] [--busy-poll]\n"
+            "  stalled: [--readers R] [--rcvbuf B] [--observe S]\n"
+            "  [--rss-limit-mb MB] flash: [--items K (at most 32)] [--gap S] [--flash-wait S]\n");
     exit(2);
 }
 

@@ -12,9 +12,10 @@ below 1 is good depends on the figure ("better" column). A target "base"
 So is "floor" (floor.c, the bare-send floor: no server, one send() per
 delivery): its steady20 run gives deliveries per CPU-s, so tickerd/floor is
 the share of the floor that tickerd reaches. Its steady20m run makes the
-steady run's own sends (floor --filtered: loadgen's filters), and tickerd's steady20u
-(every client owed every item) is the floor's own load. Its flash run (rounds of one
-send to each of the idle N sockets) is the floor of the flash scenario:
+steady run's own sends (floor --filtered: loadgen's filters), and
+tickerd's steady20u (every client owed every item) is the floor's own load.
+Its flash run (rounds of one send to each of the idle N sockets) is the
+floor of the flash scenario:
 tickerd's flash.json (which stands for its idle run too) gets the ratio of
 the two medians, the issue's target being 1.5.
 

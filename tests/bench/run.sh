@@ -43,8 +43,9 @@
 #                            together about 70 s at small scale, 3.5 min at full
 #   BENCH_BUSY_POLL=1        the steady runs' clients and the floor's readers
 #                            never sleep (--busy-poll), so no sender pays for
-#                            waking them (docs/performance.md, "One entry per
-#                            XREAD"); off by default: they take the cores
+#                            waking them (docs/performance.md, "The floor
+#                            against the steady run's own sends"); off by
+#                            default: they take the cores
 #   BENCH_STALLED_PEERS=1    also run the stalled scenario on node and nchan
 #                            (off by default: they buffer per client, and
 #                            loadgen stops the burst at --rss-limit-mb)
@@ -286,10 +287,10 @@ storm() { # NAME: STORM_N clients reconnect at once with since
 if want floor; then
     "$OUT/floor" -n "$STEADY_N" --procs "$W" --rate 20 --duration "$STEADY_T" --bytes 180 \
         --src 127.9.1 "${BUSY[@]}" --out "$RAW/floor-steady20.json" || log "floor (steady) failed"
-    # the steady run's own sends: loadgen's filters owe a client 3/8 of the
-    # items, so a socket is written every 50 to 400 ms, not every 50 ms, and
-    # a send to a socket idle for longer than the RTO costs the sender the
-    # receiver's quick ACK (docs/performance.md, "One entry per XREAD")
+    # the steady run's own sends: loadgen's filters (filters.h) owe a client
+    # 3/8 of the items, so a socket is written every 50 to 400 ms, not every
+    # 50 ms, which costs the sender more a send (docs/performance.md, "The
+    # floor against the steady run's own sends")
     "$OUT/floor" -n "$STEADY_N" --procs "$W" --rate 20 --duration "$STEADY_T" --bytes 180 \
         --filtered --src 127.9.3 "${BUSY[@]}" --out "$RAW/floor-steady20m.json" ||
         log "floor (filtered) failed"
