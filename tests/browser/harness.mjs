@@ -372,6 +372,9 @@ export class StreamProxy {
 
   async start() {
     this.server = http.createServer((req, res) => this._request(req, res));
+    // Every accepted socket, also one that has sent nothing yet (a browser's
+    // preconnect), or close() would wait for it until requestTimeout.
+    this.server.on('connection', (sock) => this._track(sock));
     this.server.on('upgrade', (req, socket, head) => this._upgrade(req, socket, head));
     await new Promise((r) => this.server.listen(0, '127.0.0.1', r));
     this.url = `http://127.0.0.1:${this.server.address().port}`;
@@ -387,7 +390,6 @@ export class StreamProxy {
     const p = new URL(req.url, 'http://x').pathname;
     this.counts.requests[p] = (this.counts.requests[p] || 0) + 1;
     const buffered = this.buffer;
-    this._track(req.socket);
     const up = http.request(
       { host: this.upstream.hostname, port: this.upstream.port, method: req.method, path: req.url, headers: req.headers },
       (ur) => {
@@ -459,8 +461,9 @@ export class StreamProxy {
   }
 
   close() {
+    const closed = new Promise((r) => this.server.close(r));
     this.cut();
-    return new Promise((r) => this.server.close(r));
+    return closed;
   }
 }
 

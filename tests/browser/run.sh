@@ -12,4 +12,4 @@ cd "$(dirname "$0")"
 if [ ! -d node_modules/playwright-core ]; then
     npm install --no-audit --no-fund
 fi
-exec node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec "$@" browser.test.mjs feeds.test.mjs pin.test.mjs console.test.mjs kill.test.mjs
+exec node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec "$@" harness.test.mjs browser.test.mjs feeds.test.mjs pin.test.mjs console.test.mjs kill.test.mjs
