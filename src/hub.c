@@ -8,7 +8,12 @@
  * frames. The hub tells the history the oldest position still needed
  * (tk_history_trim), so an event stays while a client is behind it, up to
  * max_queue_bytes behind; past that, or after slow_timeout_s without
- * taking a byte, the client is closed 1013 and reconnects with since. */
+ * taking a byte, the client is closed 1013 and reconnects with since.
+ *
+ * The fan-out of an event reads the filters of the live clients from one
+ * array (the fan-out table) and visits only the clients it matches; a
+ * client that is not owed catches its cursor up to the hub's considered
+ * when it next becomes owed or is written to. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +32,15 @@
  * reading. */
 #define OWN_FRAMES_MAX 8192
 
+/* The fan-out table: each live client's filter beside the client, in one
+ * array. An event's loop reads the filters in a row and touches only the
+ * clients it matches: the structs of the others (most of them, with
+ * narrow filters) stay cold. */
+typedef struct tk_fan {
+    tk_filter_t filter;
+    tk_client_t *c;
+} tk_fan_t;
+
 struct tk_hub {
     uv_loop_t *loop;
     uv_timer_t timer;
@@ -34,6 +48,11 @@ struct tk_hub {
     tk_hub_limits_t lim;
     tk_client_t *clients; /* newest first */
     tk_client_t *owed;    /* clients with frames owed */
+    tk_fan_t *fan;        /* the live clients */
+    uint32_t nfan, fancap;
+    /* Every event before it has been offered to every live client: one
+     * that is not owed has matched none of them since its cursor. */
+    uint64_t considered;
     int nclients;
     bool batching;
     bool starting; /* a client's first frames are being queued: start() writes them */
@@ -61,10 +80,19 @@ static const char *peer(tk_client_t *c, char *buf, size_t cap)
 
 /* --- the owed list --- */
 
+/* A client not owed moves its cursor past the events it was offered and
+ * did not match (the fan-out leaves its struct alone for those). */
+static void catch_up(tk_client_t *c)
+{
+    if (!c->owed && c->state == TK_CLIENT_LIVE && c->cursor < c->hub->considered)
+        c->cursor = c->hub->considered;
+}
+
 static void mark_owed(tk_client_t *c)
 {
     tk_hub_t *hub = c->hub;
     if (c->owed) return;
+    catch_up(c);
     c->owed = 1;
     c->owed_prev = NULL;
     c->owed_next = hub->owed;
@@ -84,6 +112,47 @@ static void unmark_owed(tk_client_t *c)
     if (c->owed_next) c->owed_next->owed_prev = c->owed_prev;
     c->owed_prev = c->owed_next = NULL;
     c->owed = 0;
+}
+
+/* --- the fan-out table --- */
+
+static int fan_add(tk_client_t *c)
+{
+    tk_hub_t *hub = c->hub;
+    if (hub->nfan == hub->fancap) {
+        uint32_t cap = hub->fancap ? hub->fancap * 2 : 64;
+        tk_fan_t *fan = realloc(hub->fan, cap * sizeof *fan);
+        if (!fan) return -1;
+        hub->fan = fan;
+        hub->fancap = cap;
+    }
+    hub->fan[hub->nfan] = (tk_fan_t){c->filter, c};
+    c->fan_slot = ++hub->nfan;
+    return 0;
+}
+
+/* The last entry takes c's place: a fan-out loop runs downwards, so the
+ * entry moved has been visited. */
+static void fan_remove(tk_client_t *c)
+{
+    tk_hub_t *hub = c->hub;
+    if (!c->fan_slot) return;
+    uint32_t i = c->fan_slot - 1;
+    c->fan_slot = 0;
+    hub->fan[i] = hub->fan[--hub->nfan];
+    if (i < hub->nfan) hub->fan[i].c->fan_slot = i + 1;
+    if (hub->fancap > 64 && hub->nfan < hub->fancap / 4) { /* after a storm */
+        tk_fan_t *fan = realloc(hub->fan, hub->fancap / 2 * sizeof *fan);
+        if (fan) {
+            hub->fan = fan;
+            hub->fancap /= 2;
+        }
+    }
+}
+
+static void fan_refilter(tk_client_t *c)
+{
+    if (c->fan_slot) c->hub->fan[c->fan_slot - 1].filter = c->filter;
 }
 
 /* --- the fan-out histogram: stream-ID time to the last write ---
@@ -241,6 +310,7 @@ void tk_client_close(tk_client_t *c, uint16_t code)
      * for, least of all for a slow consumer. */
     if (code != 1008) drop_queue(c);
     c->cursor = tk_history_next_seq(c->hub->history);
+    fan_remove(c);
     c->state = TK_CLIENT_CLOSING;
     c->close_code = code;
     unmark_owed(c);
@@ -324,6 +394,7 @@ static int write_owed(tk_client_t *c, bool direct)
         c->ops->want_write(c); /* the transport finishes its write first */
         return 0;
     }
+    catch_up(c);
     unsigned char *dst = hub->scratch + tk_msg_pre;
     size_t cap = c->ops->room ? c->ops->room(c) : SIZE_MAX;
     if (direct && cap == 0) {
@@ -398,6 +469,10 @@ static void start_oneshot(tk_client_t *c, const tk_sub_req_t *req)
     c->filter = req->filter;
     c->state = TK_CLIENT_LIVE;
     c->cursor = tk_history_next_seq(hub->history);
+    if (fan_add(c)) {
+        tk_client_close(c, 1011);
+        return;
+    }
     c->oneshot_gap = !epoch_ok;
     c->oneshot_replay = (int16_t)(want < hub->lim.replay_max ? want : hub->lim.replay_max);
     if (req->has_since && epoch_ok) {
@@ -526,13 +601,17 @@ static void start(tk_client_t *c, const tk_sub_req_t *req)
         start_oneshot(c, req);
         return;
     }
+    c->filter = req->filter;
+    c->state = TK_CLIENT_LIVE;
+    c->cursor = tk_history_next_seq(c->hub->history);
+    if (fan_add(c)) {
+        tk_client_close(c, 1011); /* its early frames go with it */
+        return;
+    }
     tk_msg_t **early = c->q;
     uint32_t head = c->qhead, len = c->qlen, cap = c->qcap;
     c->q = NULL;
     c->qhead = c->qlen = c->qcap = 0;
-    c->filter = req->filter;
-    c->state = TK_CLIENT_LIVE;
-    c->cursor = tk_history_next_seq(c->hub->history);
     c->hub->starting = true;
     send_hello(c);
     send_replay(c, req, false);
@@ -611,6 +690,7 @@ void tk_hub_detach(tk_client_t *c)
         tk_hub_t *hub = c->hub;
         c->attached = 0;
         unmark_owed(c);
+        fan_remove(c);
         if (c->prev)
             c->prev->next = c->next;
         else
@@ -645,6 +725,7 @@ void tk_hub_resubscribe(tk_client_t *c, const tk_sub_req_t *req)
     }
     if (c->state != TK_CLIENT_LIVE) return;
     c->filter = req->filter;
+    fan_refilter(c);
     if (set_label(c, req->client)) return;
     count_audience(c, &req->filter);
     send_hello(c);
@@ -681,46 +762,51 @@ static void trim(tk_hub_t *hub)
 /* The live path: a caught-up client with nothing queued and nothing
  * half-written gets the frame written at once; arming POLLOUT would cost
  * two epoll_ctl calls and a loop turn per delivery. Any other client that
- * wants the event owes it, and its writable callback catches up. */
+ * wants the event owes it, and its writable callback catches up. held: the
+ * event's frame per transport, made for the first client that takes it. */
+static void offer(tk_hub_t *hub, tk_client_t *c, tk_event_t *ev, tk_msg_t **held)
+{
+    if (c->cursor > ev->seq || tk_id_cmp(ev->id, c->skip_until) <= 0) return;
+    catch_up(c); /* to ev->seq: it matched nothing before */
+    if (c->screen) note_retract(c, ev);
+    if (c->oneshot) {
+        mark_owed(c); /* answered from its writable callback */
+        return;
+    }
+    tk_msg_t *m = held[c->transport];
+    if (!m) {
+        if (!(m = held[c->transport] = live_msg(ev, c->transport))) {
+            tk_client_close(c, 1011);
+            return;
+        }
+        m->pending++; /* held until the loop is done */
+    }
+    if (c->cursor == ev->seq && !c->owed && !hub->batching && !c->ops->busy(c)) {
+        if (c->ops->write(c, m->data, m->len) < 0) {
+            tk_client_close(c, 0);
+            return;
+        }
+        c->cursor++;
+        c->last_sent = ev->id;
+        c->progress_ms = loop_ms(hub);
+        TK_COUNT(messages_sent_total, 1);
+        TK_COUNT(bytes_sent_total, m->len);
+    } else {
+        m->pending++;
+        mark_owed(c);
+    }
+}
+
+/* Downwards through the table: a client closed on the way is replaced by
+ * the last entry, which has been visited. */
 void tk_hub_publish(tk_hub_t *hub, tk_event_t *ev)
 {
     tk_msg_t *held[TK_TRANSPORTS] = {NULL, NULL};
-    for (tk_client_t *c = hub->clients, *next; c; c = next) {
-        next = c->next;
-        if (c->state != TK_CLIENT_LIVE || c->cursor > ev->seq) continue;
-        bool match = wants(c, ev);
-        if (!match) {
-            if (c->cursor == ev->seq) c->cursor++;
-            continue;
-        }
-        if (c->screen) note_retract(c, ev);
-        if (c->oneshot) {
-            mark_owed(c); /* answered from its writable callback */
-            continue;
-        }
-        tk_msg_t *m = held[c->transport];
-        if (!m) {
-            if (!(m = held[c->transport] = live_msg(ev, c->transport))) {
-                tk_client_close(c, 1011);
-                continue;
-            }
-            m->pending++; /* held until the loop is done */
-        }
-        if (c->cursor == ev->seq && !c->owed && !hub->batching && !c->ops->busy(c)) {
-            if (c->ops->write(c, m->data, m->len) < 0) {
-                tk_client_close(c, 0);
-                continue;
-            }
-            c->cursor++;
-            c->last_sent = ev->id;
-            c->progress_ms = loop_ms(hub);
-            TK_COUNT(messages_sent_total, 1);
-            TK_COUNT(bytes_sent_total, m->len);
-        } else {
-            m->pending++;
-            mark_owed(c);
-        }
-    }
+    hub->considered = ev->seq;
+    for (uint32_t i = hub->nfan; i-- > 0;)
+        if (i < hub->nfan && tk_filter_match_any(&hub->fan[i].filter, ev->keys, ev->nkeys))
+            offer(hub, hub->fan[i].c, ev, held);
+    hub->considered = ev->seq + 1;
     for (int t = 0; t < TK_TRANSPORTS; t++)
         fanout_done(held[t]);
     if (!hub->batching) trim(hub);
@@ -921,6 +1007,7 @@ static void free_hub(tk_hub_t *hub)
     tk_msg_unref(hub->ws_ping);
     tk_msg_unref(hub->sse_comment);
     free(hub->scratch);
+    free(hub->fan);
     free(hub);
 }
 

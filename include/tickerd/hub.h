@@ -81,7 +81,8 @@ struct tk_client {
     tk_client_t *owed_prev, *owed_next; /* clients with frames owed */
     tk_filter_t filter;
     tk_filter_t counted; /* the filter it counts in the audience with */
-    uint64_t cursor;     /* the next event of the log to consider */
+    uint64_t cursor;     /* the next event of the log to consider (while not
+                            owed, the hub's considered if that is later) */
     tk_id_t skip_until;  /* events up to here were sent by a since= replay */
     tk_id_t last_sent;   /* for the gap frame */
     tk_msg_t **q;        /* own frames: a ring of references */
@@ -92,6 +93,7 @@ struct tk_client {
     int64_t expires_s;        /* wall time its token expires (1008); 0: never */
     const char *close_reason; /* for the close frame; NULL: the code's own */
     uint32_t heard_s;         /* loop time (s) of the last frame received */
+    uint32_t fan_slot;        /* its entry in the hub's fan-out table + 1; 0: none */
     uint16_t close_code;
     uint8_t transport;
     uint8_t state;

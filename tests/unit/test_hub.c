@@ -31,12 +31,14 @@ typedef struct fake {
     size_t room, largest; /* room: what its socket takes a write (0: any) */
     bool busy, wants, stalled, closed;
     bool full; /* its socket takes nothing now (room 0) until a callback */
+    bool broken; /* its writes fail */
     int closing_code; /* -1: not closing */
 } fake_t;
 
 static int fake_write(tk_client_t *c, unsigned char *data, size_t len)
 {
     fake_t *f = (fake_t *)c;
+    if (f->broken) return -1;
     f->out = __real_realloc(f->out, f->outlen + len);
     memcpy(f->out + f->outlen, data, len);
     f->outlen += len;
@@ -174,6 +176,16 @@ static void disconnect(fake_t *f)
     tk_hub_detach(&f->client);
     free(f->out);
     free(f);
+}
+
+/* A subscribe frame. */
+static void resubscribe(fake_t *f, const char *query)
+{
+    tk_sub_req_t req;
+    char err[200];
+    tk_sub_req_init(&req);
+    assert_int_equal(tk_query_parse(cfg, query, &req, err, sizeof err), 0);
+    tk_hub_resubscribe(&f->client, &req);
 }
 
 /* Writable callbacks while the client reads; at most n of them. */
@@ -812,6 +824,85 @@ static void test_idle_client_holds_no_queue(void **state)
     disconnect(g);
 }
 
+/* The fan-out leaves a client alone for the events it does not match. Far
+ * behind by those, it owes none of them: an own frame later is written at
+ * once and does not count it as a slow consumer. */
+static void test_unmatched_events_are_not_owed(void **state)
+{
+    tk_hub_limits_t lim = limits(50000);
+    tk_hub_set_limits(hub, &lim);
+    fake_t *mena = connect_client("replay=0&region=mena");
+    fake_t *reader = connect_client("replay=0");
+    pump(mena);
+    pump(reader);
+    for (int i = 0; i < 200; i++) { /* 200 kB: four times the bound */
+        publish("europe", 1000);
+        pump(reader);
+    }
+    assert_false(mena->wants);
+    int writes = mena->writes;
+    assert_int_equal(tk_client_send_json(&mena->client, "pong", json_object()), 0);
+    tk_hub_tick(hub);
+    assert_int_equal(mena->closing_code, -1);
+    pump(mena);
+    assert_int_equal(mena->writes, writes + 1); /* the pong alone */
+    publish("mena", 100);
+    assert_false(mena->wants); /* caught up: written at once */
+    json_t *l = frames(mena);
+    assert_int_equal(json_array_size(l), 4); /* hello, replay, pong, item */
+    assert_string_equal(type_of(l, 2), "pong");
+    int seq;
+    assert_int_equal(item_seqs(l, 3, &seq, 1), 1);
+    assert_int_equal(seq, 200);
+    json_decref(l);
+    expect_items(reader, 0, 201);
+    disconnect(mena);
+    disconnect(reader);
+}
+
+/* Clients whose writes fail are closed during an event's fan-out; every
+ * other client still gets that event and the next, once. */
+static void test_closed_during_fanout(void **state)
+{
+    enum { N = 9 };
+    fake_t *f[N];
+    for (int i = 0; i < N; i++) {
+        f[i] = connect_client("replay=0");
+        pump(f[i]);
+    }
+    for (int i = 0; i < N; i += 3)
+        f[i]->broken = true;
+    publish("", 100);
+    publish("", 100);
+    for (int i = 0; i < N; i++) {
+        if (f[i]->broken) {
+            assert_int_equal(f[i]->closing_code, 0);
+            continue;
+        }
+        assert_int_equal(f[i]->closing_code, -1);
+        expect_items(f[i], 0, 2);
+    }
+    for (int i = 0; i < N; i++)
+        disconnect(f[i]);
+}
+
+/* A subscribe frame changes what the fan-out matches at once. */
+static void test_resubscribe_refilters(void **state)
+{
+    fake_t *f = connect_client("replay=0&region=mena");
+    pump(f);
+    resubscribe(f, "region=europe");
+    pump(f);
+    publish("mena", 100);
+    publish("europe", 100);
+    json_t *l = frames(f);
+    int seqs[4];
+    assert_int_equal(item_seqs(l, 0, seqs, 4), 1);
+    assert_int_equal(seqs[0], 1);
+    json_decref(l);
+    disconnect(f);
+}
+
 /* A write carries no more than the socket takes, but always a frame. */
 static void test_writes_fit_the_socket(void **state)
 {
@@ -933,15 +1024,6 @@ static void offer(scene_t *s, const char *op, int ref, const char *region)
     if ((rej.reason == TK_REJECT_BAD_ENTRY && strstr(rej.detail, "out of memory")) ||
         (rej.reason == TK_REJECT_BAD_JSON && json_form && inject.failed))
         s->oom |= 1ULL << k;
-}
-
-static void resubscribe(fake_t *f, const char *query)
-{
-    tk_sub_req_t req;
-    char err[200];
-    tk_sub_req_init(&req);
-    assert_int_equal(tk_query_parse(cfg, query, &req, err, sizeof err), 0);
-    tk_hub_resubscribe(&f->client, &req);
 }
 
 static void pump_all(scene_t *s)
@@ -1334,6 +1416,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resync_gap, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_parked_client, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_writes_fit_the_socket, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_unmatched_events_are_not_owed, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_closed_during_fanout, start_hub, stop_hub),
+        cmocka_unit_test_setup_teardown(test_resubscribe_refilters, start_hub, stop_hub),
         cmocka_unit_test_setup_teardown(test_replay_max_is_not_too_many_frames, start_hub,
                                         stop_hub),
         cmocka_unit_test_setup_teardown(test_kill_labelled_clients, start_hub, stop_hub),
