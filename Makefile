@@ -196,12 +196,17 @@ install: all
 	cp -R docs $(DESTDIR)$(PREFIX)/share/doc/tickerd/
 
 format:
-	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.[ch] tests/fuzz/*.c tests/bench/loadgen.c tests/bench/filters.h
+	clang-format -i src/*.c include/tickerd/*.h tests/unit/*.[ch] tests/fuzz/*.c tests/bench/loadgen.c tests/bench/fanout.c tests/bench/filters.h
 
 clean:
 	rm -rf build
 
-bench: all
+# The hub's own cost of a fan-out, no sockets (tests/bench/fanout.c).
+$(BUILD)/bench/fanout: tests/bench/fanout.c tests/bench/filters.h $(UNIT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/bench -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS)
+
+bench: all $(BUILD)/bench/fanout
 	tests/bench/run.sh
 
 # test_stream includes the stream reader's sources to reach its static functions.

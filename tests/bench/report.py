@@ -49,6 +49,8 @@ FIGURES = [
     ("floor with steady's filters, sends per CPU-s", "steady20m", "sends_per_cpu_s", "higher", None),
     ("20 items/s: / that floor (the same sends)", "steady20", "ratio_floor_matched", "higher",
      (">=", 0.9)),
+    ("hub fan-out alone (fanout.c), ns per delivery", "fanout", "ns_per_delivery", "lower", None),
+    ("20 items/s: the hub's share of a delivery's CPU", "steady20", "hub_share", "lower", None),
     ("unfiltered 20/s: deliveries per server CPU-s", "steady20u", "deliveries_per_cpu_s", "higher",
      None),
     ("unfiltered 20/s: / the floor's", "steady20u", "ratio_floor", "higher", (">=", 0.9)),
@@ -186,6 +188,15 @@ def derive_floor(runs):
                 d[key] = d["deliveries_per_cpu_s"] / f["sends_per_cpu_s"]
 
 
+def derive_fanout(runs):
+    """The hub's ns per delivery (fanout.c: tk_hub_publish alone) over the
+    CPU a delivery costs tickerd in the steady run, sockets and all."""
+    r = runs.get("tickerd", {})
+    f, d = r.get("fanout"), r.get("steady20")
+    if f and d and d.get("deliveries_per_cpu_s", 0) > 0:
+        d["hub_share"] = f["ns_per_delivery"] * d["deliveries_per_cpu_s"] / 1e9
+
+
 def load(files):
     runs = {}
     for f in files:
@@ -224,7 +235,8 @@ def one(path):
             "stalled_still_open", "rss_limit_hit", "failed", "last_error",
             "clients", "procs", "sends", "cpu_s", "sends_per_cpu_s", "flash_all_s",
             "flash_max_s", "flash_rounds_s", "flash_frame_bytes", "bytes",
-            "flash_items_complete", "flash_cpu_s", "storm_p50_s"]
+            "flash_items_complete", "flash_cpu_s", "storm_p50_s", "items", "deliveries", "owed",
+            "ns_per_item", "ns_per_delivery"]
     parts = [f"{k}={d[k] if isinstance(d[k], (str, list)) else fmt(d[k])}" for k in keys
              if k in d and d[k] != ""]
     print(f"  {d.get('label')} {os.path.basename(path)[:-5]}: " + " ".join(parts))
@@ -252,6 +264,7 @@ def main():
     derive_stalled(runs)
     derive_flash(runs)
     derive_floor(runs)
+    derive_fanout(runs)
     order = [t for t in ("tickerd", "base", "tickerd-w1", "node", "nchan", "floor") if t in runs]
     order += sorted(t for t in runs if t not in order)
     base = order[0] if order else None

@@ -302,6 +302,17 @@ if want floor; then
     done
 fi
 
+# ------------------------------------------------- the hub's own fan-out
+# tk_hub_publish alone (tests/bench/fanout.c, built by make bench): STEADY_N
+# clients with the steady run's filters, scattered in memory, the caches
+# walked cold between two items as the kernel's sends walk them; the table
+# sets its ns per delivery against tickerd's steady CPU per delivery.
+if want steady && [[ " $TARGETS " == *" tickerd "* ]]; then
+    { make -s --no-print-directory build/bench/fanout &&
+        "$OUT/fanout" "$STEADY_N" 400 > "$RAW/tickerd-fanout.json"; } || log "fanout failed"
+    [ -s "$RAW/tickerd-fanout.json" ] && python3 tests/bench/report.py --one "$RAW/tickerd-fanout.json" >&2
+fi
+
 for name in $TARGETS; do
     w=$W
     [ "$name" = tickerd-w1 ] && w=1
