@@ -8,7 +8,7 @@
  * sits among lws's allocations for it (about 1.8 KiB a connection), and
  * the slots are taken in a shuffled order, as the heap hands out memory
  * after connections have come and gone.
- * Usage: fanout [clients] [items] [evict_kib] [stride] */
+ * Usage: fanout [clients] [items] [walk_kib] [slot_bytes] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
