@@ -176,10 +176,15 @@ static void fanout_done(tk_msg_t *m)
         tk_metrics_observe_fanout(tk_now_s() - (double)m->stamp_ms / 1000.0);
 }
 
+/* Sent already, by the since= replay it connected with. */
+static bool replayed(const tk_client_t *c, const tk_event_t *ev)
+{
+    return tk_id_cmp(ev->id, c->skip_until) <= 0;
+}
+
 static bool wants(const tk_client_t *c, const tk_event_t *ev)
 {
-    return tk_id_cmp(ev->id, c->skip_until) > 0 &&
-           tk_filter_match_any(&c->filter, ev->keys, ev->nkeys);
+    return !replayed(c, ev) && tk_filter_match_any(&c->filter, ev->keys, ev->nkeys);
 }
 
 /* --- kill confirmation (SPEC §7) --- */
@@ -762,11 +767,12 @@ static void trim(tk_hub_t *hub)
 /* The live path: a caught-up client with nothing queued and nothing
  * half-written gets the frame written at once; arming POLLOUT would cost
  * two epoll_ctl calls and a loop turn per delivery. Any other client that
- * wants the event owes it, and its writable callback catches up. held: the
- * event's frame per transport, made for the first client that takes it. */
+ * wants the event owes it, and its writable callback catches up. c: a
+ * client whose filter the table matched. held: the event's frame per
+ * transport, made for the first client that takes it. */
 static void offer(tk_hub_t *hub, tk_client_t *c, tk_event_t *ev, tk_msg_t **held)
 {
-    if (c->cursor > ev->seq || tk_id_cmp(ev->id, c->skip_until) <= 0) return;
+    if (c->cursor > ev->seq || replayed(c, ev)) return;
     catch_up(c); /* to ev->seq: it matched nothing before */
     if (c->screen) note_retract(c, ev);
     if (c->oneshot) {

@@ -23,9 +23,6 @@
 #include "tickerd/item.h"
 #include "tickerd/metrics.h"
 
-static const char *regions[8] = {"africa",        "asia", "asia-pacific", "europe",
-                                 "latin-america", "mena", "palestine",    "us-canada"};
-
 typedef struct sink {
     tk_client_t client; /* first, as in the real transports */
     uint64_t frames;
@@ -57,26 +54,14 @@ static void die(const char *what)
     exit(1);
 }
 
-/* Client g's query, as loadgen asks for it. */
-static void query_of(int g, char *q, size_t cap)
-{
-    int kind = bench_filter_kind(g);
-    if (kind == BENCH_ALL)
-        snprintf(q, cap, "replay=0");
-    else if (kind == BENCH_ONE_REGION)
-        snprintf(q, cap, "replay=0&region=%s", regions[bench_region1(g)]);
-    else
-        snprintf(q, cap, "replay=0&region=%s,%s", regions[bench_region1(g)],
-                 regions[bench_region2(g)]);
-}
-
 static void attach(tk_config_t *cfg, tk_hub_t *hub, sink_t *s, int g)
 {
-    char q[128], err[256];
+    char q[160], f[128], err[256];
     tk_sub_req_t *req = malloc(sizeof *req);
     if (!req) die("out of memory");
     tk_sub_req_init(req);
-    query_of(g, q, sizeof q);
+    bench_region_query(bench_filter_kind(g), g, f, sizeof f); /* as loadgen asks */
+    snprintf(q, sizeof q, "replay=0%s", f);
     if (tk_query_parse(cfg, q, req, err, sizeof err)) die(err);
     tk_hub_attach(hub, &s->client, &sink_ops, req);
 }
@@ -86,7 +71,7 @@ static tk_event_t *add_item(tk_config_t *cfg, tk_history_t *h, int seq)
     char text[160];
     int n = snprintf(text, sizeof text,
                      "Item %d of the fan-out benchmark, about as long as a headline", seq);
-    const char *region = regions[seq % 8];
+    const char *region = bench_regions[seq % 8];
     tk_field_t fields[2] = {{"text", 4, text, (size_t)n}, {"region", 6, region, strlen(region)}};
     tk_item_t item;
     tk_reject_t rej;

@@ -7,7 +7,14 @@
 #ifndef TICKERD_BENCH_FILTERS_H
 #define TICKERD_BENCH_FILTERS_H
 
+#include <stddef.h>
+#include <stdio.h>
+
 enum { BENCH_ALL, BENCH_ONE_REGION, BENCH_TWO_REGIONS };
+
+/* Item seq has the region bench_regions[seq % 8]. */
+static const char *const bench_regions[8] = {"africa",        "asia", "asia-pacific", "europe",
+                                             "latin-america", "mena", "palestine",    "us-canada"};
 
 static inline int bench_filter_kind(int g)
 {
@@ -27,6 +34,19 @@ static inline int bench_owed(int kind, int g, int seq)
     int r = seq % 8;
     return kind == BENCH_ALL || r == bench_region1(g) ||
            (kind == BENCH_TWO_REGIONS && r == bench_region2(g));
+}
+
+/* The region part of a tickerd query for client g of that kind:
+ * "&region=a" or "&region=a,b", "" for BENCH_ALL. */
+static inline void bench_region_query(int kind, int g, char *out, size_t cap)
+{
+    if (kind == BENCH_ONE_REGION)
+        snprintf(out, cap, "&region=%s", bench_regions[bench_region1(g)]);
+    else if (kind == BENCH_TWO_REGIONS)
+        snprintf(out, cap, "&region=%s,%s", bench_regions[bench_region1(g)],
+                 bench_regions[bench_region2(g)]);
+    else if (cap)
+        out[0] = 0;
 }
 
 #endif

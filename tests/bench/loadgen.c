@@ -11,7 +11,7 @@
  * The WebSocket client is written here (RFC 6455, client side only): the
  * handshake, masked client frames (pong, close) and unmasked server frames.
  *
- * Items are "bench <tag>#<seq> ..." with the region regions[seq % 8]; a
+ * Items are "bench <tag>#<seq> ..." with the region bench_regions[seq % 8]; a
  * client's filter is derived from its global index, so every process knows
  * which items each client must receive, and checks it gets each exactly once.
  *
@@ -107,8 +107,6 @@ static struct {
     .flash_wait = 20,
 };
 
-static const char *regions[8] = {"africa",        "asia", "asia-pacific", "europe",
-                                 "latin-america", "mena", "palestine",    "us-canada"};
 static char tag[8]; /* per run, so items of earlier runs in the stream are ignored */
 
 static void die(const char *fmt, ...)
@@ -345,20 +343,18 @@ static void send_handshake(client_t *c)
         if (k == BENCH_ALL)
             snprintf(path, sizeof path, "/sub/all");
         else if (k == BENCH_ONE_REGION)
-            snprintf(path, sizeof path, "/sub/%s", regions[filt_r1(g)]);
+            snprintf(path, sizeof path, "/sub/%s", bench_regions[filt_r1(g)]);
         else
-            snprintf(path, sizeof path, "/sub/%s,%s", regions[filt_r1(g)], regions[filt_r2(g)]);
+            snprintf(path, sizeof path, "/sub/%s,%s", bench_regions[filt_r1(g)],
+                     bench_regions[filt_r2(g)]);
         if (storm_mode && c->lastid) {
             urlenc(c->lastid, enc, sizeof enc);
             strcat(path, "?last_event_id=");
             strcat(path, enc);
         }
     } else {
-        char f[128] = "";
-        if (k == BENCH_ONE_REGION)
-            snprintf(f, sizeof f, "&region=%s", regions[filt_r1(g)]);
-        else if (k == BENCH_TWO_REGIONS)
-            snprintf(f, sizeof f, "&region=%s,%s", regions[filt_r1(g)], regions[filt_r2(g)]);
+        char f[128];
+        bench_region_query(k, g, f, sizeof f);
         if (storm_mode && c->lastid) {
             urlenc(c->lastid, enc, sizeof enc);
             snprintf(path, sizeof path, "/v1/ws?since=%s%s", enc, f);
@@ -1195,11 +1191,11 @@ static void http_queue(int seq)
                       ",\"lang\":\"en\",\"region\":[\"%s\"],\"priority\":\"breaking\","
                       "\"category\":\"politics\",\"text\":\"%s\",\"source\":\"bench\","
                       "\"expires\":%" PRId64 "}",
-                      ms, ms, regions[seq % 8], text, ms + 21600000);
+                      ms, ms, bench_regions[seq % 8], text, ms + 21600000);
     int n = snprintf(req, sizeof req,
                      "POST /pub/%s HTTP/1.1\r\nHost: %s\r\nAccept: text/json\r\n"
                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                     regions[seq % 8], opt.host, bl, body);
+                     bench_regions[seq % 8], opt.host, bl, body);
     if (write(http_fd, req, (size_t)n) != n) die("nchan publish: %s", strerror(errno));
     http_pending++;
 }
@@ -1237,9 +1233,9 @@ static void redis_queue(int seq)
 {
     char text[1100];
     item_text(text, sizeof text, seq);
-    const char *argv[] = {"XADD",     opt.stream, "*",      "lang",   "en",   "priority",
-                          "breaking", "category", "politics", "source", "bench", "text",
-                          text,       "region",   regions[seq % 8]};
+    const char *argv[] = {"XADD",     opt.stream, "*",        "lang",     "en",
+                          "priority", "breaking", "category", "politics", "source",
+                          "bench",    "text",     text,       "region",   bench_regions[seq % 8]};
     int argc = 15;
     if (opt.scenario == S_FLASH) { /* no region: a global item, every filter matches */
         argv[6] = "flash";

@@ -10,7 +10,10 @@ import * as H from './harness.mjs';
 async function upstream(t) {
   const srv = http.createServer((req, res) => res.end('ok'));
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  t.after(() => srv.closeAllConnections() || srv.close());
+  t.after(() => {
+    srv.closeAllConnections();
+    srv.close();
+  });
   return `http://127.0.0.1:${srv.address().port}`;
 }
 
